@@ -1,0 +1,37 @@
+import { list, status } from '../../ops/inspect.js'
+import { formatAge, formatWhen, shortHash, type Output } from '../render.js'
+import type { GlobalArgs } from '../main.js'
+
+export async function runStatus(args: GlobalArgs & { target: string }, out: Output): Promise<number> {
+  try {
+    const s = status(args.target)
+    out.result(s, () => [
+      `view:        ${s.view} -> ${s.target}`,
+      `generation:  ${s.generation ?? 'unknown'} (hash ${s.hash})`,
+      `canonical:   ${s.canonical}`,
+      `current for: ${s.ageMs === null ? 'unknown' : formatAge(s.ageMs)}${s.since ? ` (since ${formatWhen(s.since)})` : ''}`,
+      `contents:    ${s.entries.toLocaleString('en-US')} entries from ${s.prefixes} prefixes`,
+      `manifest:    ${s.manifest ?? 'unknown'}`,
+      `on disk:     ${s.generationsOnDisk} generation tree${s.generationsOnDisk === 1 ? '' : 's'} in ${s.store}`,
+      `health:      ${s.health}${s.problems.map((p) => `\n  - ${p}`).join('')}`,
+    ])
+    return 0
+  } catch (err) {
+    return out.fail(err)
+  }
+}
+
+export async function runList(args: GlobalArgs & { target: string }, out: Output): Promise<number> {
+  try {
+    const l = list(args.target)
+    out.result(l, () =>
+      l.generations.map((g) => {
+        const marks = [g.current ? '(current)' : '', g.onDisk ? '' : '(collected)'].filter(Boolean).join(' ')
+        return `${String(g.generation).padStart(5)}   ${formatWhen(g.created)}   ${shortHash(g.hash)}   ${g.action.padEnd(10)} ${marks}`.trimEnd()
+      }),
+    )
+    return 0
+  } catch (err) {
+    return out.fail(err)
+  }
+}

@@ -1,0 +1,32 @@
+import { regenerate } from '../../ops/regenerate.js'
+import { progressReporter, shortHash, type Output } from '../render.js'
+import type { GlobalArgs } from '../main.js'
+
+export async function run(args: GlobalArgs & { manifest: string; dryRun: boolean; adopt: boolean }, out: Output): Promise<number> {
+  try {
+    const r = await regenerate(args.manifest, {
+      dryRun: args.dryRun,
+      adopt: args.adopt,
+      lockTimeout: args.lockTimeout,
+      noLock: !args.lock,
+      argv: ['viewctl', ...process.argv.slice(2)],
+      onProgress: progressReporter(out.flags),
+    })
+    for (const w of r.warnings) out.warn(w)
+    out.result(r, () => {
+      const what = `${r.entries.toLocaleString('en-US')} entries from ${r.prefixes} prefix${r.prefixes === 1 ? '' : 'es'}`
+      if (r.dryRun) {
+        return r.changed
+          ? `would switch ${r.view} to hash ${shortHash(r.hash)} (${what}); nothing written`
+          : `up to date: ${r.view} already has hash ${shortHash(r.hash)} (${what}); nothing written`
+      }
+      if (!r.changed) return `up to date: ${r.view} is generation ${r.generation} (hash ${shortHash(r.hash)}, ${what})`
+      const how = r.built ? 'built' : 'reused an existing tree'
+      const from = r.previousGeneration === null ? '' : ` (was ${r.previousGeneration})`
+      return `${r.view} is now generation ${r.generation}${from}: hash ${shortHash(r.hash)}, ${what}, ${how} in ${Math.round(r.elapsedMs)} ms`
+    })
+    return 0
+  } catch (err) {
+    return out.fail(err)
+  }
+}

@@ -1,0 +1,80 @@
+/**
+ * Output. With --json, stdout carries exactly one JSON object; otherwise
+ * human text (nothing with --quiet except errors). Errors always go to
+ * stderr as one paragraph and a hint; with --json they are on stdout too.
+ */
+import { exitCodeFor, isViewError, translateOsError, type ViewError } from '../errors.js'
+
+export interface OutputFlags {
+  json: boolean
+  quiet: boolean
+  debug: boolean
+}
+
+export class Output {
+  constructor(readonly flags: OutputFlags) {}
+
+  /** Print a command's result: its JSON form, or its text lines. */
+  result(json: unknown, text: () => string | string[]): void {
+    if (this.flags.json) {
+      process.stdout.write(JSON.stringify(json, null, 2) + '\n')
+      return
+    }
+    if (this.flags.quiet) return
+    const out = text()
+    const lines = Array.isArray(out) ? out : [out]
+    if (lines.length) process.stdout.write(lines.join('\n') + '\n')
+  }
+
+  warn(message: string): void {
+    if (!this.flags.quiet || this.flags.debug) process.stderr.write(`viewctl: warning: ${message}\n`)
+  }
+
+  /** Render a failure; returns the exit code. */
+  fail(err: unknown): number {
+    const e: ViewError = isViewError(err) ? err : translateOsError(err, 'running the command')
+    process.stderr.write(`viewctl: ${e.message}\n`)
+    if (e.hint) process.stderr.write(`hint: ${e.hint}\n`)
+    if (this.flags.debug) process.stderr.write(`${(e.cause instanceof Error ? e.cause : e).stack}\n`)
+    if (this.flags.json) {
+      process.stdout.write(JSON.stringify({ error: { code: e.code, message: e.message, hint: e.hint, ...(e.details ?? {}) } }, null, 2) + '\n')
+    }
+    return exitCodeFor(e.code)
+  }
+}
+
+export function shortHash(hash: string): string {
+  return hash.slice(0, 12)
+}
+
+export function formatAge(ms: number): string {
+  const s = Math.round(ms / 1000)
+  if (s < 60) return `${s}s`
+  const m = Math.round(s / 60)
+  if (m < 60) return `${m}m`
+  const h = Math.round(m / 60)
+  if (h < 48) return `${h}h`
+  return `${Math.round(h / 24)}d`
+}
+
+export function formatWhen(iso: string): string {
+  const d = new Date(iso)
+  if (Number.isNaN(d.getTime())) return iso
+  const pad = (n: number) => String(n).padStart(2, '0')
+  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`
+}
+
+/** A progress line on stderr, only on a TTY and never with --json or --quiet; shown after about a second. */
+export function progressReporter(flags: OutputFlags): ((done: number, total: number) => void) | undefined {
+  if (flags.json || flags.quiet || !process.stderr.isTTY) return undefined
+  const start = performance.now()
+  let shown = false
+  return (done, total) => {
+    const elapsed = performance.now() - start
+    if (elapsed < 1000 && done < total) return
+    if (!shown && done === total) return
+    shown = true
+    const rate = Math.round(done / (elapsed / 1000))
+    process.stderr.write(`\r  linked ${done.toLocaleString('en-US')} / ${total.toLocaleString('en-US')} entries (${rate.toLocaleString('en-US')}/s)${done === total ? '\n' : ''}`)
+  }
+}

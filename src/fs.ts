@@ -1,0 +1,202 @@
+/**
+ * The fs seam. Every filesystem write that matters for safety (building a
+ * generation, publishing it, recording history, collecting garbage) goes
+ * through this module, so that tests can make the N-th call of one kind fail
+ * with a chosen errno and check that the view did not change.
+ *
+ * Faults are armed with `armFaults("symlink:100:ENOSPC,rename:2:EIO")` or,
+ * for a real process, the environment variable VIEWCTL_TEST_FAULTS in the same
+ * syntax. Each rule fails exactly the N-th call of its kind (1-based), once.
+ *
+ * Paths are strings. A name that is not valid UTF-8 is carried as a string in
+ * which each undecodable byte is a lone surrogate U+DC80..U+DCFF (Python's
+ * "surrogateescape"); `fsPath` turns such strings back into the exact bytes.
+ */
+import fs from 'node:fs'
+
+export type FaultOp =
+  | 'mkdir'
+  | 'symlink'
+  | 'link'
+  | 'copyFile'
+  | 'rename'
+  | 'writeFile'
+  | 'appendFile'
+  | 'fsync'
+  | 'rm'
+  | 'unlink'
+
+interface FaultRule {
+  op: FaultOp
+  nth: number
+  errno: string
+}
+
+const counters = new Map<FaultOp, number>()
+let rules: FaultRule[] = parseFaults(process.env.VIEWCTL_TEST_FAULTS ?? '')
+
+function parseFaults(spec: string): FaultRule[] {
+  if (!spec.trim()) return []
+  return spec.split(',').map((part) => {
+    const [op, nth, errno] = part.trim().split(':')
+    return { op: op as FaultOp, nth: Number(nth), errno: errno || 'EIO' }
+  })
+}
+
+/** Arm fault rules for this process (tests only); resets the call counters. */
+export function armFaults(spec: string): void {
+  rules = parseFaults(spec)
+  counters.clear()
+}
+
+const ERRNO_MESSAGES: Record<string, string> = {
+  ENOSPC: 'no space left on device',
+  EIO: 'i/o error',
+  EACCES: 'permission denied',
+  EXDEV: 'cross-device link not permitted',
+  EROFS: 'read-only file system',
+  EDQUOT: 'disk quota exceeded',
+}
+
+function maybeFail(op: FaultOp, path: string): void {
+  if (rules.length === 0) return
+  const n = (counters.get(op) ?? 0) + 1
+  counters.set(op, n)
+  for (const rule of rules) {
+    if (rule.op === op && rule.nth === n) {
+      const err = new Error(`${rule.errno}: ${ERRNO_MESSAGES[rule.errno] ?? 'injected fault'}, ${op} '${path}'`) as NodeJS.ErrnoException
+      err.code = rule.errno
+      err.syscall = op
+      err.path = path
+      throw err
+    }
+  }
+}
+
+const SURROGATE = /[\uDC80-\uDCFF]/
+
+/** The path as the kernel must see it: a Buffer when it carries escaped bytes. */
+export function fsPath(p: string): string | Buffer {
+  return SURROGATE.test(p) ? encodeEscaped(p) : p
+}
+
+function encodeEscaped(p: string): Buffer {
+  const parts: Buffer[] = []
+  let run = ''
+  for (const ch of p) {
+    const c = ch.charCodeAt(0)
+    if (ch.length === 1 && c >= 0xdc80 && c <= 0xdcff) {
+      if (run) parts.push(Buffer.from(run, 'utf8'))
+      run = ''
+      parts.push(Buffer.of(c - 0xdc00))
+    } else {
+      run += ch
+    }
+  }
+  if (run) parts.push(Buffer.from(run, 'utf8'))
+  return Buffer.concat(parts)
+}
+
+/** Decode raw name bytes, escaping every byte that is not valid UTF-8. */
+export function decodeName(raw: Buffer): string {
+  let out = ''
+  let i = 0
+  while (i < raw.length) {
+    const b = raw[i]!
+    let len = 0
+    if (b < 0x80) len = 1
+    else if (b >= 0xc2 && b <= 0xdf) len = 2
+    else if (b >= 0xe0 && b <= 0xef) len = 3
+    else if (b >= 0xf0 && b <= 0xf4) len = 4
+    if (len > 0 && i + len <= raw.length) {
+      const chunk = raw.subarray(i, i + len)
+      const text = chunk.toString('utf8')
+      if (!text.includes('\uFFFD') && Buffer.byteLength(text) === len) {
+        out += text
+        i += len
+        continue
+      }
+    }
+    out += String.fromCharCode(0xdc00 + b)
+    i += 1
+  }
+  return out
+}
+
+export function mkdir(p: string, recursive = false): void {
+  maybeFail('mkdir', p)
+  fs.mkdirSync(fsPath(p), { recursive })
+}
+
+export function symlink(target: string, p: string): void {
+  maybeFail('symlink', p)
+  fs.symlinkSync(fsPath(target), fsPath(p))
+}
+
+export function link(existing: string, p: string): void {
+  maybeFail('link', p)
+  fs.linkSync(fsPath(existing), fsPath(p))
+}
+
+export function copyFile(src: string, dest: string): void {
+  maybeFail('copyFile', dest)
+  fs.copyFileSync(fsPath(src), fsPath(dest))
+}
+
+export function rename(from: string, to: string): void {
+  maybeFail('rename', to)
+  fs.renameSync(fsPath(from), fsPath(to))
+}
+
+/** Write a whole file and fsync it before closing. */
+export function writeFileDurable(p: string, data: string | Uint8Array, mode = 0o644): void {
+  maybeFail('writeFile', p)
+  const fd = fs.openSync(fsPath(p), 'w', mode)
+  try {
+    fs.writeFileSync(fd, data)
+    fs.fsyncSync(fd)
+  } finally {
+    fs.closeSync(fd)
+  }
+}
+
+/** Append one record and fsync it (the journal's only write). */
+export function appendDurable(p: string, data: string): void {
+  maybeFail('appendFile', p)
+  const fd = fs.openSync(fsPath(p), 'a', 0o644)
+  try {
+    fs.writeSync(fd, data)
+    fs.fsyncSync(fd)
+  } finally {
+    fs.closeSync(fd)
+  }
+}
+
+/** fsync a directory so that the names created or renamed in it are durable. */
+export function fsyncDir(p: string): void {
+  maybeFail('fsync', p)
+  let fd: number
+  try {
+    fd = fs.openSync(fsPath(p), 'r')
+  } catch {
+    return // some filesystems refuse to open directories; nothing to flush then
+  }
+  try {
+    fs.fsyncSync(fd)
+  } catch (err) {
+    // EINVAL: the filesystem does not support fsync on directories
+    if ((err as NodeJS.ErrnoException).code !== 'EINVAL') throw err
+  } finally {
+    fs.closeSync(fd)
+  }
+}
+
+export function rmTree(p: string): void {
+  maybeFail('rm', p)
+  fs.rmSync(fsPath(p), { recursive: true, force: true, maxRetries: 2 })
+}
+
+export function unlink(p: string): void {
+  maybeFail('unlink', p)
+  fs.unlinkSync(fsPath(p))
+}

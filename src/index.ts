@@ -1,0 +1,11 @@
+/** viewctl's library API. The CLI (src/cli/) is one client of it. */
+export { ViewError, exitCodeFor, translateOsError, type ErrorCode } from './errors.js'
+export { loadManifest } from './manifest/load.js'
+export type { Manifest, PackageSpec, LinkMode, ConflictPolicy, GcPolicy } from './manifest/types.js'
+export { createPlan, assertNoConflicts, unresolvedConflicts, Kind, type Plan, type PlanResult, type Conflict } from './plan/index.js'
+export { regenerate, type RegenerateOptions, type RegenerateResult } from './ops/regenerate.js'
+export { rollback, type RollbackOptions, type RollbackResult } from './ops/rollback.js'
+export { status, list, type StatusResult, type ListResult } from './ops/inspect.js'
+export { diff, type DiffResult } from './ops/diff.js'
+export { verify, type VerifyResult, type VerifyProblem } from './ops/verify.js'
+export { layoutFor, type Layout } from './store/layout.js'

@@ -1,0 +1,608 @@
+/**
+ * Loading a manifest (DESIGN.md §3): read → parse YAML keeping positions →
+ * validate against schemas/manifest.schema.json → normalize (defaults,
+ * absolute paths, globs expanded) → check the prefixes. Nothing is written;
+ * every way the input can be wrong ends here as a ViewError whose message
+ * points at file:line:column, so later stages can trust a `Manifest`.
+ *
+ * Messages name the manifest by the path the user gave (a relative path stays
+ * relative), because that is what they typed and what their editor shows.
+ */
+import fsp from 'node:fs/promises'
+import path from 'node:path'
+import { LineCounter, isAlias, isMap, isScalar, isSeq, parseDocument, visit, type Document, type Node as YamlNode } from 'yaml'
+import type { ErrorObject, ValidateFunction } from 'ajv'
+import { ViewError, translateOsError } from '../errors.js'
+import { parseDuration } from './duration.js'
+import { DEFAULT_ENV, DEFAULT_GC, type ConflictPolicy, type GcPolicy, type LinkMode, type Manifest, type PackageSpec } from './types.js'
+
+const SCHEMA_URL = new URL('../../schemas/manifest.schema.json', import.meta.url)
+const SCHEMA_HINT = 'see the manifest reference in README.md and schemas/manifest.schema.json (point your editor\'s YAML support at that schema to catch these while typing)'
+const MAX_REPORTED = 20
+
+/** One thing wrong with the manifest, anchored at a source offset. */
+interface Problem {
+  offset: number
+  text: string
+}
+
+/** The parsed YAML with what is needed to turn offsets into file:line:col. */
+interface Source {
+  /** The manifest path as the user gave it, for messages. */
+  label: string
+  doc: Document.Parsed
+  lines: LineCounter
+}
+
+/** The manifest as the schema guarantees it, before defaults. */
+interface RawPackageEntry {
+  path?: string
+  glob?: string
+  include?: string[]
+  exclude?: string[]
+  priority?: number
+}
+
+interface RawManifest {
+  view: string
+  link?: LinkMode
+  fold?: boolean
+  relative?: boolean
+  conflicts?: ConflictPolicy
+  packages: Array<string | RawPackageEntry>
+  include?: string[]
+  exclude?: string[]
+  env?: Record<string, string[]>
+  gc?: { keep?: number; ttl?: string | number; auto?: boolean }
+}
+
+export async function loadManifest(file: string): Promise<Manifest> {
+  const text = await readManifestText(file)
+  const source = parseYaml(file, text)
+  const data = toPlainData(source)
+  const raw = await validateManifest(source, data)
+  const baseDir = path.dirname(path.resolve(file))
+  const view = resolveView(source, raw, baseDir)
+  const packages = await resolvePackages(source, raw, baseDir, view)
+  return {
+    file: path.resolve(file),
+    text,
+    view,
+    link: raw.link ?? 'symlink',
+    fold: raw.fold ?? true,
+    relative: raw.relative ?? false,
+    conflicts: raw.conflicts ?? 'error',
+    packages,
+    include: raw.include ? normalizePatterns(raw.include) : null,
+    exclude: normalizePatterns(raw.exclude ?? []),
+    env: copyEnv(raw.env ?? DEFAULT_ENV),
+    gc: resolveGcPolicy(source, raw),
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Reading and parsing
+
+async function readManifestText(file: string): Promise<string> {
+  try {
+    return await fsp.readFile(file, 'utf8')
+  } catch (err) {
+    throw manifestUnreadable(file, err)
+  }
+}
+
+function manifestUnreadable(file: string, err: unknown): ViewError {
+  const code = (err as NodeJS.ErrnoException).code
+  const options = { cause: err }
+  if (code === 'EISDIR') {
+    return new ViewError('MANIFEST_NOT_FOUND', `manifest ${file} is a directory, not a file`, `pass the manifest file itself, e.g. ${path.join(file, 'env.yaml')}`, undefined, options)
+  }
+  if (code === 'EACCES' || code === 'EPERM') {
+    return new ViewError('MANIFEST_NOT_FOUND', `manifest ${file} cannot be read: permission denied`, 'check the permissions of the file and of the directories above it', undefined, options)
+  }
+  if (code === 'ENOENT' || code === 'ENOTDIR') {
+    return new ViewError('MANIFEST_NOT_FOUND', `manifest ${file} does not exist`, 'check the path; a manifest is a YAML file such as env.yaml (see examples/ for working ones)', undefined, options)
+  }
+  return new ViewError('MANIFEST_NOT_FOUND', `manifest ${file} cannot be read: ${code ?? String(err)}`, 'check the path and the filesystem, then retry', undefined, options)
+}
+
+function parseYaml(label: string, text: string): Source {
+  const lines = new LineCounter()
+  // prettyErrors off: positions come from the LineCounter, and the message stays one clean sentence.
+  const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false })
+  const source = { label, doc, lines }
+  if (doc.errors.length > 0) {
+    const problems = doc.errors.map((e) => ({ offset: e.pos[0], text: firstLine(e.message) }))
+    throw yamlError(source, problems)
+  }
+  return source
+}
+
+function yamlError(source: Source, problems: Problem[]): ViewError {
+  const lines = formatProblems(source, problems)
+  return new ViewError('MANIFEST_YAML', lines.join('\n'), 'fix the YAML syntax at that line (indent with spaces, quote values that contain ": " or start with a special character such as * & ! { [)', { errors: lines })
+}
+
+/** The document as plain data, refusing what is not a manifest-shaped mapping. */
+function toPlainData(source: Source): Record<string, unknown> {
+  const { doc, label } = source
+  const root = doc.contents
+  if (root === null || (isScalar(root) && root.value === null)) {
+    throw new ViewError('MANIFEST_INVALID', `${label}:1:1: the manifest is empty`, 'a manifest needs at least `view:` and `packages:`; see examples/ and the README manifest reference')
+  }
+  if (!isMap(root)) {
+    throw new ViewError('MANIFEST_INVALID', `${at(source, nodeOffset(root))}: the manifest must be a mapping of keys (view:, packages:, …), not ${describeKind(root)}`, 'start the file with `view: <path>` and `packages:`; see examples/ and the README manifest reference')
+  }
+  try {
+    // A cap on alias expansion keeps a "billion laughs" file from eating the machine.
+    return doc.toJS({ maxAliasCount: 1000 }) as Record<string, unknown>
+  } catch (err) {
+    // Unresolvable or exploding aliases only surface here, without a position: blame the first alias.
+    throw yamlError(source, [{ offset: firstAliasOffset(doc), text: firstLine((err as Error).message) }])
+  }
+}
+
+function describeKind(node: unknown): string {
+  if (isSeq(node)) return 'a list'
+  if (isScalar(node)) return `a single ${typeof node.value === 'string' ? 'string' : 'value'}`
+  return 'this'
+}
+
+function firstAliasOffset(doc: Document.Parsed): number {
+  let offset = 0
+  visit(doc, {
+    Alias(_, node) {
+      offset = node.range?.[0] ?? 0
+      return visit.BREAK
+    },
+  })
+  return offset
+}
+
+function firstLine(message: string): string {
+  return message.split('\n', 1)[0].trim()
+}
+
+// ---------------------------------------------------------------------------
+// Positions
+
+function at(source: Source, offset: number): string {
+  const { line, col } = source.lines.linePos(offset)
+  return `${source.label}:${line}:${col}`
+}
+
+function nodeOffset(node: unknown): number {
+  return (node as YamlNode | null)?.range?.[0] ?? 0
+}
+
+function decodePointer(pointer: string): string[] {
+  if (pointer === '') return []
+  return pointer.slice(1).split('/').map((s) => s.replace(/~1/g, '/').replace(/~0/g, '~'))
+}
+
+function deref(doc: Document.Parsed, node: unknown): unknown {
+  let current = node
+  for (let hops = 0; isAlias(current) && hops < 100; hops++) current = current.resolve(doc)
+  return current
+}
+
+function keyText(key: unknown): string {
+  return isScalar(key) ? String(key.value) : String(key)
+}
+
+interface Located {
+  /** The node at the pointer, when it exists. */
+  node: unknown
+  /** The key naming it, when its parent is a mapping. */
+  key: unknown
+}
+
+/** The YAML node a JSON pointer names, or the deepest one that exists on the way. */
+function locate(source: Source, pointer: string[]): Located {
+  let located: Located = { node: source.doc.contents, key: null }
+  for (const segment of pointer) {
+    const parent = deref(source.doc, located.node)
+    if (isMap(parent)) {
+      const pair = parent.items.find((p) => keyText(p.key) === segment)
+      if (!pair) return located
+      located = { node: pair.value, key: pair.key }
+    } else if (isSeq(parent)) {
+      const item = parent.items[Number(segment)]
+      if (item === undefined) return located
+      located = { node: item, key: null }
+    } else {
+      return located
+    }
+  }
+  return located
+}
+
+/** Where a problem with a value is reported: the value, or its key when the value is left empty (`view:`). */
+function valueOffset(source: Source, pointer: string[]): number {
+  const { node, key } = locate(source, pointer)
+  const emptyValue = node === null || (isScalar(node) && node.value === null && node.range?.[0] === node.range?.[1])
+  if (emptyValue && key) return nodeOffset(key)
+  return nodeOffset(node ?? key)
+}
+
+/** Where a problem with a key is reported: the key inside the mapping at `pointer`. */
+function keyOffset(source: Source, pointer: string[], name: string): number {
+  const { node } = locate(source, pointer)
+  const map = deref(source.doc, node)
+  if (isMap(map)) {
+    const pair = map.items.find((p) => keyText(p.key) === name)
+    if (pair) return nodeOffset(pair.key)
+  }
+  return nodeOffset(map)
+}
+
+function formatProblems(source: Source, problems: Problem[]): string[] {
+  const sorted = [...problems].sort((a, b) => a.offset - b.offset)
+  const lines = [...new Set(sorted.map((p) => `${at(source, p.offset)}: ${p.text}`))]
+  if (lines.length <= MAX_REPORTED) return lines
+  return [...lines.slice(0, MAX_REPORTED), `… and ${lines.length - MAX_REPORTED} more`]
+}
+
+// ---------------------------------------------------------------------------
+// Validation
+
+let validatorPromise: Promise<ValidateFunction> | undefined
+
+/**
+ * The compiled schema, built once per process. This is the one place that
+ * pays for ajv (import plus compile); a precompiled standalone validator can
+ * replace its body without touching the callers.
+ */
+function getValidator(): Promise<ValidateFunction> {
+  validatorPromise ??= compileValidator()
+  return validatorPromise
+}
+
+async function compileValidator(): Promise<ValidateFunction> {
+  const [{ Ajv2020 }, schemaText] = await Promise.all([import('ajv/dist/2020.js'), fsp.readFile(SCHEMA_URL, 'utf8')])
+  // strict catches schema mistakes at compile time instead of logging them; strictRequired
+  // is off because `oneOf: [{required: [path]}, {required: [glob]}]` is the point.
+  const ajv = new Ajv2020({ allErrors: true, verbose: true, strict: true, strictRequired: false, allowUnionTypes: true })
+  return ajv.compile(JSON.parse(schemaText) as object)
+}
+
+async function validateManifest(source: Source, data: Record<string, unknown>): Promise<RawManifest> {
+  const validate = await getValidator()
+  if (validate(data)) return data as unknown as RawManifest
+  const problems = describeSchemaErrors(source, data, validate.errors ?? [])
+  const lines = formatProblems(source, problems)
+  throw new ViewError('MANIFEST_INVALID', lines.join('\n'), SCHEMA_HINT, { errors: lines })
+}
+
+const PACKAGE_ITEM = /^\/packages\/(\d+)(?=\/|$)/
+
+function describeSchemaErrors(source: Source, data: unknown, errors: ErrorObject[]): Problem[] {
+  const byPackage = new Map<number, ErrorObject[]>()
+  const problems: Problem[] = []
+  for (const error of errors) {
+    const item = PACKAGE_ITEM.exec(error.instancePath)
+    if (item) {
+      const index = Number(item[1])
+      byPackage.set(index, [...(byPackage.get(index) ?? []), error])
+    } else {
+      problems.push(...describeError(source, data, error))
+    }
+  }
+  for (const [index, itemErrors] of byPackage) problems.push(...describePackageItem(source, data, index, itemErrors))
+  return problems
+}
+
+/**
+ * A package item is `string | {path|glob, …}`, so ajv reports both branches of
+ * the oneOf for every bad item. Decide from the data which branch the user
+ * meant and say one thing about it, keeping errors nested inside an entry
+ * (`packages[2].path: must be a string`, unknown keys) as they are.
+ */
+function describePackageItem(source: Source, data: unknown, index: number, errors: ErrorObject[]): Problem[] {
+  const pointer = ['packages', String(index)]
+  const item = (data as { packages: unknown[] }).packages[index]
+  const name = `packages[${index}]`
+  const offset = valueOffset(source, pointer)
+  if (typeof item === 'string') return [{ offset, text: `${name}: must not be an empty path` }]
+  if (!isPlainObject(item)) return [{ offset, text: `${name}: must be a path string or a mapping with \`path\` or \`glob\`` }]
+
+  const problems: Problem[] = []
+  const hasPath = 'path' in item
+  if (hasPath === 'glob' in item) {
+    problems.push({ offset, text: hasPath ? `${name}: has both \`path\` and \`glob\`; give one of them` : `${name}: needs \`path\` or \`glob\`` })
+  }
+  const itemPath = `/packages/${index}`
+  for (const error of errors) {
+    const nested = error.instancePath !== itemPath
+    if (nested || error.keyword === 'additionalProperties') problems.push(...describeError(source, data, error))
+  }
+  return problems
+}
+
+function isPlainObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value)
+}
+
+// Patterns the schema uses, in words.
+const PATTERN_MEANINGS: Record<string, string> = {
+  '^[0-9]+[smhdw]?$': 'must be a duration like 30s, 5m, 12h, 7d or 2w, or a number of seconds',
+  '^[^/]': 'must be a directory relative to the view root (no leading /)',
+}
+
+const TYPE_WORDS: Record<string, string> = {
+  string: 'a string',
+  integer: 'an integer',
+  number: 'a number',
+  boolean: 'true or false',
+  array: 'a list',
+  object: 'a mapping',
+  null: 'empty',
+}
+
+function describeError(source: Source, data: unknown, error: ErrorObject): Problem[] {
+  const pointer = decodePointer(error.instancePath)
+  const params = error.params as Record<string, unknown>
+  switch (error.keyword) {
+    case 'additionalProperties': {
+      const key = String(params.additionalProperty)
+      const allowed = Object.keys((error.parentSchema as { properties?: object } | undefined)?.properties ?? {})
+      return [{ offset: keyOffset(source, pointer, key), text: `${dataPath(data, [...pointer, key])}: unknown key (allowed: ${allowed.join(', ')})` }]
+    }
+    case 'propertyNames': {
+      const key = String(params.propertyName)
+      return [{ offset: keyOffset(source, pointer, key), text: `${dataPath(data, [...pointer, key])}: not a valid variable name (letters, digits and _, not starting with a digit)` }]
+    }
+    case 'required': {
+      const key = String(params.missingProperty)
+      return [{ offset: valueOffset(source, pointer), text: `${dataPath(data, [...pointer, key])}: required key is missing` }]
+    }
+    case 'pattern':
+      // propertyNames reports its own error for the same key; this one would only repeat it.
+      if (error.schemaPath.includes('/propertyNames/')) return []
+      break
+  }
+  const value = valueAt(data, pointer)
+  return [{ offset: valueOffset(source, pointer), text: `${dataPath(data, pointer)}: ${describeRule(error, value)}` }]
+}
+
+function describeRule(error: ErrorObject, value: unknown): string {
+  const params = error.params as Record<string, unknown>
+  const pattern = (error.parentSchema as { pattern?: string } | undefined)?.pattern
+  // A value with a pattern (gc.ttl) is best explained by what the pattern means, whichever rule it broke.
+  if (pattern && PATTERN_MEANINGS[pattern] && error.keyword !== 'minLength') return PATTERN_MEANINGS[pattern]
+  switch (error.keyword) {
+    case 'type':
+      return `must be ${String(params.type).split(',').map((t) => TYPE_WORDS[t] ?? t).join(' or ')}`
+    case 'enum':
+      return `must be one of ${(params.allowedValues as unknown[]).map(String).join(', ')} (got ${JSON.stringify(value)})`
+    case 'minLength':
+      return 'must not be empty'
+    case 'minItems':
+      return params.limit === 1 ? 'must not be an empty list' : `must list at least ${String(params.limit)} items`
+    case 'minimum':
+      return `must be ${String(params.limit)} or more`
+    default:
+      return error.message ?? `breaks the schema rule ${error.schemaPath}`
+  }
+}
+
+function valueAt(data: unknown, pointer: string[]): unknown {
+  let current = data
+  for (const segment of pointer) {
+    if (current === null || typeof current !== 'object') return undefined
+    current = (current as Record<string, unknown>)[segment]
+  }
+  return current
+}
+
+/** `packages[2].path`, `gc.kep`, `env["MY VAR"]`: how a user would name the node. */
+function dataPath(data: unknown, pointer: string[]): string {
+  let text = ''
+  let current = data
+  for (const segment of pointer) {
+    if (Array.isArray(current)) text += `[${segment}]`
+    else if (/^[A-Za-z_][A-Za-z0-9_-]*$/.test(segment)) text += text ? `.${segment}` : segment
+    else text += `[${JSON.stringify(segment)}]`
+    current = current !== null && typeof current === 'object' ? (current as Record<string, unknown>)[segment] : undefined
+  }
+  return text || '(the manifest)'
+}
+
+// ---------------------------------------------------------------------------
+// Normalization
+
+function resolveView(source: Source, raw: RawManifest, baseDir: string): string {
+  const view = path.resolve(baseDir, raw.view)
+  if (view === path.parse(view).root) {
+    throw new ViewError('MANIFEST_INVALID', `${at(source, valueOffset(source, ['view']))}: view: ${view} cannot be a view (it is the filesystem root)`, 'name a path such as /opt/views/hpc; viewctl keeps a store beside it, so its parent must be writable')
+  }
+  return view
+}
+
+/** Strip the spellings that mean the same pattern (`./bin/` is `bin`); an empty result means everything. */
+function normalizePatterns(patterns: string[]): string[] {
+  return patterns.map((pattern) => {
+    let p = pattern
+    while (p.startsWith('./')) p = p.slice(2)
+    while (p.length > 1 && p.endsWith('/')) p = p.slice(0, -1)
+    return p === '' || p === '.' || p === '/' ? '**' : p
+  })
+}
+
+function copyEnv(env: Record<string, string[]>): Record<string, string[]> {
+  return Object.fromEntries(Object.entries(env).map(([name, dirs]) => [name, [...dirs]]))
+}
+
+function resolveGcPolicy(source: Source, raw: RawManifest): GcPolicy {
+  const ttl = raw.gc?.ttl === undefined ? DEFAULT_GC.ttl : String(raw.gc.ttl)
+  let ttlMs: number
+  try {
+    ttlMs = parseDuration(ttl)
+  } catch (err) {
+    throw new ViewError('MANIFEST_INVALID', `${at(source, valueOffset(source, ['gc', 'ttl']))}: gc.ttl: ${(err as Error).message}`, (err as ViewError).hint)
+  }
+  return {
+    keep: raw.gc?.keep ?? DEFAULT_GC.keep,
+    ttl,
+    ttlMs,
+    auto: raw.gc?.auto ?? DEFAULT_GC.auto,
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Packages
+
+/** A prefix named by the manifest, before it is checked on disk. */
+interface Candidate {
+  spec: Omit<PackageSpec, 'realPath'>
+  /** Where to point when this prefix is wrong: the path string or the glob. */
+  offset: number
+}
+
+/** A problem that stops the load, with the code and advice for its kind. */
+interface PrefixProblem extends Problem {
+  code: 'PREFIX_INVALID' | 'GLOB_EMPTY' | 'VIEW_INSIDE_PREFIX'
+  hint: string
+}
+
+async function resolvePackages(source: Source, raw: RawManifest, baseDir: string, view: string): Promise<PackageSpec[]> {
+  const problems: PrefixProblem[] = []
+  const candidates: Candidate[] = []
+  for (const [index, entry] of raw.packages.entries()) {
+    candidates.push(...(await expandEntry(source, entry, index, baseDir, problems)))
+  }
+  const [checked, viewTree] = await Promise.all([Promise.all(candidates.map((c) => checkPrefix(c, baseDir))), viewTreeOf(view)])
+  const packages: PackageSpec[] = []
+  const seen = new Set<string>()
+  for (const [i, result] of checked.entries()) {
+    if ('code' in result) {
+      problems.push(result)
+      continue
+    }
+    const overlap = overlapWithView(candidates[i], result.realPath, viewTree)
+    if (overlap) problems.push(overlap)
+    // The first mention wins, so its options and its place in the merge order are kept.
+    if (seen.has(result.realPath)) continue
+    seen.add(result.realPath)
+    packages.push({ ...candidates[i].spec, realPath: result.realPath })
+  }
+  if (problems.length > 0) throw prefixError(source, problems)
+  return packages
+}
+
+function prefixError(source: Source, problems: PrefixProblem[]): ViewError {
+  const first = [...problems].sort((a, b) => a.offset - b.offset)[0]
+  const lines = formatProblems(source, problems)
+  return new ViewError(first.code, lines.join('\n'), first.hint, { errors: lines })
+}
+
+async function expandEntry(source: Source, entry: string | RawPackageEntry, index: number, baseDir: string, problems: PrefixProblem[]): Promise<Candidate[]> {
+  const origin = `packages[${index}]`
+  if (typeof entry === 'string') {
+    return [{ spec: packageSpec(path.resolve(baseDir, entry), {}, origin), offset: valueOffset(source, ['packages', String(index)]) }]
+  }
+  if (entry.path !== undefined) {
+    return [{ spec: packageSpec(path.resolve(baseDir, entry.path), entry, origin), offset: valueOffset(source, ['packages', String(index), 'path']) }]
+  }
+  const glob = entry.glob as string
+  const offset = valueOffset(source, ['packages', String(index), 'glob'])
+  const matches = await expandGlob(glob, baseDir, origin)
+  if (matches.length === 0) {
+    problems.push({ code: 'GLOB_EMPTY', offset, text: `${origin}.glob: ${glob} matches no directory`, hint: `check the pattern (relative patterns start from ${baseDir}; fast-glob syntax), install the packages it should find, or remove the entry` })
+  }
+  return matches.map((match) => ({ spec: packageSpec(match, entry, `${origin} (glob ${glob})`), offset }))
+}
+
+function packageSpec(prefix: string, entry: RawPackageEntry, origin: string): Omit<PackageSpec, 'realPath'> {
+  return {
+    path: prefix,
+    include: entry.include ? normalizePatterns(entry.include) : null,
+    exclude: normalizePatterns(entry.exclude ?? []),
+    priority: entry.priority ?? 0,
+    origin,
+  }
+}
+
+async function expandGlob(pattern: string, baseDir: string, origin: string): Promise<string[]> {
+  // Loaded on demand: most manifests list plain paths and should not pay for fast-glob.
+  const { default: fg } = await import('fast-glob')
+  let matches: string[]
+  try {
+    matches = await fg(pattern, { cwd: baseDir, onlyDirectories: true, absolute: true, dot: true, followSymbolicLinks: true })
+  } catch (err) {
+    throw translateOsError(err, `expanding ${origin}.glob ${pattern}`)
+  }
+  // Plain code-unit order: the merge order must not depend on the locale.
+  return matches.map((m) => path.resolve(m)).sort((a, b) => (a < b ? -1 : a > b ? 1 : 0))
+}
+
+async function checkPrefix(candidate: Candidate, baseDir: string): Promise<{ realPath: string } | PrefixProblem> {
+  const { path: prefix, origin } = candidate.spec
+  const invalid = (what: string, hint: string): PrefixProblem => ({ code: 'PREFIX_INVALID', offset: candidate.offset, text: `${origin}: ${prefix} ${what}`, hint })
+  const missingHint = `check the path (relative paths resolve from ${baseDir}); install the package first or remove it from packages`
+  try {
+    const stat = await fsp.stat(prefix)
+    if (!stat.isDirectory()) return invalid('is not a directory', 'a prefix is an install directory (the one holding bin/, lib/, include/ …); name that directory, not a file in it')
+    return { realPath: await fsp.realpath(prefix) }
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code
+    if (code === 'ENOENT' || code === 'ENOTDIR') return invalid('does not exist', missingHint)
+    if (code === 'EACCES' || code === 'EPERM') return invalid('cannot be read (permission denied)', 'viewctl must be able to read every prefix; check its permissions and those of the directories above it')
+    if (code === 'ELOOP') return invalid('is a symlink loop', 'fix the symlink so that it points at the install directory')
+    return invalid(`cannot be checked (${code ?? String(err)})`, 'check the path and the filesystem, then retry')
+  }
+}
+
+// ---------------------------------------------------------------------------
+// The view must not overlap its inputs
+
+interface ViewTree {
+  view: string
+  /** The view path with every existing ancestor resolved, but not the view itself (it is our symlink). */
+  viewReal: string
+  storeReal: string
+}
+
+async function viewTreeOf(view: string): Promise<ViewTree> {
+  const viewReal = path.join(await realpathOfDeepestAncestor(path.dirname(view)), path.basename(view))
+  return { view, viewReal, storeReal: path.join(path.dirname(viewReal), `._${path.basename(viewReal)}`) }
+}
+
+/** realpath() of the deepest part of `p` that exists, with the rest appended: where `p` will be once created. */
+async function realpathOfDeepestAncestor(p: string): Promise<string> {
+  const missing: string[] = []
+  let current = p
+  for (;;) {
+    try {
+      return path.join(await fsp.realpath(current), ...missing.reverse())
+    } catch {
+      const parent = path.dirname(current)
+      if (parent === current) return p
+      missing.push(path.basename(current))
+      current = parent
+    }
+  }
+}
+
+function isWithin(child: string, ancestor: string): boolean {
+  if (child === ancestor) return true
+  const withSep = ancestor.endsWith(path.sep) ? ancestor : ancestor + path.sep
+  return child.startsWith(withSep)
+}
+
+function overlapWithView(candidate: Candidate, realPath: string, tree: ViewTree): PrefixProblem | null {
+  const { path: prefix, origin } = candidate.spec
+  const shown = realPath === prefix ? prefix : `${prefix} (really ${realPath})`
+  const problem = (what: string): PrefixProblem => ({
+    code: 'VIEW_INSIDE_PREFIX',
+    offset: candidate.offset,
+    text: `${origin}: ${shown} ${what}`,
+    hint: `keep the view and its store (._${path.basename(tree.view)} beside it) outside every prefix, and do not list the view or anything under it as a package`,
+  })
+  if (realPath === tree.viewReal) return problem('is the view itself; the view would end up inside its own input')
+  if (realPath === tree.storeReal) return problem('is the view\'s store; the view would end up inside its own input')
+  if (isWithin(tree.viewReal, realPath)) return problem(`contains the view ${tree.view}; the view would end up inside its own input`)
+  if (isWithin(realPath, tree.storeReal)) return problem(`lies inside the view's store ${tree.storeReal}; a view cannot take its own generations as input`)
+  if (isWithin(realPath, tree.viewReal)) return problem(`lies inside the view ${tree.view}; a view cannot take its own contents as input`)
+  return null
+}

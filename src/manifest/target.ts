@@ -1,0 +1,34 @@
+/**
+ * Commands other than regenerate/plan take a manifest or a view path. Given a
+ * manifest, they only need its `view`: a rollback at 2 a.m. must work even
+ * when a prefix named in the manifest is gone, so the prefixes are not checked.
+ */
+import fs from 'node:fs'
+import path from 'node:path'
+import { parse } from 'yaml'
+import { ViewError } from '../errors.js'
+
+export function isManifestPath(target: string): boolean {
+  return /\.ya?ml$/i.test(target)
+}
+
+export function viewPathOf(target: string): string {
+  if (!isManifestPath(target)) return path.resolve(target)
+  let text: string
+  try {
+    text = fs.readFileSync(target, 'utf8')
+  } catch (err) {
+    throw new ViewError('MANIFEST_NOT_FOUND', `${target}: cannot read the manifest (${(err as NodeJS.ErrnoException).code ?? 'error'})`, 'check the path, or give the view path instead of the manifest')
+  }
+  let doc: unknown
+  try {
+    doc = parse(text)
+  } catch (err) {
+    throw new ViewError('MANIFEST_YAML', `${target}: ${(err as Error).message.split('\n')[0]}`, 'fix the YAML syntax, or give the view path instead of the manifest')
+  }
+  const view = (doc as { view?: unknown } | null)?.view
+  if (typeof view !== 'string' || view === '') {
+    throw new ViewError('MANIFEST_INVALID', `${target}: no \`view\` path in the manifest`, 'add `view: /path/to/view`, or give the view path instead of the manifest')
+  }
+  return path.resolve(path.dirname(path.resolve(target)), view)
+}

@@ -1,0 +1,54 @@
+/** The manifest after validation and normalization: every default filled in, every path absolute. */
+
+export type LinkMode = 'symlink' | 'hardlink' | 'copy'
+export type ConflictPolicy = 'error' | 'first' | 'last'
+
+export interface PackageSpec {
+  /** Absolute, normalized path as the manifest names it (a glob match, or the path resolved from the manifest's folder). */
+  path: string
+  /** realpath() of `path`; duplicates are removed by this. */
+  realPath: string
+  /** Package-level include patterns; null means "everything". */
+  include: string[] | null
+  exclude: string[]
+  priority: number
+  /** Where the package came from, for messages: "packages[2]" or "packages[3] (glob /opt/apps/python/3.12.*)". */
+  origin: string
+}
+
+export interface GcPolicy {
+  keep: number
+  /** The ttl as written, e.g. "7d". */
+  ttl: string
+  ttlMs: number
+  auto: boolean
+}
+
+export interface Manifest {
+  /** Absolute path of the manifest file. */
+  file: string
+  /** The manifest's text exactly as read (stored in each generation as .viewctl/manifest.yaml). */
+  text: string
+  /** Absolute view path (relative paths resolve from the manifest's folder). */
+  view: string
+  link: LinkMode
+  fold: boolean
+  relative: boolean
+  conflicts: ConflictPolicy
+  packages: PackageSpec[]
+  /** Global include patterns; null means "everything". */
+  include: string[] | null
+  exclude: string[]
+  /** Variable name -> view-relative directories, in order ("." is the view root). */
+  env: Record<string, string[]>
+  gc: GcPolicy
+}
+
+export const DEFAULT_ENV: Record<string, string[]> = {
+  PATH: ['bin'],
+  MANPATH: ['share/man'],
+  PKG_CONFIG_PATH: ['lib/pkgconfig', 'share/pkgconfig'],
+  CMAKE_PREFIX_PATH: ['.'],
+}
+
+export const DEFAULT_GC: GcPolicy = { keep: 2, ttl: '7d', ttlMs: 7 * 24 * 3600 * 1000, auto: true }

@@ -1,0 +1,67 @@
+/** status and list: read-only, no lock. */
+import { layoutFor, generationDir, linkTargetFor } from '../store/layout.js'
+import { listGenerations, readViewState, requireManaged, type GenerationInfo } from '../store/state.js'
+import { readMeta } from '../store/build.js'
+import { viewPathOf } from '../manifest/target.js'
+
+export interface StatusResult {
+  view: string
+  store: string
+  generation: number | null
+  hash: string
+  target: string
+  canonical: string
+  /** When the current generation became current (the last switch to it). */
+  since: string | null
+  ageMs: number | null
+  prefixes: number
+  entries: number
+  manifest: string | null
+  generationsOnDisk: number
+  health: 'ok' | 'degraded'
+  problems: string[]
+}
+
+export function status(target: string): StatusResult {
+  const layout = layoutFor(viewPathOf(target))
+  const state = readViewState(layout)
+  requireManaged(state)
+  const dir = generationDir(layout, state.hash)
+  const meta = readMeta(dir)
+  const problems: string[] = []
+  if (!meta) problems.push(`the current tree ${dir} is missing or has no .viewctl/meta.json`)
+  if (!state.current) problems.push('the journal has no record of the current hash (history.jsonl missing or edited)')
+  if (state.target !== linkTargetFor(layout, state.hash)) problems.push(`unexpected link target ${state.target}`)
+  const gens = listGenerations(state)
+  const since = state.current?.at ?? null
+  return {
+    view: layout.view,
+    store: layout.store,
+    generation: state.current?.generation ?? null,
+    hash: state.hash,
+    target: state.target!,
+    canonical: dir,
+    since,
+    ageMs: since ? Date.now() - Date.parse(since) : null,
+    prefixes: meta?.prefixes.length ?? 0,
+    entries: meta?.counts.entries ?? 0,
+    manifest: state.current?.manifest ?? meta?.manifest ?? null,
+    generationsOnDisk: new Set(gens.filter((g) => g.onDisk).map((g) => g.hash)).size,
+    health: problems.length ? 'degraded' : 'ok',
+    problems,
+  }
+}
+
+export interface ListResult {
+  view: string
+  current: number | null
+  generations: GenerationInfo[]
+}
+
+export function list(target: string): ListResult {
+  const layout = layoutFor(viewPathOf(target))
+  const state = readViewState(layout)
+  requireManaged(state)
+  return { view: layout.view, current: state.current?.generation ?? null, generations: listGenerations(state) }
+}
+

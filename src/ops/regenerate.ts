@@ -1,0 +1,138 @@
+/**
+ * regenerate: manifest -> plan -> (build | reuse) -> record -> publish.
+ *
+ * Everything that can be refused is refused before the first write: the
+ * manifest, the prefixes, the conflicts, the state of the view path. The
+ * build happens in staging and becomes a generation by one rename; the
+ * switch is one more rename. A failure anywhere leaves the view on the
+ * generation it had.
+ */
+import { loadManifest } from '../manifest/load.js'
+import type { Manifest } from '../manifest/types.js'
+import { assertNoConflicts, createPlan, type PlanResult } from '../plan/index.js'
+import { buildGeneration, type BuildProgress } from '../store/build.js'
+import { appendHistory, newRecord, retractHistory } from '../store/history.js'
+import { layoutFor, type Layout } from '../store/layout.js'
+import { publishGeneration } from '../store/publish.js'
+import { nextGenerationNumber, readViewState, type ViewState } from '../store/state.js'
+import { ViewError } from '../errors.js'
+import { withWriter, type WriterOptions } from './writer.js'
+
+export interface RegenerateOptions extends WriterOptions {
+  dryRun?: boolean
+  adopt?: boolean
+  onProgress?: BuildProgress
+}
+
+export interface RegenerateResult {
+  view: string
+  store: string
+  hash: string
+  generation: number | null
+  previousGeneration: number | null
+  changed: boolean
+  /** A tree was built (false when an existing tree with this hash was reused, or nothing changed). */
+  built: boolean
+  dryRun: boolean
+  entries: number
+  prefixes: number
+  conflicts: number
+  excluded: number
+  warnings: string[]
+  cleared: string[]
+  elapsedMs: number
+}
+
+export async function regenerate(manifestFile: string, opts: RegenerateOptions = {}): Promise<RegenerateResult> {
+  const started = performance.now()
+  const manifest = await loadManifest(manifestFile)
+  const layout = layoutFor(manifest.view)
+  assertPublishable(readViewState(layout), opts)
+  const plan = createPlan(manifest)
+  assertNoConflicts(plan, manifestFile)
+
+  const base = {
+    view: layout.view,
+    store: layout.store,
+    hash: plan.hash,
+    dryRun: !!opts.dryRun,
+    entries: plan.paths.length,
+    prefixes: plan.prefixes.length,
+    conflicts: plan.conflicts.length,
+    excluded: plan.excluded,
+    warnings: [...plan.warnings],
+  }
+  if (opts.dryRun) {
+    const state = readViewState(layout)
+    return {
+      ...base,
+      generation: state.current?.generation ?? null,
+      previousGeneration: state.current?.generation ?? null,
+      changed: state.hash !== plan.hash,
+      built: false,
+      cleared: [],
+      elapsedMs: performance.now() - started,
+    }
+  }
+
+  return withWriter(layout, opts, (cleared) => {
+    const state = readViewState(layout)
+    assertPublishable(state, opts)
+    const previous = state.current?.generation ?? null
+    if (state.kind === 'managed' && state.hash === plan.hash && state.current) {
+      return { ...base, generation: previous, previousGeneration: previous, changed: false, built: false, cleared, elapsedMs: performance.now() - started }
+    }
+    const { generation, built, warnings } = switchToNewGeneration(layout, state, plan, manifest, opts)
+    return {
+      ...base,
+      warnings: [...base.warnings, ...warnings],
+      generation,
+      previousGeneration: previous,
+      changed: true,
+      built,
+      cleared,
+      elapsedMs: performance.now() - started,
+    }
+  })
+}
+
+function switchToNewGeneration(layout: Layout, state: ViewState, plan: PlanResult, manifest: Manifest, opts: RegenerateOptions) {
+  const { built } = buildGeneration(layout, plan, manifest, opts.onProgress)
+  const generation = nextGenerationNumber(state)
+  const record = newRecord({
+    generation,
+    hash: plan.hash,
+    action: 'regenerate',
+    argv: opts.argv ?? process.argv.slice(1),
+    manifest: manifest.file,
+    env: manifest.env,
+    gc: { keep: manifest.gc.keep, ttl: manifest.gc.ttl, auto: manifest.gc.auto },
+  })
+  const sizeBefore = appendHistory(layout.history, record)
+  try {
+    const warnings = publishGeneration(layout, plan.hash)
+    return { generation, built, warnings }
+  } catch (err) {
+    retractHistory(layout.history, sizeBefore)
+    throw err
+  }
+}
+
+/** A view path that is a real directory or a foreign symlink is never replaced silently. */
+function assertPublishable(state: ViewState, opts: RegenerateOptions): void {
+  const { layout } = state
+  if (state.kind === 'directory' && !opts.adopt) {
+    throw new ViewError(
+      'NOT_MANAGED',
+      `${layout.view} is a real directory, not a view managed by viewctl; refusing to replace it`,
+      'pass --adopt to move it into the store as generation 1 (rollback can return to it), or choose another view path',
+    )
+  }
+  if (state.kind === 'foreign') {
+    throw new ViewError(
+      'NOT_MANAGED',
+      `${layout.view} exists and is not a viewctl view (it is a file, or a symlink that does not point into ${layout.store})`,
+      'move it away or choose another view path',
+    )
+  }
+}

@@ -1,0 +1,143 @@
+/**
+ * verify: the current tree against the plan it was built from. Every planned
+ * entry exists with the right type and target and resolves (unless the
+ * prefix itself ships it dangling); nothing unplanned sits in the tree.
+ */
+import fs from 'node:fs'
+import path from 'node:path'
+import { fsPath } from '../fs.js'
+import { viewPathOf } from '../manifest/target.js'
+import { Kind, NO_SOURCE } from '../plan/types.js'
+import { EntryType, readDirListing } from '../plan/scan.js'
+import { readMeta } from '../store/build.js'
+import { generationDir, layoutFor, META_DIR } from '../store/layout.js'
+import { readGenerationPlan } from '../store/plan-file.js'
+import { readViewState, requireManaged } from '../store/state.js'
+
+export type ProblemKind = 'missing' | 'extra' | 'wrong-type' | 'wrong-target' | 'dangling'
+
+export interface VerifyProblem {
+  path: string
+  problem: ProblemKind
+  detail: string
+}
+
+export interface VerifyResult {
+  view: string
+  generation: number | null
+  hash: string
+  checked: number
+  ok: boolean
+  problems: VerifyProblem[]
+}
+
+export function verify(target: string): VerifyResult {
+  const layout = layoutFor(viewPathOf(target))
+  const state = readViewState(layout)
+  requireManaged(state)
+  const root = generationDir(layout, state.hash)
+  const plan = readGenerationPlan(layout, state.hash, state.current?.generation)
+  const meta = readMeta(root)
+  const mode = meta?.options.link ?? 'symlink'
+  const relative = mode === 'symlink' && !!meta?.options.relative
+  const problems: VerifyProblem[] = []
+  const planned = new Set<string>()
+
+  for (let i = 0; i < plan.paths.length; i++) {
+    const rel = plan.paths[i]!
+    const kind = plan.kinds[i]!
+    const src = plan.sources[i]!
+    planned.add(rel)
+    const abs = `${root}/${rel}`
+    let st: fs.Stats
+    try {
+      st = fs.lstatSync(fsPath(abs))
+    } catch {
+      problems.push({ path: rel, problem: 'missing', detail: 'planned but not in the tree' })
+      continue
+    }
+    if (kind === Kind.Dir) {
+      if (!st.isDirectory()) problems.push({ path: rel, problem: 'wrong-type', detail: 'should be a directory' })
+      continue
+    }
+    const source = src === NO_SOURCE ? null : `${plan.prefixes[src]}/${rel}`
+    if (source === null) continue
+    if (mode === 'symlink') checkSymlink(rel, abs, st, source, relative, root, problems)
+    else if (mode === 'hardlink') checkHardlink(rel, st, source, problems)
+    else checkCopy(rel, st, source, kind, problems)
+  }
+
+  collectExtras(root, '', planned, problems)
+  return { view: layout.view, generation: state.current?.generation ?? null, hash: state.hash, checked: plan.paths.length, ok: problems.length === 0, problems }
+}
+
+function checkSymlink(rel: string, abs: string, st: fs.Stats, source: string, relative: boolean, root: string, problems: VerifyProblem[]) {
+  if (!st.isSymbolicLink()) {
+    problems.push({ path: rel, problem: 'wrong-type', detail: `should be a symlink to ${source}` })
+    return
+  }
+  const actual = fs.readlinkSync(fsPath(abs), 'utf8')
+  const expected = relative ? path.relative(path.dirname(path.join(root, rel)), source) : source
+  if (actual !== expected) {
+    problems.push({ path: rel, problem: 'wrong-target', detail: `points to ${actual}, planned ${expected}` })
+    return
+  }
+  if (!fs.existsSync(fsPath(abs)) && !shipsDangling(source)) {
+    problems.push({ path: rel, problem: 'dangling', detail: `${source} does not exist any more` })
+  }
+}
+
+/** The prefix itself ships a dangling symlink there: not the view's fault. */
+function shipsDangling(source: string): boolean {
+  try {
+    return fs.lstatSync(fsPath(source)).isSymbolicLink() && !fs.existsSync(fsPath(source))
+  } catch {
+    return false
+  }
+}
+
+function checkHardlink(rel: string, st: fs.Stats, source: string, problems: VerifyProblem[]) {
+  let sst: fs.Stats
+  try {
+    sst = fs.lstatSync(fsPath(source))
+  } catch {
+    problems.push({ path: rel, problem: 'dangling', detail: `${source} does not exist any more` })
+    return
+  }
+  if (sst.ino !== st.ino || sst.dev !== st.dev) problems.push({ path: rel, problem: 'wrong-target', detail: `is not a hardlink of ${source} (the source was replaced; regenerate)` })
+}
+
+function checkCopy(rel: string, st: fs.Stats, source: string, kind: number, problems: VerifyProblem[]) {
+  if (kind === Kind.Symlink) {
+    if (!st.isSymbolicLink()) problems.push({ path: rel, problem: 'wrong-type', detail: 'should be a symlink (copied from the prefix)' })
+    return
+  }
+  if (!st.isFile()) {
+    problems.push({ path: rel, problem: 'wrong-type', detail: 'should be a regular file (a copy)' })
+    return
+  }
+  try {
+    const sst = fs.statSync(fsPath(source))
+    if (sst.size !== st.size) problems.push({ path: rel, problem: 'wrong-target', detail: `size ${st.size} differs from ${source} (${sst.size}); regenerate` })
+  } catch {
+    // the source is gone; the copy still stands on its own
+  }
+}
+
+function collectExtras(root: string, rel: string, planned: Set<string>, problems: VerifyProblem[]) {
+  let listing
+  try {
+    listing = readDirListing(rel ? `${root}/${rel}` : root)
+  } catch {
+    return
+  }
+  listing.names.forEach((name, i) => {
+    const child = rel ? `${rel}/${name}` : name
+    if (rel === '' && name === META_DIR) return
+    if (!planned.has(child)) {
+      problems.push({ path: child, problem: 'extra', detail: 'in the tree but not in the plan' })
+      return
+    }
+    if (listing.types[i] === EntryType.Dir) collectExtras(root, child, planned, problems)
+  })
+}

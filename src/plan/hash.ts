@@ -1,0 +1,103 @@
+/**
+ * The plan's text form and its hash. The same text is hashed at plan time and
+ * written to `.viewctl/plan.tsv` in the generation, so `verify` and `diff`
+ * read back exactly what was hashed.
+ *
+ *   # viewctl plan 1
+ *   P <tab> 0 <tab> /opt/apps/hdf5/1.14.3         prefix table (sorted)
+ *   d <tab> - <tab> bin                           a directory
+ *   f <tab> 0 <tab> bin/h5dump                    a file from prefix 0
+ *   l <tab> 0 <tab> lib/libhdf5.so                a symlink the prefix ships
+ *   F <tab> 0 <tab> include/hdf5                  a folded directory
+ *
+ * A path with a tab, newline, backslash, double quote or escaped byte is
+ * written as a JSON string.
+ */
+import crypto from 'node:crypto'
+import objectHash from 'object-hash'
+import { KIND_LETTERS, NO_SOURCE, type PlanOptions } from './types.js'
+
+export const PLAN_FORMAT = 1
+const HEADER = `# viewctl plan ${PLAN_FORMAT}\n`
+const NEEDS_QUOTING = /[\t\n\r\\"\uD800-\uDFFF]/
+
+export function escapePath(p: string): string {
+  return NEEDS_QUOTING.test(p) ? JSON.stringify(p) : p
+}
+
+export function unescapePath(field: string): string {
+  return field.startsWith('"') ? (JSON.parse(field) as string) : field
+}
+
+/** The options that decide the tree, normalized so that irrelevant ones do not change the hash. */
+export function normalizedOptions(opts: PlanOptions): Record<string, unknown> {
+  const symlinks = opts.link === 'symlink'
+  return { format: PLAN_FORMAT, link: opts.link, fold: symlinks && opts.fold, relative: symlinks && opts.relative }
+}
+
+/** Serialize the plan into chunks of about 64 KiB. */
+export function planChunks(prefixes: string[], paths: string[], kinds: number[], sources: number[]): string[] {
+  const chunks: string[] = []
+  let buf = HEADER
+  for (let i = 0; i < prefixes.length; i++) buf += `P\t${i}\t${escapePath(prefixes[i]!)}\n`
+  for (let i = 0; i < paths.length; i++) {
+    const src = sources[i]!
+    buf += `${KIND_LETTERS[kinds[i]!]}\t${src === NO_SOURCE ? '-' : src}\t${escapePath(paths[i]!)}\n`
+    if (buf.length > 65536) {
+      chunks.push(buf)
+      buf = ''
+    }
+  }
+  if (buf) chunks.push(buf)
+  return chunks
+}
+
+/**
+ * hash = sha256(format, object-hash of the normalized options, plan text,
+ * source identity digest), as 32 lowercase hex characters (128 bits).
+ */
+export function hashPlan(opts: PlanOptions, chunks: string[], identity: string): string {
+  const h = crypto.createHash('sha256')
+  h.update(`viewctl-hash ${PLAN_FORMAT}\n${objectHash(normalizedOptions(opts))}\n`)
+  for (const c of chunks) h.update(c)
+  h.update(`identity\t${identity}\n`)
+  return h.digest('hex').slice(0, 32)
+}
+
+export interface ParsedPlan {
+  prefixes: string[]
+  paths: string[]
+  kinds: number[]
+  sources: number[]
+}
+
+/** Read back a plan file (the inverse of planChunks). */
+export function parsePlanText(text: string): ParsedPlan {
+  const prefixes: string[] = []
+  const paths: string[] = []
+  const kinds: number[] = []
+  const sources: number[] = []
+  let start = 0
+  while (start < text.length) {
+    let end = text.indexOf('\n', start)
+    if (end === -1) end = text.length
+    const line = text.slice(start, end)
+    start = end + 1
+    if (line === '' || line.startsWith('#')) continue
+    const t1 = line.indexOf('\t')
+    const t2 = line.indexOf('\t', t1 + 1)
+    const letter = line.slice(0, t1)
+    const src = line.slice(t1 + 1, t2)
+    const p = unescapePath(line.slice(t2 + 1))
+    if (letter === 'P') {
+      prefixes[Number(src)] = p
+      continue
+    }
+    const kind = (KIND_LETTERS as readonly string[]).indexOf(letter)
+    if (kind < 0) throw new Error(`unknown plan entry kind ${JSON.stringify(letter)}`)
+    paths.push(p)
+    kinds.push(kind)
+    sources.push(src === '-' ? NO_SOURCE : Number(src))
+  }
+  return { prefixes, paths, kinds, sources }
+}

@@ -1,0 +1,278 @@
+/**
+ * The merged walk. All prefixes are walked together, one view directory at a
+ * time: the listings of every prefix that has that directory are unioned,
+ * names are visited in sorted order, and each name is settled on the spot —
+ * a directory (merged, or folded when one prefix alone provides it), a link
+ * to a file, or a conflict. The result comes out already sorted, depth first,
+ * so the plan never needs a global sort.
+ *
+ * Folding (symlink views): a directory that exactly one prefix provides is
+ * linked as a whole. When that prefix's filters cannot touch anything below
+ * it, the walker does not even descend; otherwise it descends, and folds
+ * afterwards if nothing below was dropped.
+ */
+import fs from 'node:fs'
+import { fsPath } from '../fs.js'
+import { translateOsError } from '../errors.js'
+import type { PackageFilter, IncludeState } from './filters.js'
+import { INCLUDED } from './filters.js'
+import { EntryType, type DirReader } from './scan.js'
+import { Kind, NO_SOURCE, type Conflict, type ConflictSource } from './types.js'
+
+export interface WalkPackage {
+  /** position in the manifest's merge order */
+  order: number
+  /** index into the plan's sorted prefix table */
+  table: number
+  path: string
+  priority: number
+  filter: PackageFilter
+  rootInclude: IncludeState
+}
+
+export interface WalkOptions {
+  fold: boolean
+  conflicts: 'error' | 'first' | 'last'
+  readDir: DirReader
+  /** Called with each directory read for a package, for source identity (hardlink views). */
+  onDir?: (abs: string) => void
+  /** Called with each file linked, for source identity (copy views). */
+  onFile?: (abs: string) => void
+}
+
+export interface WalkResult {
+  paths: string[]
+  kinds: number[]
+  sources: number[]
+  conflicts: Conflict[]
+  warnings: string[]
+  excluded: number
+}
+
+interface Candidate {
+  pkg: WalkPackage
+  type: EntryType
+  abs: string
+  inc: IncludeState
+}
+
+/** The directory every prefix-level `.viewctl` would collide with. */
+const RESERVED_ROOT_NAME = '.viewctl'
+
+export function mergedWalk(packages: WalkPackage[], opts: WalkOptions): WalkResult {
+  const paths: string[] = []
+  const kinds: number[] = []
+  const sources: number[] = []
+  const conflicts: Conflict[] = []
+  const warnings: string[] = []
+  let excluded = 0
+
+  const push = (path: string, kind: number, source: number) => {
+    paths.push(path)
+    kinds.push(kind)
+    sources.push(source)
+  }
+  const truncate = (length: number) => {
+    paths.length = length
+    kinds.length = length
+    sources.length = length
+  }
+
+  /** Walk one view directory; returns how many paths below it were dropped. */
+  function walk(rel: string, contributors: Candidate[]): number {
+    let dropped = 0
+    const byName = new Map<string, Candidate | Candidate[]>()
+    for (const c of contributors) {
+      if (opts.onDir) opts.onDir(c.abs)
+      let listing
+      try {
+        listing = opts.readDir(c.abs)
+      } catch (err) {
+        throw translateOsError(err, `reading ${c.abs}`)
+      }
+      const { names, types } = listing
+      const filter = c.pkg.filter
+      for (let i = 0; i < names.length; i++) {
+        const name = names[i]!
+        const type = types[i]!
+        if (rel === '' && name === RESERVED_ROOT_NAME) {
+          warnings.push(`skipped ${c.abs}/${name}: the name .viewctl is reserved at the view's root`)
+          dropped++
+          continue
+        }
+        const childRel = rel === '' ? name : `${rel}/${name}`
+        const abs = `${c.abs}/${name}`
+        if (type === EntryType.Special) {
+          warnings.push(`skipped ${abs}: sockets, fifos and device files are not linked`)
+          dropped++
+          continue
+        }
+        let inc = INCLUDED
+        if (!filter.trivial) {
+          if (filter.excludes(childRel)) {
+            excluded++
+            dropped++
+            continue
+          }
+          const state = filter.includeState(childRel, c.inc)
+          if (state === null || (type !== EntryType.Dir && !(state.global && state.pkg))) {
+            excluded++
+            dropped++
+            continue
+          }
+          inc = state
+        }
+        const cand: Candidate = { pkg: c.pkg, type, abs, inc }
+        const prev = byName.get(name)
+        if (prev === undefined) byName.set(name, cand)
+        else if (Array.isArray(prev)) prev.push(cand)
+        else byName.set(name, [prev, cand])
+      }
+    }
+
+    const names = [...byName.keys()].sort()
+    for (const name of names) {
+      const childRel = rel === '' ? name : `${rel}/${name}`
+      const entry = byName.get(name)!
+      if (!Array.isArray(entry)) {
+        if (entry.type === EntryType.Dir) dropped += placeDir(childRel, [entry])
+        else placeFile(childRel, entry)
+        continue
+      }
+      dropped += settle(childRel, entry)
+    }
+    return dropped
+  }
+
+  function placeFile(rel: string, c: Candidate) {
+    if (opts.onFile) opts.onFile(c.abs)
+    push(rel, c.type === EntryType.Symlink ? Kind.Symlink : Kind.File, c.pkg.table)
+  }
+
+  /** A directory from one or more prefixes: fold it, or merge and descend. */
+  function placeDir(rel: string, dirs: Candidate[]): number {
+    const mark = paths.length
+    if (opts.fold && dirs.length === 1) {
+      const only = dirs[0]!
+      const filter = only.pkg.filter
+      if (filter.trivial || filter.filterFreeBelow(rel.split('/'), only.inc)) {
+        push(rel, Kind.Folded, only.pkg.table)
+        return 0
+      }
+      push(rel, Kind.Dir, NO_SOURCE)
+      const dropped = walk(rel, dirs)
+      if (dropped === 0) {
+        truncate(mark)
+        push(rel, Kind.Folded, only.pkg.table)
+        return 0
+      }
+      if (paths.length === mark + 1) truncate(mark) // filters emptied it: no empty directory in the view
+      return dropped
+    }
+    push(rel, Kind.Dir, NO_SOURCE)
+    const dropped = walk(rel, dirs)
+    if (dropped > 0 && paths.length === mark + 1) truncate(mark)
+    return dropped
+  }
+
+  /** Several prefixes provide one path. Returns paths dropped below it. */
+  function settle(rel: string, cands: Candidate[]): number {
+    const dirs = cands.filter((c) => c.type === EntryType.Dir)
+    const files = cands.filter((c) => c.type !== EntryType.Dir)
+    if (files.length === 0) return placeDir(rel, dirs)
+
+    const distinct: Candidate[] = []
+    for (const f of files) if (!distinct.some((d) => sameContent(d.abs, f.abs))) distinct.push(f)
+    if (dirs.length === 0 && distinct.length === 1) {
+      placeFile(rel, distinct[0]!)
+      return 0
+    }
+
+    // Contenders: each distinct file, and the directories as one group (they merge with each other).
+    interface Contender { files: Candidate | null; priority: number; order: number }
+    const contenders: Contender[] = distinct.map((f) => ({ files: f, priority: f.pkg.priority, order: f.pkg.order }))
+    if (dirs.length > 0) {
+      contenders.push({ files: null, priority: Math.max(...dirs.map((d) => d.pkg.priority)), order: dirs[0]!.pkg.order })
+    }
+    const top = Math.max(...contenders.map((c) => c.priority))
+    const tied = contenders.filter((c) => c.priority === top).sort((a, b) => a.order - b.order)
+    let winner: Contender | null
+    let resolution: Conflict['resolution']
+    if (tied.length === 1) {
+      winner = tied[0]!
+      resolution = 'priority'
+    } else if (opts.conflicts === 'first') {
+      winner = tied[0]!
+      resolution = 'first'
+    } else if (opts.conflicts === 'last') {
+      winner = tied[tied.length - 1]!
+      resolution = 'last'
+    } else {
+      winner = null
+      resolution = 'error'
+    }
+    const listed = [...distinct, ...dirs].sort((a, b) => a.pkg.order - b.pkg.order)
+    conflicts.push({
+      path: rel,
+      sources: listed.map(describeSource),
+      resolution,
+      winner: winner === null ? null : winner.files ? winner.files.abs : dirs[0]!.abs,
+    })
+    if (winner === null) return 1
+    if (winner.files) {
+      placeFile(rel, winner.files)
+      return 1
+    }
+    return placeDir(rel, dirs) + 1
+  }
+
+  const roots: Candidate[] = packages.map((pkg) => ({ pkg, type: EntryType.Dir, abs: pkg.path, inc: pkg.rootInclude }))
+  walk('', roots)
+  return { paths, kinds, sources, conflicts, warnings, excluded }
+}
+
+function describeSource(c: Candidate): ConflictSource {
+  return {
+    prefix: c.pkg.path,
+    path: c.abs,
+    kind: c.type === EntryType.Dir ? 'dir' : c.type === EntryType.Symlink ? 'symlink' : 'file',
+    priority: c.pkg.priority,
+  }
+}
+
+/**
+ * Two non-directory entries are the same content when they are the same
+ * inode, symlinks with the same target, or regular files with equal mode and
+ * bytes (bytes compared only when the sizes match).
+ */
+export function sameContent(a: string, b: string): boolean {
+  const sa = fs.lstatSync(fsPath(a))
+  const sb = fs.lstatSync(fsPath(b))
+  if (sa.dev === sb.dev && sa.ino === sb.ino) return true
+  if (sa.isSymbolicLink() && sb.isSymbolicLink()) {
+    return fs.readlinkSync(fsPath(a), 'buffer').equals(fs.readlinkSync(fsPath(b), 'buffer'))
+  }
+  if (!sa.isFile() || !sb.isFile()) return false
+  if (sa.mode !== sb.mode || sa.size !== sb.size) return false
+  return sameBytes(a, b, sa.size)
+}
+
+function sameBytes(a: string, b: string, size: number): boolean {
+  const chunk = 1 << 16
+  const fa = fs.openSync(fsPath(a), 'r')
+  const fb = fs.openSync(fsPath(b), 'r')
+  try {
+    const ba = Buffer.allocUnsafe(chunk)
+    const bb = Buffer.allocUnsafe(chunk)
+    for (let pos = 0; pos < size; pos += chunk) {
+      const na = fs.readSync(fa, ba, 0, chunk, pos)
+      const nb = fs.readSync(fb, bb, 0, chunk, pos)
+      if (na !== nb || !ba.subarray(0, na).equals(bb.subarray(0, nb))) return false
+      if (na === 0) break
+    }
+    return true
+  } finally {
+    fs.closeSync(fa)
+    fs.closeSync(fb)
+  }
+}

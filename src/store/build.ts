@@ -1,0 +1,177 @@
+/**
+ * Building a generation: everything happens in `._<name>/.staging-<hash>-<pid>-<rand>/`,
+ * `.viewctl/meta.json` is written last, and one rename() makes the tree
+ * `._<name>/<hash>/`. A tree without meta.json is never a generation.
+ */
+import fs from 'node:fs'
+import path from 'node:path'
+import * as sfs from '../fs.js'
+import { ViewError, translateOsError } from '../errors.js'
+import type { Manifest } from '../manifest/types.js'
+import { Kind, NO_SOURCE, type PlanResult } from '../plan/index.js'
+import { toolVersion } from '../version.js'
+import { generationDir, isHashName, LEASE_FILE, MANIFEST_COPY, META_DIR, META_FILE, PLAN_FILE, stagingDir, trashDir, type Layout } from './layout.js'
+import { isComplete } from './state.js'
+
+export interface GenerationMeta {
+  hash: string
+  format: number
+  tool: { name: string; version: string }
+  created: string
+  manifest: string
+  options: { link: string; fold: boolean; relative: boolean; conflicts: string }
+  prefixes: string[]
+  counts: { entries: number; dirs: number; files: number; symlinks: number; folded: number; excluded: number; conflicts: number }
+}
+
+export interface BuildResult {
+  dir: string
+  /** False when a complete tree with this hash was already on disk. */
+  built: boolean
+  meta: GenerationMeta
+}
+
+export interface BuildProgress {
+  (done: number, total: number): void
+}
+
+export function readMeta(dir: string): GenerationMeta | null {
+  try {
+    return JSON.parse(fs.readFileSync(path.join(dir, META_DIR, META_FILE), 'utf8')) as GenerationMeta
+  } catch {
+    return null
+  }
+}
+
+export function metaFor(plan: PlanResult, manifest: Manifest): GenerationMeta {
+  const counts = { entries: plan.paths.length, dirs: 0, files: 0, symlinks: 0, folded: 0, excluded: plan.excluded, conflicts: plan.conflicts.length }
+  for (const k of plan.kinds) {
+    if (k === Kind.Dir) counts.dirs++
+    else if (k === Kind.File) counts.files++
+    else if (k === Kind.Symlink) counts.symlinks++
+    else counts.folded++
+  }
+  return {
+    hash: plan.hash,
+    format: 1,
+    tool: { name: 'viewctl', version: toolVersion() },
+    created: new Date().toISOString(),
+    manifest: manifest.file,
+    options: { link: manifest.link, fold: manifest.fold, relative: manifest.relative, conflicts: manifest.conflicts },
+    prefixes: plan.prefixes,
+    counts,
+  }
+}
+
+export function buildGeneration(layout: Layout, plan: PlanResult, manifest: Manifest, onProgress?: BuildProgress): BuildResult {
+  const finalDir = generationDir(layout, plan.hash)
+  if (isComplete(layout, plan.hash)) {
+    return { dir: finalDir, built: false, meta: readMeta(finalDir) ?? metaFor(plan, manifest) }
+  }
+  if (manifest.link === 'hardlink') assertSameFilesystem(layout, plan.prefixes)
+
+  const staging = stagingDir(layout, plan.hash)
+  const meta = metaFor(plan, manifest)
+  try {
+    sfs.mkdir(staging)
+    linkEntries(staging, finalDir, plan, manifest, onProgress)
+    const metaDir = path.join(staging, META_DIR)
+    sfs.mkdir(metaDir)
+    sfs.writeFileDurable(path.join(metaDir, MANIFEST_COPY), manifest.text)
+    sfs.writeFileDurable(path.join(metaDir, PLAN_FILE), plan.chunks.join(''))
+    sfs.writeFileDurable(path.join(metaDir, LEASE_FILE), '')
+    sfs.writeFileDurable(path.join(metaDir, META_FILE), JSON.stringify(meta, null, 2) + '\n')
+    sfs.fsyncDir(metaDir)
+    sfs.fsyncDir(staging)
+    if (fs.existsSync(finalDir)) {
+      // an incomplete tree under the final name (meta.json removed by hand): retire it first
+      sfs.rename(finalDir, trashDir(layout, plan.hash))
+    }
+    sfs.rename(staging, finalDir)
+    sfs.fsyncDir(layout.store)
+  } catch (err) {
+    removeQuietly(staging)
+    throw translateOsError(err, `building generation ${plan.hash} in ${layout.store}`)
+  }
+  return { dir: finalDir, built: true, meta }
+}
+
+function linkEntries(staging: string, finalDir: string, plan: PlanResult, manifest: Manifest, onProgress?: BuildProgress): void {
+  const { paths, kinds, sources, prefixes } = plan
+  const total = paths.length
+  const relativeLinks = manifest.link === 'symlink' && manifest.relative
+  // Staging sits beside the final directory, so a link relative to one is relative to the other.
+  const prefixFromRoot = prefixes.map((p) => path.relative(finalDir, p))
+  const progressEvery = 4096
+  for (let i = 0; i < total; i++) {
+    const rel = paths[i]!
+    const kind = kinds[i]!
+    const dest = `${staging}/${rel}`
+    if (kind === Kind.Dir) {
+      sfs.mkdir(dest)
+    } else {
+      const src = sources[i]!
+      if (src === NO_SOURCE) throw new Error(`plan entry ${rel} has no source`)
+      const source = `${prefixes[src]}/${rel}`
+      if (manifest.link === 'symlink') {
+        sfs.symlink(relativeLinks ? `${'../'.repeat(depthOf(rel))}${prefixFromRoot[src]}/${rel}` : source, dest)
+      } else if (manifest.link === 'hardlink') {
+        sfs.link(source, dest)
+      } else if (kind === Kind.Symlink) {
+        sfs.symlink(fs.readlinkSync(sfs.fsPath(source), 'utf8'), dest)
+      } else {
+        sfs.copyFile(source, dest)
+      }
+    }
+    if (onProgress && i % progressEvery === 0) onProgress(i, total)
+  }
+  if (onProgress) onProgress(total, total)
+}
+
+function depthOf(rel: string): number {
+  let n = 0
+  for (let i = 0; i < rel.length; i++) if (rel.charCodeAt(i) === 47) n++
+  return n
+}
+
+/** Hardlinks cannot cross filesystems: say which two, before writing anything. */
+function assertSameFilesystem(layout: Layout, prefixes: string[]): void {
+  const storeDev = fs.statSync(layout.store).dev
+  for (const p of prefixes) {
+    if (fs.statSync(sfs.fsPath(p)).dev !== storeDev) {
+      throw new ViewError(
+        'XDEV_HARDLINK',
+        `cannot hardlink ${p} (on the filesystem mounted at ${mountPointOf(p)}) into ${layout.store} (on the filesystem mounted at ${mountPointOf(layout.store)}): hardlinks cannot cross filesystems`,
+        'use `link: symlink` (or `link: copy`) in the manifest, or put the view on the same filesystem as its prefixes; the view was not changed',
+      )
+    }
+  }
+}
+
+export function mountPointOf(p: string): string {
+  let cur = path.resolve(p)
+  const dev = fs.statSync(cur).dev
+  for (;;) {
+    const parent = path.dirname(cur)
+    if (parent === cur) return cur
+    if (fs.statSync(parent).dev !== dev) return cur
+    cur = parent
+  }
+}
+
+export function removeQuietly(dir: string): void {
+  try {
+    fs.rmSync(sfs.fsPath(dir), { recursive: true, force: true })
+  } catch {
+    // best effort: the next writer clears leftovers
+  }
+}
+
+/** Names in the store that are generation trees. */
+export function hashesOnDisk(layout: Layout): string[] {
+  try {
+    return fs.readdirSync(layout.store).filter(isHashName)
+  } catch {
+    return []
+  }
+}

@@ -1,0 +1,89 @@
+/**
+ * Where things live. Given a view path `/opt/views/hpc`:
+ *
+ *   /opt/views/hpc                 -> ._hpc/<hash>   (relative symlink)
+ *   /opt/views/._hpc/<hash>/       a generation
+ *   /opt/views/._hpc/history.jsonl the journal
+ *   /opt/views/._hpc/.lock         the writer lock
+ *   /opt/views/._hpc/.staging-*    builds in progress (or left by a crash)
+ *   /opt/views/._hpc/.trash-*      generations being deleted
+ *   /opt/views/.hpc.tmp-*          a publish in progress
+ */
+import path from 'node:path'
+import crypto from 'node:crypto'
+
+export interface Layout {
+  /** The public view path (absolute). */
+  view: string
+  /** Its parent directory. */
+  parent: string
+  /** The view's basename. */
+  name: string
+  /** The store directory `._<name>` beside the view. */
+  store: string
+  history: string
+  lock: string
+  scanCache: string
+}
+
+export const META_DIR = '.viewctl'
+export const META_FILE = 'meta.json'
+export const PLAN_FILE = 'plan.tsv'
+export const MANIFEST_COPY = 'manifest.yaml'
+export const LEASE_FILE = 'lease'
+
+export function layoutFor(viewPath: string): Layout {
+  const view = path.resolve(viewPath)
+  const parent = path.dirname(view)
+  const name = path.basename(view)
+  const store = path.join(parent, `._${name}`)
+  return {
+    view,
+    parent,
+    name,
+    store,
+    history: path.join(store, 'history.jsonl'),
+    lock: path.join(store, '.lock'),
+    scanCache: path.join(store, '.scan-cache'),
+  }
+}
+
+/** Is `entry` (a name inside the store) a generation directory name? */
+export function isHashName(entry: string): boolean {
+  return /^[0-9a-f]{16,64}$/.test(entry)
+}
+
+export function generationDir(layout: Layout, hash: string): string {
+  return path.join(layout.store, hash)
+}
+
+/** The relative target the view symlink carries for a hash. */
+export function linkTargetFor(layout: Layout, hash: string): string {
+  return `._${layout.name}/${hash}`
+}
+
+function nonce(): string {
+  return crypto.randomBytes(4).toString('hex')
+}
+
+export function stagingDir(layout: Layout, hash: string): string {
+  return path.join(layout.store, `.staging-${hash}-${process.pid}-${nonce()}`)
+}
+
+export function trashDir(layout: Layout, hash: string): string {
+  return path.join(layout.store, `.trash-${hash}-${process.pid}-${nonce()}`)
+}
+
+export function tmpLinkPath(layout: Layout): string {
+  return path.join(layout.parent, `.${layout.name}.tmp-${process.pid}-${nonce()}`)
+}
+
+export function isTmpLinkName(layout: Layout, entry: string): boolean {
+  return entry.startsWith(`.${layout.name}.tmp-`)
+}
+
+/** pid encoded in a staging/trash/tmp name (`…-<pid>-<nonce>`), or null. */
+export function pidOfLeftover(entry: string): number | null {
+  const m = /-(\d+)-[0-9a-f]{8}$/.exec(entry)
+  return m ? Number(m[1]) : null
+}

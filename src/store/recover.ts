@@ -1,0 +1,44 @@
+/**
+ * What a dead writer leaves behind, cleared by the next writer under the
+ * lock: staging trees, trash trees, and temporary symlinks beside the view.
+ * Holding the writer lock means no other writer is running, so every one of
+ * them belongs to a writer that died.
+ */
+import fs from 'node:fs'
+import path from 'node:path'
+import { removeQuietly } from './build.js'
+import { isTmpLinkName, type Layout } from './layout.js'
+
+export function clearLeftovers(layout: Layout): string[] {
+  const removed: string[] = []
+  let names: string[] = []
+  try {
+    names = fs.readdirSync(layout.store)
+  } catch {
+    return removed
+  }
+  for (const name of names) {
+    if (name.startsWith('.staging-') || name.startsWith('.trash-')) {
+      const p = path.join(layout.store, name)
+      removeQuietly(p)
+      removed.push(p)
+    }
+  }
+  try {
+    for (const name of fs.readdirSync(layout.parent)) {
+      if (!isTmpLinkName(layout, name)) continue
+      const p = path.join(layout.parent, name)
+      try {
+        if (fs.lstatSync(p).isSymbolicLink()) {
+          fs.unlinkSync(p)
+          removed.push(p)
+        }
+      } catch {
+        // gone already
+      }
+    }
+  } catch {
+    // parent unreadable: nothing to clear there
+  }
+  return removed
+}

@@ -1,0 +1,113 @@
+/**
+ * Reading a view's state: what the symlink points at, the journal, and which
+ * generations still have a tree on disk. Readers take no lock: the symlink is
+ * the single source of truth for what readers see.
+ */
+import fs from 'node:fs'
+import path from 'node:path'
+import { ViewError } from '../errors.js'
+import { readHistory, switches, type HistoryRecord } from './history.js'
+import { generationDir, isHashName, META_DIR, META_FILE, type Layout } from './layout.js'
+
+export type ViewPathKind = 'missing' | 'managed' | 'directory' | 'foreign'
+
+export interface ViewState {
+  layout: Layout
+  kind: ViewPathKind
+  /** The raw symlink target, when the view path is a symlink. */
+  target: string | null
+  /** The hash the view points at, when managed. */
+  hash: string | null
+  records: HistoryRecord[]
+  /** The switch record of the current generation (last one with the current hash). */
+  current: HistoryRecord | null
+}
+
+export function readViewState(layout: Layout): ViewState {
+  let target: string | null = null
+  let kind: ViewPathKind = 'missing'
+  let hash: string | null = null
+  try {
+    target = fs.readlinkSync(layout.view)
+    const prefix = `._${layout.name}/`
+    const rest = target.startsWith(prefix) ? target.slice(prefix.length) : null
+    if (rest !== null && isHashName(rest)) {
+      kind = 'managed'
+      hash = rest
+    } else {
+      kind = 'foreign'
+    }
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code
+    if (code === 'EINVAL') kind = fs.statSync(layout.view).isDirectory() ? 'directory' : 'foreign'
+    else if (code !== 'ENOENT') throw err
+  }
+  const records = readHistory(layout.history)
+  let current: HistoryRecord | null = null
+  if (hash) {
+    const sw = switches(records)
+    for (let i = sw.length - 1; i >= 0; i--) {
+      if (sw[i]!.hash === hash) {
+        current = sw[i]!
+        break
+      }
+    }
+  }
+  return { layout, kind, target, hash, records, current }
+}
+
+export function isComplete(layout: Layout, hash: string): boolean {
+  return fs.existsSync(path.join(generationDir(layout, hash), META_DIR, META_FILE))
+}
+
+export interface GenerationInfo {
+  generation: number
+  hash: string
+  /** When the generation was first recorded. */
+  created: string
+  action: string
+  current: boolean
+  onDisk: boolean
+}
+
+/** One row per generation number, oldest first. */
+export function listGenerations(state: ViewState): GenerationInfo[] {
+  const byNumber = new Map<number, GenerationInfo>()
+  for (const r of switches(state.records)) {
+    if (byNumber.has(r.generation)) continue
+    byNumber.set(r.generation, {
+      generation: r.generation,
+      hash: r.hash,
+      created: r.at,
+      action: r.action,
+      current: false,
+      onDisk: isComplete(state.layout, r.hash),
+    })
+  }
+  const rows = [...byNumber.values()].sort((a, b) => a.generation - b.generation)
+  if (state.current) {
+    const row = byNumber.get(state.current.generation)
+    if (row) row.current = true
+  }
+  return rows
+}
+
+export function nextGenerationNumber(state: ViewState): number {
+  let max = 0
+  for (const r of state.records) if (r.generation > max) max = r.generation
+  return max + 1
+}
+
+/** The view must be managed by viewctl (a symlink into its store) for commands that read generations. */
+export function requireManaged(state: ViewState): asserts state is ViewState & { hash: string } {
+  const { layout } = state
+  if (state.kind === 'missing') {
+    throw new ViewError('NOT_A_VIEW', `${layout.view} does not exist`, 'build it first with `viewctl regenerate <manifest>`')
+  }
+  if (state.kind === 'directory') {
+    throw new ViewError('NOT_MANAGED', `${layout.view} is a real directory, not a view managed by viewctl`, 'regenerate with --adopt to move it into the store as generation 1')
+  }
+  if (state.kind === 'foreign') {
+    throw new ViewError('NOT_A_VIEW', `${layout.view} is not a view managed by viewctl (it does not point into ${layout.store})`, 'check the path; viewctl views are symlinks to ._<name>/<hash>')
+  }
+}

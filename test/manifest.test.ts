@@ -1,0 +1,546 @@
+import fs from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
+import { describe, expect, it, onTestFinished } from 'vitest'
+import { ViewError } from '../src/errors.js'
+import { formatDuration, parseDuration } from '../src/manifest/duration.js'
+import { loadManifest } from '../src/manifest/load.js'
+import { DEFAULT_ENV, DEFAULT_GC } from '../src/manifest/types.js'
+
+function tempDir(): string {
+  const dir = fs.realpathSync(fs.mkdtempSync(path.join(os.tmpdir(), 'viewctl-')))
+  onTestFinished(() => fs.rmSync(dir, { recursive: true, force: true }))
+  return dir
+}
+
+/** Create directories (prefixes) under `root`. */
+function mkdirs(root: string, ...rels: string[]): void {
+  for (const rel of rels) fs.mkdirSync(path.join(root, rel), { recursive: true })
+}
+
+function writeManifest(dir: string, text: string, name = 'env.yaml'): string {
+  const file = path.join(dir, name)
+  fs.mkdirSync(path.dirname(file), { recursive: true })
+  fs.writeFileSync(file, text)
+  return file
+}
+
+async function loadError(file: string): Promise<ViewError> {
+  const err = await loadManifest(file).then(
+    () => null,
+    (e: unknown) => e,
+  )
+  expect(err, 'loadManifest should have failed').toBeInstanceOf(ViewError)
+  return err as ViewError
+}
+
+describe('loadManifest: normalization', () => {
+  it('fills in every default from DESIGN §3', async () => {
+    const dir = tempDir()
+    mkdirs(dir, 'prefixes/zlib')
+    const text = 'view: views/hpc\npackages:\n  - prefixes/zlib\n'
+    const file = writeManifest(dir, text)
+
+    const m = await loadManifest(file)
+
+    expect(m).toEqual({
+      file,
+      text,
+      view: path.join(dir, 'views/hpc'),
+      link: 'symlink',
+      fold: true,
+      relative: false,
+      conflicts: 'error',
+      packages: [{ path: path.join(dir, 'prefixes/zlib'), realPath: path.join(dir, 'prefixes/zlib'), include: null, exclude: [], priority: 0, origin: 'packages[0]' }],
+      include: null,
+      exclude: [],
+      env: DEFAULT_ENV,
+      gc: DEFAULT_GC,
+    })
+    // Callers may mutate what they get; the module's defaults must not change under them.
+    expect(m.env).not.toBe(DEFAULT_ENV)
+    expect(m.env.PATH).not.toBe(DEFAULT_ENV.PATH)
+    expect(m.gc).not.toBe(DEFAULT_GC)
+  })
+
+  it('keeps every field that is given, normalizing pattern spellings', async () => {
+    const dir = tempDir()
+    mkdirs(dir, 'a', 'b')
+    const file = writeManifest(dir, [
+      'view: /opt/views/hpc',
+      'link: hardlink',
+      'fold: false',
+      'relative: true',
+      'conflicts: last',
+      'packages:',
+      '  - path: a',
+      '    include: ["./bin/", "lib/**"]',
+      '    exclude: [share/doc/]',
+      '    priority: -3',
+      '  - path: b',
+      '    priority: 10',
+      'include: ["./", "bin"]',
+      'exclude: ["**/*.la", ".spack/"]',
+      'env:',
+      '  PATH: [bin, sbin]',
+      '  LD_LIBRARY_PATH: [lib]',
+      'gc:',
+      '  ttl: 12h',
+      '',
+    ].join('\n'))
+
+    const m = await loadManifest(file)
+
+    expect(m.view).toBe('/opt/views/hpc')
+    expect(m.link).toBe('hardlink')
+    expect(m.fold).toBe(false)
+    expect(m.relative).toBe(true)
+    expect(m.conflicts).toBe('last')
+    expect(m.packages.map((p) => [p.path, p.include, p.exclude, p.priority, p.origin])).toEqual([
+      [path.join(dir, 'a'), ['bin', 'lib/**'], ['share/doc'], -3, 'packages[0]'],
+      [path.join(dir, 'b'), null, [], 10, 'packages[1]'],
+    ])
+    expect(m.include).toEqual(['**', 'bin'])
+    expect(m.exclude).toEqual(['**/*.la', '.spack'])
+    // A given env replaces the defaults entirely.
+    expect(m.env).toEqual({ PATH: ['bin', 'sbin'], LD_LIBRARY_PATH: ['lib'] })
+    // A given gc is merged into the defaults.
+    expect(m.gc).toEqual({ keep: 2, ttl: '12h', ttlMs: 12 * 3600_000, auto: true })
+  })
+
+  it('reads a bare number as a ttl in seconds', async () => {
+    const dir = tempDir()
+    mkdirs(dir, 'a')
+    const file = writeManifest(dir, 'view: v\npackages: [a]\ngc: {keep: 0, ttl: 3600, auto: false}\n')
+    expect((await loadManifest(file)).gc).toEqual({ keep: 0, ttl: '3600', ttlMs: 3600_000, auto: false })
+  })
+
+  it('resolves relative view and package paths from the manifest folder, not the working directory', async () => {
+    const dir = tempDir()
+    mkdirs(dir, 'prefixes/hdf5', 'prefixes/zlib')
+    const file = writeManifest(dir, 'view: ../views/hpc\npackages:\n  - ../prefixes/zlib\n  - path: ../prefixes/./hdf5/\n', 'conf/env.yaml')
+    expect(process.cwd()).not.toBe(path.dirname(file))
+
+    const m = await loadManifest(file)
+
+    expect(m.view).toBe(path.join(dir, 'views/hpc'))
+    expect(m.packages.map((p) => p.path)).toEqual([path.join(dir, 'prefixes/zlib'), path.join(dir, 'prefixes/hdf5')])
+  })
+
+  it('takes bare strings as package paths, even when they look like globs', async () => {
+    const dir = tempDir()
+    mkdirs(dir, 'opt/app-[1]', 'opt/app-1')
+    const file = writeManifest(dir, `view: v\npackages:\n  - ${dir}/opt/app-[1]\n`)
+    const m = await loadManifest(file)
+    expect(m.packages.map((p) => p.path)).toEqual([path.join(dir, 'opt/app-[1]')])
+  })
+
+  it('expands a glob into one prefix per matching directory, sorted, with its origin', async () => {
+    const dir = tempDir()
+    mkdirs(dir, 'python/3.12.10', 'python/3.12.2', 'python/3.12.9', 'python/3.11.0', 'zlib')
+    fs.writeFileSync(path.join(dir, 'python/3.12.notes'), 'a file, not a prefix')
+    const file = writeManifest(dir, 'view: v\npackages:\n  - zlib\n  - glob: python/3.12.*\n    priority: 5\n')
+
+    const m = await loadManifest(file)
+
+    expect(m.packages.map((p) => [path.relative(dir, p.path), p.priority, p.origin])).toEqual([
+      ['zlib', 0, 'packages[0]'],
+      ['python/3.12.10', 5, 'packages[1] (glob python/3.12.*)'],
+      ['python/3.12.2', 5, 'packages[1] (glob python/3.12.*)'],
+      ['python/3.12.9', 5, 'packages[1] (glob python/3.12.*)'],
+    ])
+  })
+
+  it('removes duplicates by real path, keeping the first mention', async () => {
+    const dir = tempDir()
+    mkdirs(dir, 'real/zlib', 'other')
+    fs.symlinkSync(path.join(dir, 'real/zlib'), path.join(dir, 'zlib-link'))
+    const file = writeManifest(dir, [
+      'view: v',
+      'packages:',
+      '  - path: zlib-link',
+      '    priority: 1',
+      '  - other',
+      '  - real/zlib',
+      '  - glob: real/*',
+      '',
+    ].join('\n'))
+
+    const m = await loadManifest(file)
+
+    expect(m.packages.map((p) => [p.path, p.realPath, p.priority, p.origin])).toEqual([
+      [path.join(dir, 'zlib-link'), path.join(dir, 'real/zlib'), 1, 'packages[0]'],
+      [path.join(dir, 'other'), path.join(dir, 'other'), 0, 'packages[1]'],
+    ])
+  })
+})
+
+describe('loadManifest: the manifest file itself', () => {
+  it('reports a missing manifest', async () => {
+    const dir = tempDir()
+    const file = path.join(dir, 'nope.yaml')
+    const err = await loadError(file)
+    expect(err.code).toBe('MANIFEST_NOT_FOUND')
+    expect(err.message).toBe(`manifest ${file} does not exist`)
+    expect(err.hint).toMatch(/check the path/)
+  })
+
+  it('reports a directory given as the manifest', async () => {
+    const dir = tempDir()
+    const err = await loadError(dir)
+    expect(err.code).toBe('MANIFEST_NOT_FOUND')
+    expect(err.message).toBe(`manifest ${dir} is a directory, not a file`)
+    expect(err.hint).toBe(`pass the manifest file itself, e.g. ${path.join(dir, 'env.yaml')}`)
+  })
+
+  it('reports an empty file, and one holding only comments', async () => {
+    const dir = tempDir()
+    for (const text of ['', '# nothing yet\n\n']) {
+      const file = writeManifest(dir, text)
+      const err = await loadError(file)
+      expect(err.code).toBe('MANIFEST_INVALID')
+      expect(err.message).toBe(`${file}:1:1: the manifest is empty`)
+    }
+  })
+
+  it('reports a document that is not a mapping', async () => {
+    const dir = tempDir()
+    const file = writeManifest(dir, '- view: v\n')
+    const err = await loadError(file)
+    expect(err.code).toBe('MANIFEST_INVALID')
+    expect(err.message).toBe(`${file}:1:1: the manifest must be a mapping of keys (view:, packages:, …), not a list`)
+  })
+
+  it('names the manifest by the path as given, so a relative path stays relative', async () => {
+    const dir = tempDir()
+    const file = path.relative(process.cwd(), writeManifest(dir, 'packages: [a]\n'))
+    expect(path.isAbsolute(file)).toBe(false)
+    const err = await loadError(file)
+    expect(err.message).toBe(`${file}:1:1: view: required key is missing`)
+  })
+})
+
+describe('loadManifest: YAML syntax', () => {
+  it('reports a syntax error with line, column and the first line of the parser message', async () => {
+    const dir = tempDir()
+    const file = writeManifest(dir, 'view: v\npackages:\n  - "/opt/a\\q"\n')
+    const err = await loadError(file)
+    expect(err.code).toBe('MANIFEST_YAML')
+    expect(err.message).toBe(`${file}:3:12: Invalid escape sequence \\q`)
+    expect(err.hint).toMatch(/fix the YAML syntax/)
+    expect(err.details).toEqual({ errors: [err.message] })
+  })
+
+  it('reports a duplicate key at the second occurrence', async () => {
+    const dir = tempDir()
+    const file = writeManifest(dir, 'view: a\npackages: [p]\nview: b\n')
+    const err = await loadError(file)
+    expect(err.code).toBe('MANIFEST_YAML')
+    expect(err.message).toBe(`${file}:3:1: Map keys must be unique`)
+  })
+
+  it('reports tabs used for indentation', async () => {
+    const dir = tempDir()
+    const file = writeManifest(dir, 'view: v\npackages:\n\t- a\n')
+    const err = await loadError(file)
+    expect(err.code).toBe('MANIFEST_YAML')
+    expect(err.message.split('\n')[0]).toBe(`${file}:3:1: Tabs are not allowed as indentation`)
+  })
+
+  it('reports an alias to an anchor that does not exist at the alias', async () => {
+    const dir = tempDir()
+    const file = writeManifest(dir, 'view: v\npackages: *pkgs\n')
+    const err = await loadError(file)
+    expect(err.code).toBe('MANIFEST_YAML')
+    expect(err.message).toBe(`${file}:2:11: Unresolved alias (the anchor must be set before the alias): pkgs`)
+  })
+})
+
+describe('loadManifest: schema errors', () => {
+  it('reports a missing view at the top of the mapping', async () => {
+    const dir = tempDir()
+    const file = writeManifest(dir, '# my view\npackages: [a]\n')
+    const err = await loadError(file)
+    expect(err.code).toBe('MANIFEST_INVALID')
+    expect(err.message).toBe(`${file}:2:1: view: required key is missing`)
+    expect(err.hint).toMatch(/schemas\/manifest\.schema\.json/)
+  })
+
+  it('reports an unknown top-level key at the key, listing the allowed ones', async () => {
+    const dir = tempDir()
+    const file = writeManifest(dir, 'view: v\npackages: [a]\nlinks: copy\n')
+    const err = await loadError(file)
+    expect(err.code).toBe('MANIFEST_INVALID')
+    expect(err.message).toBe(`${file}:3:1: links: unknown key (allowed: view, link, fold, relative, conflicts, packages, include, exclude, env, gc)`)
+  })
+
+  it('reports unknown nested keys (gc.kep, packages[1].prio) at the key', async () => {
+    const dir = tempDir()
+    const file = writeManifest(dir, [
+      'view: v',
+      'packages:',
+      '  - a',
+      '  - path: b',
+      '    prio: 3',
+      'gc:',
+      '  kep: 4',
+      '',
+    ].join('\n'))
+    const err = await loadError(file)
+    expect(err.code).toBe('MANIFEST_INVALID')
+    expect(err.message).toBe([
+      `${file}:5:5: packages[1].prio: unknown key (allowed: path, glob, include, exclude, priority)`,
+      `${file}:7:3: gc.kep: unknown key (allowed: keep, ttl, auto)`,
+    ].join('\n'))
+    expect(err.details).toEqual({ errors: err.message.split('\n') })
+  })
+
+  it('reports a wrong type at the offending value, once per package item', async () => {
+    const dir = tempDir()
+    const file = writeManifest(dir, [
+      'view: v',
+      'packages:',
+      '  - a',
+      '  - b',
+      '  - include: [bin]',
+      '    path: 12',
+      '',
+    ].join('\n'))
+    const err = await loadError(file)
+    expect(err.code).toBe('MANIFEST_INVALID')
+    expect(err.message).toBe(`${file}:6:11: packages[2].path: must be a string`)
+  })
+
+  it('says one sensible thing about each malformed package item', async () => {
+    const dir = tempDir()
+    const file = writeManifest(dir, [
+      'view: v',
+      'packages:',
+      '  - 42',
+      '  - ""',
+      '  - {}',
+      '  - {path: a, glob: "b/*"}',
+      '  - [a, b]',
+      '  - glob: x',
+      '    exclude: doc',
+      '',
+    ].join('\n'))
+    const err = await loadError(file)
+    expect(err.message).toBe([
+      `${file}:3:5: packages[0]: must be a path string or a mapping with \`path\` or \`glob\``,
+      `${file}:4:5: packages[1]: must not be an empty path`,
+      `${file}:5:5: packages[2]: needs \`path\` or \`glob\``,
+      `${file}:6:5: packages[3]: has both \`path\` and \`glob\`; give one of them`,
+      `${file}:7:5: packages[4]: must be a path string or a mapping with \`path\` or \`glob\``,
+      `${file}:9:14: packages[5].exclude: must be a list`,
+    ].join('\n'))
+  })
+
+  it('lists the allowed values of an enum', async () => {
+    const dir = tempDir()
+    const file = writeManifest(dir, 'view: v\nlink: softlink\nconflicts: newest\npackages: [a]\n')
+    const err = await loadError(file)
+    expect(err.code).toBe('MANIFEST_INVALID')
+    expect(err.message).toBe([
+      `${file}:2:7: link: must be one of symlink, hardlink, copy (got "softlink")`,
+      `${file}:3:12: conflicts: must be one of error, first, last (got "newest")`,
+    ].join('\n'))
+  })
+
+  it('explains booleans, lists, integers, empty values and durations in words', async () => {
+    const dir = tempDir()
+    const file = writeManifest(dir, [
+      'view:',
+      'fold: yes',
+      'packages: []',
+      'exclude: "**/*.la"',
+      'env:',
+      '  PATH: [/usr/bin]',
+      '  9LIVES: [bin]',
+      'gc:',
+      '  keep: -1',
+      '  ttl: 1d12h',
+      '',
+    ].join('\n'))
+    const err = await loadError(file)
+    expect(err.message).toBe([
+      `${file}:1:1: view: must be a string`,
+      `${file}:2:7: fold: must be true or false`,
+      `${file}:3:11: packages: must not be an empty list`,
+      `${file}:4:10: exclude: must be a list`,
+      `${file}:6:10: env.PATH[0]: must be a directory relative to the view root (no leading /)`,
+      `${file}:7:3: env["9LIVES"]: not a valid variable name (letters, digits and _, not starting with a digit)`,
+      `${file}:9:9: gc.keep: must be 0 or more`,
+      `${file}:10:8: gc.ttl: must be a duration like 30s, 5m, 12h, 7d or 2w, or a number of seconds`,
+    ].join('\n'))
+  })
+
+  it('caps a long list of errors', async () => {
+    const dir = tempDir()
+    const keys = Array.from({ length: 25 }, (_, i) => `bad${i}: 1`)
+    const file = writeManifest(dir, ['view: v', 'packages: [a]', ...keys, ''].join('\n'))
+    const err = await loadError(file)
+    const lines = err.message.split('\n')
+    expect(lines).toHaveLength(21)
+    expect(lines[0]).toMatch(/:3:1: bad0: unknown key/)
+    expect(lines[20]).toBe('… and 5 more')
+  })
+
+  it('refuses the filesystem root as the view', async () => {
+    const dir = tempDir()
+    mkdirs(dir, 'a')
+    const file = writeManifest(dir, 'view: /\npackages: [a]\n')
+    const err = await loadError(file)
+    expect(err.code).toBe('MANIFEST_INVALID')
+    expect(err.message).toBe(`${file}:1:7: view: / cannot be a view (it is the filesystem root)`)
+  })
+})
+
+describe('loadManifest: prefixes', () => {
+  it('reports a missing prefix at its line, naming the resolved path', async () => {
+    const dir = tempDir()
+    mkdirs(dir, 'a')
+    const file = writeManifest(dir, 'view: v\npackages:\n  - a\n  - path: apps/hdf5\n')
+    const err = await loadError(file)
+    expect(err.code).toBe('PREFIX_INVALID')
+    expect(err.message).toBe(`${file}:4:11: packages[1]: ${path.join(dir, 'apps/hdf5')} does not exist`)
+    expect(err.hint).toBe(`check the path (relative paths resolve from ${dir}); install the package first or remove it from packages`)
+  })
+
+  it('reports a prefix that is a file', async () => {
+    const dir = tempDir()
+    fs.writeFileSync(path.join(dir, 'zlib.tar'), '')
+    const file = writeManifest(dir, 'view: v\npackages: [zlib.tar]\n')
+    const err = await loadError(file)
+    expect(err.code).toBe('PREFIX_INVALID')
+    expect(err.message).toBe(`${file}:2:12: packages[0]: ${path.join(dir, 'zlib.tar')} is not a directory`)
+  })
+
+  it('reports every bad prefix at once, in file order', async () => {
+    const dir = tempDir()
+    const file = writeManifest(dir, 'view: v\npackages:\n  - x\n  - glob: "none/*"\n  - y\n')
+    const err = await loadError(file)
+    expect(err.code).toBe('PREFIX_INVALID')
+    expect(err.message).toBe([
+      `${file}:3:5: packages[0]: ${path.join(dir, 'x')} does not exist`,
+      `${file}:4:11: packages[1].glob: none/* matches no directory`,
+      `${file}:5:5: packages[2]: ${path.join(dir, 'y')} does not exist`,
+    ].join('\n'))
+  })
+
+  it('reports a glob that matches no directory', async () => {
+    const dir = tempDir()
+    mkdirs(dir, 'a')
+    fs.writeFileSync(path.join(dir, 'a.txt'), 'files do not count')
+    const file = writeManifest(dir, 'view: v\npackages:\n  - a\n  - glob: a.*\n')
+    const err = await loadError(file)
+    expect(err.code).toBe('GLOB_EMPTY')
+    expect(err.message).toBe(`${file}:4:11: packages[1].glob: a.* matches no directory`)
+    expect(err.hint).toMatch(new RegExp(`relative patterns start from ${dir}`))
+  })
+
+  it('refuses a view inside a prefix', async () => {
+    const dir = tempDir()
+    mkdirs(dir, 'opt/views')
+    const file = writeManifest(dir, `view: opt/views/hpc\npackages:\n  - ${dir}/opt\n`)
+    const err = await loadError(file)
+    expect(err.code).toBe('VIEW_INSIDE_PREFIX')
+    expect(err.message).toBe(`${file}:3:5: packages[0]: ${dir}/opt contains the view ${dir}/opt/views/hpc; the view would end up inside its own input`)
+    expect(err.hint).toBe('keep the view and its store (._hpc beside it) outside every prefix, and do not list the view or anything under it as a package')
+  })
+
+  it('refuses a prefix that is an ancestor of the view, also through a symlink and before the view exists', async () => {
+    const dir = tempDir()
+    mkdirs(dir, 'real/views')
+    fs.symlinkSync(path.join(dir, 'real'), path.join(dir, 'alias'))
+    // The view's parent does not exist yet; its nearest existing ancestor goes through the symlink.
+    const file = writeManifest(dir, 'view: alias/views/new/hpc\npackages: [real/views]\n')
+    const err = await loadError(file)
+    expect(err.code).toBe('VIEW_INSIDE_PREFIX')
+    expect(err.message).toBe(`${file}:2:12: packages[0]: ${dir}/real/views contains the view ${dir}/alias/views/new/hpc; the view would end up inside its own input`)
+  })
+
+  it('refuses the view itself, its store, and anything inside them as a prefix', async () => {
+    const dir = tempDir()
+    mkdirs(dir, 'views/._hpc/0123456789abcdef/bin')
+    fs.symlinkSync('._hpc/0123456789abcdef', path.join(dir, 'views/hpc'))
+    const file = writeManifest(dir, [
+      'view: views/hpc',
+      'packages:',
+      '  - views/hpc',
+      '  - views/._hpc',
+      '  - views/._hpc/0123456789abcdef/bin',
+      '',
+    ].join('\n'))
+    const err = await loadError(file)
+    const store = path.join(dir, 'views/._hpc')
+    expect(err.code).toBe('VIEW_INSIDE_PREFIX')
+    expect(err.message).toBe([
+      `${file}:3:5: packages[0]: ${dir}/views/hpc (really ${store}/0123456789abcdef) lies inside the view's store ${store}; a view cannot take its own generations as input`,
+      `${file}:4:5: packages[1]: ${store} is the view's store; the view would end up inside its own input`,
+      `${file}:5:5: packages[2]: ${store}/0123456789abcdef/bin lies inside the view's store ${store}; a view cannot take its own generations as input`,
+    ].join('\n'))
+  })
+
+  it('refuses a prefix inside an unmanaged view directory', async () => {
+    const dir = tempDir()
+    mkdirs(dir, 'view/bin')
+    const file = writeManifest(dir, 'view: view\npackages: [view/bin]\n')
+    const err = await loadError(file)
+    expect(err.code).toBe('VIEW_INSIDE_PREFIX')
+    expect(err.message).toBe(`${file}:2:12: packages[0]: ${dir}/view/bin lies inside the view ${dir}/view; a view cannot take its own contents as input`)
+  })
+
+  it('accepts a view beside its prefixes', async () => {
+    const dir = tempDir()
+    mkdirs(dir, 'opt/apps/a', 'opt/views')
+    const file = writeManifest(dir, 'view: opt/views/hpc\npackages: [opt/apps/a]\n')
+    await expect(loadManifest(file)).resolves.toMatchObject({ view: path.join(dir, 'opt/views/hpc') })
+  })
+})
+
+describe('durations', () => {
+  it.each([
+    ['30s', 30_000],
+    ['5m', 300_000],
+    ['12h', 43_200_000],
+    ['7d', 604_800_000],
+    ['2w', 1_209_600_000],
+    ['90', 90_000],
+    ['0', 0],
+    ['0s', 0],
+    [' 7d ', 604_800_000],
+  ])('parseDuration(%j) = %i ms', (text, ms) => {
+    expect(parseDuration(text)).toBe(ms)
+  })
+
+  it.each(['', 'd', '7x', '7D', '-1s', '1.5h', '1d12h', '1d 12h', '7 d', 'week', '99999999999999999999w'])(
+    'parseDuration(%j) is a usage error',
+    (text) => {
+      let caught: unknown
+      try {
+        parseDuration(text)
+      } catch (err) {
+        caught = err
+      }
+      expect(caught).toBeInstanceOf(ViewError)
+      expect((caught as ViewError).code).toBe('USAGE')
+      expect((caught as ViewError).message).toMatch(new RegExp(`^invalid duration ${JSON.stringify(text).replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}: `))
+    },
+  )
+
+  it.each([
+    [0, '0ms'],
+    [350, '350ms'],
+    [1_000, '1s'],
+    [59_999, '59s'],
+    [90_000, '1m 30s'],
+    [3 * 3600_000 + 5 * 60_000 + 59_000, '3h 5m'],
+    [7 * 86_400_000, '7d'],
+    [14 * 86_400_000 + 3600_000, '14d 1h'],
+    [86_400_000 + 60_000, '1d'],
+    [-90_000, '-1m 30s'],
+  ])('formatDuration(%i) = %j', (ms, text) => {
+    expect(formatDuration(ms)).toBe(text)
+  })
+})
