@@ -10,6 +10,7 @@
 import { loadManifest } from '../manifest/load.js'
 import type { Manifest } from '../manifest/types.js'
 import { assertNoConflicts, createPlan, type PlanResult } from '../plan/index.js'
+import { openScanCache } from '../plan/cache.js'
 import { buildGeneration, type BuildProgress } from '../store/build.js'
 import { appendHistory, newRecord, retractHistory } from '../store/history.js'
 import { layoutFor, type Layout } from '../store/layout.js'
@@ -48,7 +49,8 @@ export async function regenerate(manifestFile: string, opts: RegenerateOptions =
   const manifest = await loadManifest(manifestFile)
   const layout = layoutFor(manifest.view)
   assertPublishable(readViewState(layout), opts)
-  const plan = createPlan(manifest)
+  const cache = openScanCache(layout.scanCache)
+  const plan = createPlan(manifest, { readDir: cache.readDir })
   assertNoConflicts(plan, manifestFile)
 
   const base = {
@@ -75,7 +77,8 @@ export async function regenerate(manifestFile: string, opts: RegenerateOptions =
     }
   }
 
-  return withWriter(layout, opts, (cleared) => {
+  const result = await withWriter(layout, opts, (cleared) => {
+    cache.save()
     const state = readViewState(layout)
     assertPublishable(state, opts)
     const previous = state.current?.generation ?? null
@@ -94,6 +97,8 @@ export async function regenerate(manifestFile: string, opts: RegenerateOptions =
       elapsedMs: performance.now() - started,
     }
   })
+  // gc runs after the lock is released (DESIGN §5.5); see src/ops/gc.ts
+  return result
 }
 
 function switchToNewGeneration(layout: Layout, state: ViewState, plan: PlanResult, manifest: Manifest, opts: RegenerateOptions) {
