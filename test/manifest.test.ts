@@ -1,10 +1,12 @@
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
+import { Ajv2020 } from 'ajv/dist/2020.js'
+import { parse as parseYaml } from 'yaml'
 import { describe, expect, it, onTestFinished } from 'vitest'
 import { ViewError } from '../src/errors.js'
 import { formatDuration, parseDuration } from '../src/manifest/duration.js'
-import { loadManifest } from '../src/manifest/load.js'
+import { MANIFEST_AJV_OPTIONS, MANIFEST_SCHEMA_URL, loadManifest } from '../src/manifest/load.js'
 import { DEFAULT_ENV, DEFAULT_GC } from '../src/manifest/types.js'
 
 function tempDir(): string {
@@ -33,6 +35,66 @@ async function loadError(file: string): Promise<ViewError> {
   expect(err, 'loadManifest should have failed').toBeInstanceOf(ViewError)
   return err as ViewError
 }
+
+describe('schemas/manifest.schema.json', () => {
+  const schema = JSON.parse(fs.readFileSync(MANIFEST_SCHEMA_URL, 'utf8')) as Record<string, unknown>
+
+  // loadManifest skips these checks to start fast; this is where they happen.
+  it('is valid JSON Schema 2020-12 and compiles in ajv strict mode', () => {
+    const ajv = new Ajv2020({ ...MANIFEST_AJV_OPTIONS, strict: true })
+    expect(ajv.validateSchema(schema), JSON.stringify(ajv.errors)).toBe(true)
+    expect(() => ajv.compile(schema)).not.toThrow()
+    expect(schema).toMatchObject({ $schema: 'https://json-schema.org/draft/2020-12/schema', $id: expect.any(String), title: expect.any(String) })
+  })
+
+  it('describes every property', () => {
+    const undescribed: string[] = []
+    const visit = (node: unknown, where: string): void => {
+      if (node === null || typeof node !== 'object') return
+      const obj = node as Record<string, unknown>
+      for (const [name, sub] of Object.entries((obj.properties ?? {}) as Record<string, unknown>)) {
+        if (!(sub as { description?: string }).description) undescribed.push(`${where}.${name}`)
+        visit(sub, `${where}.${name}`)
+      }
+      for (const [name, sub] of Object.entries((obj.$defs ?? {}) as Record<string, unknown>)) {
+        if (!(sub as { description?: string }).description) undescribed.push(`$defs.${name}`)
+        visit(sub, `$defs.${name}`)
+      }
+      for (const key of ['items', 'additionalProperties', 'propertyNames']) visit(obj[key], `${where}[${key}]`)
+    }
+    visit(schema, '')
+    expect(undescribed).toEqual([])
+  })
+
+  it('accepts the example manifest of DESIGN.md §3', () => {
+    const example = parseYaml([
+      'view: /opt/views/hpc',
+      'link: symlink',
+      'fold: true',
+      'relative: false',
+      'conflicts: error',
+      'packages:',
+      '  - /opt/spack/linux-x86_64/gcc-12/zlib-1.3-abcdef',
+      '  - path: /opt/apps/hdf5/1.14.3',
+      '    exclude: ["share/doc/**"]',
+      '    priority: 10',
+      '  - glob: /opt/apps/python/3.12.*',
+      'include: ["bin/**", "lib/**", "include/**", "share/**"]',
+      'exclude: ["**/*.la", ".spack/**"]',
+      'env:',
+      '  PATH: [bin]',
+      '  MANPATH: [share/man]',
+      '  PKG_CONFIG_PATH: [lib/pkgconfig, share/pkgconfig]',
+      '  CMAKE_PREFIX_PATH: ["."]',
+      'gc:',
+      '  keep: 2',
+      '  ttl: 7d',
+      '  auto: true',
+    ].join('\n')) as unknown
+    const validate = new Ajv2020({ ...MANIFEST_AJV_OPTIONS, strict: true }).compile(schema)
+    expect(validate(example), JSON.stringify(validate.errors)).toBe(true)
+  })
+})
 
 describe('loadManifest: normalization', () => {
   it('fills in every default from DESIGN §3', async () => {
@@ -355,7 +417,7 @@ describe('loadManifest: schema errors', () => {
       'packages: []',
       'exclude: "**/*.la"',
       'env:',
-      '  PATH: [/usr/bin]',
+      '  PATH: [/usr/bin, 3]',
       '  9LIVES: [bin]',
       'gc:',
       '  keep: -1',
@@ -363,16 +425,27 @@ describe('loadManifest: schema errors', () => {
       '',
     ].join('\n'))
     const err = await loadError(file)
+    expect(err.code).toBe('MANIFEST_INVALID')
     expect(err.message).toBe([
       `${file}:1:1: view: must be a string`,
       `${file}:2:7: fold: must be true or false`,
       `${file}:3:11: packages: must not be an empty list`,
       `${file}:4:10: exclude: must be a list`,
       `${file}:6:10: env.PATH[0]: must be a directory relative to the view root (no leading /)`,
+      `${file}:6:20: env.PATH[1]: must be a string`,
       `${file}:7:3: env["9LIVES"]: not a valid variable name (letters, digits and _, not starting with a digit)`,
       `${file}:9:9: gc.keep: must be 0 or more`,
       `${file}:10:8: gc.ttl: must be a duration like 30s, 5m, 12h, 7d or 2w, or a number of seconds`,
     ].join('\n'))
+  })
+
+  it('answers every kind of bad ttl with what a duration looks like', async () => {
+    const dir = tempDir()
+    for (const ttl of ['true', '-5', '"7 days"', '[7d]']) {
+      const file = writeManifest(dir, `view: v\npackages: [a]\ngc:\n  ttl: ${ttl}\n`)
+      const err = await loadError(file)
+      expect(err.message).toBe(`${file}:4:8: gc.ttl: must be a duration like 30s, 5m, 12h, 7d or 2w, or a number of seconds`)
+    }
   })
 
   it('caps a long list of errors', async () => {

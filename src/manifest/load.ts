@@ -64,6 +64,7 @@ export async function loadManifest(file: string): Promise<Manifest> {
   const raw = await validateManifest(source, data)
   const baseDir = path.dirname(path.resolve(file))
   const view = resolveView(source, raw, baseDir)
+  const gc = resolveGcPolicy(source, raw)
   const packages = await resolvePackages(source, raw, baseDir, view)
   return {
     file: path.resolve(file),
@@ -77,7 +78,7 @@ export async function loadManifest(file: string): Promise<Manifest> {
     include: raw.include ? normalizePatterns(raw.include) : null,
     exclude: normalizePatterns(raw.exclude ?? []),
     env: copyEnv(raw.env ?? DEFAULT_ENV),
-    gc: resolveGcPolicy(source, raw),
+    gc,
   }
 }
 
@@ -262,18 +263,29 @@ let validatorPromise: Promise<ValidateFunction> | undefined
  * replace its body without touching the callers.
  */
 function getValidator(): Promise<ValidateFunction> {
-  validatorPromise ??= compileValidator()
+  validatorPromise ??= compileValidator().catch((err: unknown) => {
+    validatorPromise = undefined
+    throw err
+  })
   return validatorPromise
 }
 
 async function compileValidator(): Promise<ValidateFunction> {
-  const [{ Ajv2020 }, schemaText] = await Promise.all([import('ajv/dist/2020.js'), fsp.readFile(MANIFEST_SCHEMA_URL, 'utf8')])
+  const [{ Ajv2020 }, schemaText] = await Promise.all([import('ajv/dist/2020.js'), readSchemaText()])
   // The schema ships with viewctl and the test suite compiles it strictly against the
   // 2020-12 meta-schema, so every run need not: skipping the meta-schema (meta, validateSchema)
   // and code optimization cuts the compile from ~50 ms to ~15 ms. verbose gives each error
   // its parentSchema, which names the allowed keys of a mapping.
   const ajv = new Ajv2020({ ...MANIFEST_AJV_OPTIONS, strict: false, meta: false, validateSchema: false, code: { optimize: false } })
   return ajv.compile(JSON.parse(schemaText) as object)
+}
+
+async function readSchemaText(): Promise<string> {
+  try {
+    return await fsp.readFile(MANIFEST_SCHEMA_URL, 'utf8')
+  } catch (err) {
+    throw new ViewError('INTERNAL', `cannot read viewctl's manifest schema ${MANIFEST_SCHEMA_URL.pathname}: ${(err as Error).message}`, 'the installation is incomplete; reinstall viewctl (the package ships schemas/manifest.schema.json)', undefined, { cause: err })
+  }
 }
 
 async function validateManifest(source: Source, data: Record<string, unknown>): Promise<RawManifest> {
@@ -333,10 +345,14 @@ function isPlainObject(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value)
 }
 
-// Patterns the schema uses, in words.
-const PATTERN_MEANINGS: Record<string, string> = {
-  '^[0-9]+[smhdw]?$': 'must be a duration like 30s, 5m, 12h, 7d or 2w, or a number of seconds',
-  '^[^/]': 'must be a directory relative to the view root (no leading /)',
+/**
+ * Patterns the schema uses, in words. `always` marks values whose every rule
+ * (type, minimum, pattern) is best answered by the one sentence: `gc.ttl: true`
+ * and `gc.ttl: 7x` both want "must be a duration".
+ */
+const PATTERN_MEANINGS: Record<string, { text: string; always: boolean }> = {
+  '^[0-9]+[smhdw]?$': { text: 'must be a duration like 30s, 5m, 12h, 7d or 2w, or a number of seconds', always: true },
+  '^[^/]': { text: 'must be a directory relative to the view root (no leading /)', always: false },
 }
 
 const TYPE_WORDS: Record<string, string> = {
@@ -378,8 +394,8 @@ function describeError(source: Source, data: unknown, error: ErrorObject): Probl
 function describeRule(error: ErrorObject, value: unknown): string {
   const params = error.params as Record<string, unknown>
   const pattern = (error.parentSchema as { pattern?: string } | undefined)?.pattern
-  // A value with a pattern (gc.ttl) is best explained by what the pattern means, whichever rule it broke.
-  if (pattern && PATTERN_MEANINGS[pattern] && error.keyword !== 'minLength') return PATTERN_MEANINGS[pattern]
+  const meaning = pattern === undefined ? undefined : PATTERN_MEANINGS[pattern]
+  if (meaning && (meaning.always || error.keyword === 'pattern')) return meaning.text
   switch (error.keyword) {
     case 'type':
       return `must be ${String(params.type).split(',').map((t) => TYPE_WORDS[t] ?? t).join(' or ')}`
@@ -477,10 +493,9 @@ interface PrefixProblem extends Problem {
 
 async function resolvePackages(source: Source, raw: RawManifest, baseDir: string, view: string): Promise<PackageSpec[]> {
   const problems: PrefixProblem[] = []
-  const candidates: Candidate[] = []
-  for (const [index, entry] of raw.packages.entries()) {
-    candidates.push(...(await expandEntry(source, entry, index, baseDir, problems)))
-  }
+  // Entries are looked at concurrently (a shared filesystem answers faster that way) and kept in manifest order.
+  const expanded = await Promise.all(raw.packages.map((entry, index) => expandEntry(source, entry, index, baseDir, problems)))
+  const candidates = expanded.flat()
   const [checked, viewTree] = await Promise.all([Promise.all(candidates.map((c) => checkPrefix(c, baseDir))), viewTreeOf(view)])
   const packages: PackageSpec[] = []
   const seen = new Set<string>()

@@ -11,10 +11,11 @@ import { loadManifest } from '../manifest/load.js'
 import type { Manifest } from '../manifest/types.js'
 import { assertNoConflicts, createPlan, type PlanResult } from '../plan/index.js'
 import { openScanCache } from '../plan/cache.js'
-import { buildGeneration, type BuildProgress } from '../store/build.js'
+import { buildGeneration, throwIfAborted, type BuildProgress } from '../store/build.js'
 import { appendHistory, newRecord, retractHistory } from '../store/history.js'
 import { layoutFor, type Layout } from '../store/layout.js'
 import { publishGeneration } from '../store/publish.js'
+import { adoptDirectory, type AdoptResult } from '../store/adopt.js'
 import { nextGenerationNumber, readViewState, type ViewState } from '../store/state.js'
 import { ViewError } from '../errors.js'
 import { withWriter, type WriterOptions } from './writer.js'
@@ -23,6 +24,8 @@ export interface RegenerateOptions extends WriterOptions {
   dryRun?: boolean
   adopt?: boolean
   onProgress?: BuildProgress
+  /** Abort (e.g. on SIGINT): honoured until the switch is recorded, never half-way through a publish. */
+  signal?: AbortSignal
 }
 
 export interface RegenerateResult {
@@ -35,6 +38,8 @@ export interface RegenerateResult {
   /** A tree was built (false when an existing tree with this hash was reused, or nothing changed). */
   built: boolean
   dryRun: boolean
+  /** Set when --adopt moved a real directory into the store first. */
+  adopted: AdoptResult | null
   entries: number
   prefixes: number
   conflicts: number
@@ -52,6 +57,7 @@ export async function regenerate(manifestFile: string, opts: RegenerateOptions =
   const cache = openScanCache(layout.scanCache)
   const plan = createPlan(manifest, { readDir: cache.readDir })
   assertNoConflicts(plan, manifestFile)
+  throwIfAborted(opts.signal)
 
   const base = {
     view: layout.view,
@@ -72,20 +78,26 @@ export async function regenerate(manifestFile: string, opts: RegenerateOptions =
       previousGeneration: state.current?.generation ?? null,
       changed: state.hash !== plan.hash,
       built: false,
+      adopted: null,
       cleared: [],
       elapsedMs: performance.now() - started,
     }
   }
 
-  const result = await withWriter(layout, opts, (cleared) => {
+  const result = await withWriter(layout, opts, async (cleared) => {
     cache.save()
-    const state = readViewState(layout)
+    let state = readViewState(layout)
     assertPublishable(state, opts)
+    let adopted: AdoptResult | null = null
+    if (state.kind === 'directory' && opts.adopt) {
+      adopted = adoptDirectory(layout, state, manifest, opts.argv ?? process.argv.slice(1))
+      state = readViewState(layout)
+    }
     const previous = state.current?.generation ?? null
     if (state.kind === 'managed' && state.hash === plan.hash && state.current) {
-      return { ...base, generation: previous, previousGeneration: previous, changed: false, built: false, cleared, elapsedMs: performance.now() - started }
+      return { ...base, generation: previous, previousGeneration: previous, changed: adopted !== null, built: false, adopted, cleared, elapsedMs: performance.now() - started }
     }
-    const { generation, built, warnings } = switchToNewGeneration(layout, state, plan, manifest, opts)
+    const { generation, built, warnings } = await switchToNewGeneration(layout, state, plan, manifest, opts)
     return {
       ...base,
       warnings: [...base.warnings, ...warnings],
@@ -93,6 +105,7 @@ export async function regenerate(manifestFile: string, opts: RegenerateOptions =
       previousGeneration: previous,
       changed: true,
       built,
+      adopted,
       cleared,
       elapsedMs: performance.now() - started,
     }
@@ -101,8 +114,9 @@ export async function regenerate(manifestFile: string, opts: RegenerateOptions =
   return result
 }
 
-function switchToNewGeneration(layout: Layout, state: ViewState, plan: PlanResult, manifest: Manifest, opts: RegenerateOptions) {
-  const { built } = buildGeneration(layout, plan, manifest, opts.onProgress)
+async function switchToNewGeneration(layout: Layout, state: ViewState, plan: PlanResult, manifest: Manifest, opts: RegenerateOptions) {
+  const { built } = await buildGeneration(layout, plan, manifest, { onProgress: opts.onProgress, signal: opts.signal })
+  throwIfAborted(opts.signal)
   const generation = nextGenerationNumber(state)
   const record = newRecord({
     generation,

@@ -16,6 +16,8 @@ export interface WriterOptions {
   noLock?: boolean
   /** The command line, recorded in the lock file and the journal. */
   argv?: string[]
+  /** Stop waiting for the lock when aborted. */
+  signal?: AbortSignal
 }
 
 export const DEFAULT_LOCK_TIMEOUT = 30
@@ -30,6 +32,7 @@ export async function withWriter<T>(layout: Layout, opts: WriterOptions, fn: (cl
     timeoutSeconds: opts.lockTimeout ?? DEFAULT_LOCK_TIMEOUT,
     noLock: opts.noLock,
     command: (opts.argv ?? process.argv.slice(1)).join(' '),
+    signal: opts.signal,
   })
   try {
     const cleared = clearLeftovers(layout)

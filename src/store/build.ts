@@ -63,7 +63,13 @@ export function metaFor(plan: PlanResult, manifest: Manifest): GenerationMeta {
   }
 }
 
-export function buildGeneration(layout: Layout, plan: PlanResult, manifest: Manifest, onProgress?: BuildProgress): BuildResult {
+export interface BuildOptions {
+  onProgress?: BuildProgress
+  /** Aborting (SIGINT/SIGTERM) stops the build at the next batch, removes staging and throws INTERRUPTED. */
+  signal?: AbortSignal
+}
+
+export async function buildGeneration(layout: Layout, plan: PlanResult, manifest: Manifest, opts: BuildOptions = {}): Promise<BuildResult> {
   const finalDir = generationDir(layout, plan.hash)
   if (isComplete(layout, plan.hash)) {
     return { dir: finalDir, built: false, meta: readMeta(finalDir) ?? metaFor(plan, manifest) }
@@ -74,7 +80,8 @@ export function buildGeneration(layout: Layout, plan: PlanResult, manifest: Mani
   const meta = metaFor(plan, manifest)
   try {
     sfs.mkdir(staging)
-    linkEntries(staging, finalDir, plan, manifest, onProgress)
+    await linkEntries(staging, finalDir, plan, manifest, opts)
+    throwIfAborted(opts.signal)
     const metaDir = path.join(staging, META_DIR)
     sfs.mkdir(metaDir)
     sfs.writeFileDurable(path.join(metaDir, MANIFEST_COPY), manifest.text)
@@ -96,19 +103,32 @@ export function buildGeneration(layout: Layout, plan: PlanResult, manifest: Mani
   return { dir: finalDir, built: true, meta }
 }
 
-function linkEntries(staging: string, finalDir: string, plan: PlanResult, manifest: Manifest, onProgress?: BuildProgress): void {
+export function throwIfAborted(signal: AbortSignal | undefined): void {
+  if (signal?.aborted) {
+    const reason = typeof signal.reason === 'string' ? signal.reason : 'a signal'
+    throw new ViewError('INTERRUPTED', `interrupted by ${reason}; the build was abandoned and its staging directory removed`, 'the view was left on its previous generation; run the command again when ready')
+  }
+}
+
+/** Entries linked between two looks at the event loop (signals are delivered there). */
+const BATCH = 4096
+
+async function linkEntries(staging: string, finalDir: string, plan: PlanResult, manifest: Manifest, opts: BuildOptions): Promise<void> {
   const { paths, kinds, sources, prefixes } = plan
+  const { onProgress, signal } = opts
   const total = paths.length
+  const dirs = new Set<string>([''])
   const relativeLinks = manifest.link === 'symlink' && manifest.relative
   // Staging sits beside the final directory, so a link relative to one is relative to the other.
   const prefixFromRoot = prefixes.map((p) => path.relative(finalDir, p))
-  const progressEvery = 4096
   for (let i = 0; i < total; i++) {
     const rel = paths[i]!
     const kind = kinds[i]!
+    assertContained(rel, dirs)
     const dest = `${staging}/${rel}`
     if (kind === Kind.Dir) {
       sfs.mkdir(dest)
+      dirs.add(rel)
     } else {
       const src = sources[i]!
       if (src === NO_SOURCE) throw new Error(`plan entry ${rel} has no source`)
@@ -123,9 +143,28 @@ function linkEntries(staging: string, finalDir: string, plan: PlanResult, manife
         sfs.copyFile(source, dest)
       }
     }
-    if (onProgress && i % progressEvery === 0) onProgress(i, total)
+    if (i % BATCH === BATCH - 1) {
+      if (onProgress) onProgress(i + 1, total)
+      await new Promise<void>((resolve) => setImmediate(resolve))
+      throwIfAborted(signal)
+    }
   }
   if (onProgress) onProgress(total, total)
+}
+
+/**
+ * Containment: an entry is written only directly inside a directory this
+ * build created, and its name is one plain component. Whatever names or
+ * symlinks a prefix holds, nothing is ever written through a link or
+ * outside the staging tree.
+ */
+function assertContained(rel: string, dirs: Set<string>): void {
+  const slash = rel.lastIndexOf('/')
+  const parent = slash === -1 ? '' : rel.slice(0, slash)
+  const name = rel.slice(slash + 1)
+  if (!dirs.has(parent) || name === '' || name === '.' || name === '..' || rel.startsWith('/')) {
+    throw new ViewError('UNSAFE_PATH', `refusing to write ${JSON.stringify(rel)}: it is not a plain name inside a directory this build created`, 'this is a bug in viewctl; please report it with the manifest')
+  }
 }
 
 function depthOf(rel: string): number {

@@ -29,6 +29,7 @@ export interface LockOptions {
   /** Skip locking (the filesystem cannot lock, and the admin knows no one else writes). */
   noLock?: boolean
   command: string
+  signal?: AbortSignal
 }
 
 const POLL_MS = 25
@@ -45,6 +46,9 @@ export async function acquireWriterLock(lockFile: string, opts: LockOptions): Pr
   try {
     for (;;) {
       if (tryLock(fd, lockFile)) break
+      if (opts.signal?.aborted) {
+        throw new ViewError('INTERRUPTED', `interrupted while waiting for the lock on ${lockFile}`, 'nothing was changed')
+      }
       if (Date.now() >= deadline) {
         const holder = readLockHolder(lockFile)
         throw new ViewError(

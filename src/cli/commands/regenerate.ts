@@ -1,8 +1,10 @@
 import { regenerate } from '../../ops/regenerate.js'
 import { progressReporter, shortHash, type Output } from '../render.js'
 import type { GlobalArgs } from '../main.js'
+import { interruptible } from '../signals.js'
 
 export async function run(args: GlobalArgs & { manifest: string; dryRun: boolean; adopt: boolean }, out: Output): Promise<number> {
+  const interrupt = interruptible()
   try {
     const r = await regenerate(args.manifest, {
       dryRun: args.dryRun,
@@ -11,9 +13,15 @@ export async function run(args: GlobalArgs & { manifest: string; dryRun: boolean
       noLock: !args.lock,
       argv: ['viewctl', ...process.argv.slice(2)],
       onProgress: progressReporter(out.flags),
+      signal: interrupt.signal,
     })
     for (const w of r.warnings) out.warn(w)
     out.result(r, () => {
+      const adopted = r.adopted ? `adopted the directory that stood at ${r.view} as generation ${r.adopted.generation} (hash ${shortHash(r.adopted.hash)}, ${r.adopted.entries} entries; \`viewctl rollback\` returns to it)\n` : ''
+      return adopted + describe()
+    })
+    return 0
+    function describe(): string {
       const what = `${r.entries.toLocaleString('en-US')} entries from ${r.prefixes} prefix${r.prefixes === 1 ? '' : 'es'}`
       if (r.dryRun) {
         return r.changed
@@ -24,9 +32,11 @@ export async function run(args: GlobalArgs & { manifest: string; dryRun: boolean
       const how = r.built ? 'built' : 'reused an existing tree'
       const from = r.previousGeneration === null ? '' : ` (was ${r.previousGeneration})`
       return `${r.view} is now generation ${r.generation}${from}: hash ${shortHash(r.hash)}, ${what}, ${how} in ${Math.round(r.elapsedMs)} ms`
-    })
-    return 0
+    }
   } catch (err) {
-    return out.fail(err)
+    const code = out.fail(err)
+    return interrupt.exitStatus() ?? code
+  } finally {
+    interrupt.dispose()
   }
 }
