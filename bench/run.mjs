@@ -98,18 +98,20 @@ function timed(cmd, args, { cwd } = {}) {
   if (haveTime) {
     rssFile = path.join(os.tmpdir(), `viewctl-bench-rss-${process.pid}`)
     file = TIME
-    argv = ['-f', '%M', '-o', rssFile, cmd, ...args]
+    argv = ['-f', '%M %U %S', '-o', rssFile, cmd, ...args]
   }
   const t0 = process.hrtime.bigint()
   const r = spawnSync(file, argv, { cwd, env: childEnv, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], maxBuffer: 64 << 20 })
   const ms = Number(process.hrtime.bigint() - t0) / 1e6
   if (r.error) throw r.error
   let rssKiB = null
+  let cpuMs = null
   if (rssFile) {
     try {
       const lines = fs.readFileSync(rssFile, 'utf8').trim().split('\n')
-      rssKiB = Number(lines[lines.length - 1])
-      if (!Number.isFinite(rssKiB)) rssKiB = null
+      const [maxrss, user, sys] = lines[lines.length - 1].split(' ').map(Number)
+      rssKiB = Number.isFinite(maxrss) ? maxrss : null
+      cpuMs = Number.isFinite(user) && Number.isFinite(sys) ? (user + sys) * 1000 : null
     } catch {
       rssKiB = null
     }
@@ -119,7 +121,7 @@ function timed(cmd, args, { cwd } = {}) {
     err.stdout = r.stdout
     throw err
   }
-  return { ms, rssKiB, stdout: r.stdout }
+  return { ms, rssKiB, cpuMs, stdout: r.stdout }
 }
 
 function viewctl(args) {
@@ -216,6 +218,8 @@ const log = (msg) => {
   if (!opts.json) process.stderr.write(`bench: ${msg}\n`)
 }
 
+let loadBefore = os.loadavg()
+let loadAfter = loadBefore
 let exitCode = 0
 try {
   exitCode = runBench()
@@ -228,6 +232,7 @@ try {
 process.exit(exitCode)
 
 function runBench() {
+  loadBefore = os.loadavg()
   const totalFiles = opts.prefixes * opts.files
   const prefixRoot = path.join(work, 'prefixes')
   fs.mkdirSync(prefixRoot)
@@ -244,7 +249,9 @@ function runBench() {
   if (!tools.time) missing.push('/usr/bin/time for peak RSS (apt-get install time)')
   if (missing.length) log(`not installed, shown as n/a: ${missing.join(', ')}`)
 
-  const gcAvailable = spawnSync(process.execPath, [BIN, 'gc', '--help'], { stdio: 'ignore', env: childEnv }).status === 0
+  // `viewctl gc --help` exits 0 even while gc is unknown (yargs answers --help first): read the command list
+  const help = spawnSync(process.execPath, [BIN, '--help'], { encoding: 'utf8', env: childEnv })
+  const gcAvailable = /^\s*viewctl gc\b/m.test(help.stdout ?? '')
   if (!gcAvailable) log('viewctl has no gc command yet: gc shown as n/a')
 
   // manifests, one view path each
@@ -284,10 +291,12 @@ function runBench() {
   viewctl(['regenerate', rbPerFile, '--quiet'])
 
   const samples = {}
+  const cpu = {}
   const rss = {}
   const notes = []
   const record = (name, r) => {
     ;(samples[name] ??= []).push(r.ms)
+    if (r.cpuMs !== null) (cpu[name] ??= []).push(r.cpuMs)
     if (r.rssKiB !== null) rss[name] = Math.max(rss[name] ?? 0, r.rssKiB)
   }
   const expectBuilt = (name, r, wantChanged = true) => {
@@ -404,6 +413,7 @@ function runBench() {
     pass: peakPlan === null || totalFiles < 1_000_000 ? null : peakPlan / 1024 < 1024,
   }
 
+  loadAfter = os.loadavg()
   const cpus = os.cpus()
   const machine = {
     date: new Date().toISOString(),
@@ -414,6 +424,7 @@ function runBench() {
     kernel: os.release(),
     dir: work,
     fs: fsType(work),
+    loadavg: { before: loadBefore.map((x) => +x.toFixed(2)), after: loadAfter.map((x) => +x.toFixed(2)) },
   }
   const config = { prefixes: opts.prefixes, files: opts.files, totalFiles, runs: opts.runs, layout: layoutCounts(opts.files) }
   const rows = [
@@ -425,6 +436,7 @@ function runBench() {
     medianMs: med[name] ?? null,
     minMs: samples[name] ? Math.min(...samples[name]) : null,
     samples: samples[name]?.length ?? 0,
+    cpuMs: cpu[name] ? median(cpu[name]) : null,
     peakRssMiB: rss[name] != null ? rss[name] / 1024 : null,
   }))
 
@@ -439,10 +451,12 @@ function runBench() {
   const lines = []
   lines.push(`viewctl bench — ${totalFiles.toLocaleString('en-US')} files (${opts.prefixes} prefixes x ${opts.files}), ${opts.runs} run${opts.runs === 1 ? '' : 's'}, ${machine.fs} at ${work}`)
   lines.push(`node ${machine.node}, ${machine.cpus} cpus (${machine.cpuModel}), ${machine.memGiB} GiB, ${machine.date}`)
+  lines.push(`load average (1/5/15 min) before ${machine.loadavg.before.join(' ')}, after ${machine.loadavg.after.join(' ')}: other work on the machine inflates wall times`)
   lines.push('')
-  lines.push(`${pad('case', 20)}${lpad('median ms', 11)}${lpad('min ms', 10)}${lpad('peak RSS MiB', 14)}`)
-  lines.push('-'.repeat(55))
-  for (const r of rows) lines.push(`${pad(r.name, 20)}${lpad(f(r.medianMs, 1), 11)}${lpad(f(r.minMs, 1), 10)}${lpad(f(r.peakRssMiB, 1), 14)}`)
+  lines.push(`${pad('case', 20)}${lpad('median ms', 11)}${lpad('min ms', 10)}${lpad('cpu ms', 9)}${lpad('peak RSS MiB', 14)}`)
+  lines.push('-'.repeat(64))
+  for (const r of rows) lines.push(`${pad(r.name, 20)}${lpad(f(r.medianMs, 1), 11)}${lpad(f(r.minMs, 1), 10)}${lpad(f(r.cpuMs, 0), 9)}${lpad(f(r.peakRssMiB, 1), 14)}`)
+  lines.push('(wall clock of the whole process; cpu = user + sys, median, from /usr/bin/time at 10 ms resolution)')
   lines.push('')
   lines.push(`${pad('target (DESIGN §11)', 26)}${lpad('ratio', 8)}${lpad('limit', 8)}  verdict`)
   lines.push('-'.repeat(52))

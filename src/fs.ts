@@ -49,6 +49,16 @@ export function armFaults(spec: string): void {
   counters.clear()
 }
 
+/**
+ * Are faults armed? Counters are per thread (each worker thread loads its own
+ * copy of this module), so code that would spread writes over worker threads
+ * keeps them on the main thread while this is true: "the N-th symlink" then
+ * still means the N-th in plan order.
+ */
+export function faultsArmed(): boolean {
+  return rules.length > 0
+}
+
 const ERRNO_MESSAGES: Record<string, string> = {
   ENOSPC: 'no space left on device',
   EIO: 'i/o error',

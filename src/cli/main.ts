@@ -70,6 +70,8 @@ const COMMANDS: CommandSpec[] = [
     command: 'diff <target> [from] [to]',
     describe: 'prefixes and paths added, removed or changed between two generations',
     example: ['$0 diff /opt/views/hpc 3 5', 'compare generation 3 with generation 5 (default: previous vs current)'],
+    // hash prefixes like 1e0 must stay strings
+    builder: (y) => y.positional('from', { type: 'string' }).positional('to', { type: 'string' }),
     load: async () => (await import('./commands/diff.js')).run,
   },
   {
@@ -77,6 +79,50 @@ const COMMANDS: CommandSpec[] = [
     describe: 'check the current tree against its recorded plan (exit 5 on problems)',
     example: ['$0 verify /opt/views/hpc', 'report missing, extra, wrong and dangling entries'],
     load: async () => (await import('./commands/verify.js')).run,
+  },
+  {
+    command: 'gc <target>',
+    describe: 'delete old generation trees that nothing needs (current, spares, young, pinned, in use and leased ones stay)',
+    example: ['$0 gc /opt/views/hpc --dry-run', 'list what would go and why each survivor stays'],
+    builder: (y) =>
+      writerOptions(y)
+        .option('keep', { type: 'number', describe: 'spare generations kept besides the current one, whatever their age (default: the manifest\'s gc.keep, else 2)' })
+        .option('ttl', { type: 'string', describe: 'delete only generations not current for longer than this, e.g. 7d, 12h (default: the manifest\'s gc.ttl, else 7d)' })
+        .option('dry-run', { type: 'boolean', default: false, describe: 'decide and report, delete nothing' })
+        .option('force', { type: 'boolean', default: false, describe: 'accept a ttl under 5 minutes (no other host reads this view)' }),
+    load: async () => (await import('./commands/gc.js')).run,
+  },
+  {
+    command: 'pin <target> <generation>',
+    describe: 'protect a generation from gc',
+    example: ['$0 pin /opt/views/hpc 7', 'keep generation 7 until it is unpinned'],
+    builder: (y) => writerOptions(y).positional('generation', { type: 'string', describe: 'generation number or hash prefix' }),
+    load: async () => (await import('./commands/pin.js')).runPin,
+  },
+  {
+    command: 'unpin <target> <generation>',
+    describe: 'let gc remove a pinned generation again',
+    example: ['$0 unpin /opt/views/hpc 7', 'generation 7 is subject to keep and ttl again'],
+    builder: (y) => writerOptions(y).positional('generation', { type: 'string', describe: 'generation number or hash prefix' }),
+    load: async () => (await import('./commands/pin.js')).runUnpin,
+  },
+  {
+    command: 'exec <target>',
+    describe: 'run a command against the current generation, held by a lease until it ends: exec <target> -- cmd …',
+    example: ['$0 exec /opt/views/hpc -- make -j8', 'the job keeps one generation even if the view is regenerated meanwhile'],
+    builder: (y) => y.parserConfiguration({ 'populate--': true }),
+    load: async () => (await import('./commands/exec.js')).run,
+  },
+  {
+    command: 'activate <target>',
+    describe: 'print shell code that puts the view in PATH, MANPATH, … (for eval)',
+    example: ['eval "$($0 activate /opt/views/hpc)"', 'in sh, bash or zsh; fish: `$0 activate … --shell fish | source`'],
+    builder: (y) =>
+      y
+        .option('shell', { choices: ['sh', 'bash', 'zsh', 'fish', 'csh'] as const, describe: 'the shell to write for (default: from $SHELL, else sh)' })
+        .option('canonical', { type: 'boolean', default: false, describe: 'name the current generation\'s tree instead of the view path (the shell keeps that generation)' })
+        .option('deactivate', { type: 'boolean', default: false, describe: 'print the undo: remove the view\'s entries, unset what becomes empty' }),
+    load: async () => (await import('./commands/activate.js')).run,
   },
 ]
 

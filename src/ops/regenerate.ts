@@ -19,6 +19,7 @@ import { adoptDirectory, type AdoptResult } from '../store/adopt.js'
 import { nextGenerationNumber, readViewState, type ViewState } from '../store/state.js'
 import { ViewError } from '../errors.js'
 import { withWriter, type WriterOptions } from './writer.js'
+import type { GcResult } from './gc.js'
 
 export interface RegenerateOptions extends WriterOptions {
   dryRun?: boolean
@@ -47,6 +48,8 @@ export interface RegenerateResult {
   warnings: string[]
   cleared: string[]
   elapsedMs: number
+  /** What the automatic gc after a switch did (manifest `gc.auto`); absent when it did not run. */
+  gc?: GcResult
 }
 
 export async function regenerate(manifestFile: string, opts: RegenerateOptions = {}): Promise<RegenerateResult> {
@@ -84,7 +87,7 @@ export async function regenerate(manifestFile: string, opts: RegenerateOptions =
     }
   }
 
-  const result = await withWriter(layout, opts, async (cleared) => {
+  const result: RegenerateResult = await withWriter(layout, opts, async (cleared) => {
     cache.save()
     let state = readViewState(layout)
     assertPublishable(state, opts)
@@ -110,7 +113,16 @@ export async function regenerate(manifestFile: string, opts: RegenerateOptions =
       elapsedMs: performance.now() - started,
     }
   })
-  // gc runs after the lock is released (DESIGN §5.5); see src/ops/gc.ts
+  // gc runs after the lock is released (DESIGN §5.5); its failure does not undo the switch
+  if (result.changed && manifest.gc.auto) {
+    try {
+      const { collectGarbage } = await import('./gc.js')
+      result.gc = await collectGarbage(layout.view, { keep: manifest.gc.keep, ttl: manifest.gc.ttl, lockTimeout: opts.lockTimeout, noLock: opts.noLock, argv: opts.argv })
+      result.warnings.push(...result.gc.warnings.map((w) => `gc: ${w}`))
+    } catch (err) {
+      result.warnings.push(`automatic gc did not run: ${err instanceof Error ? err.message : String(err)} (the view was switched; run \`viewctl gc\` later)`)
+    }
+  }
   return result
 }
 

@@ -5,7 +5,7 @@
  */
 import fs from 'node:fs'
 import path from 'node:path'
-import { fsPath } from '../fs.js'
+import { decodeName, fsPath } from '../fs.js'
 import { viewPathOf } from '../manifest/target.js'
 import { Kind, NO_SOURCE } from '../plan/types.js'
 import { EntryType, readDirListing } from '../plan/scan.js'
@@ -76,7 +76,8 @@ function checkSymlink(rel: string, abs: string, st: fs.Stats, source: string, re
     problems.push({ path: rel, problem: 'wrong-type', detail: `should be a symlink to ${source}` })
     return
   }
-  const actual = fs.readlinkSync(fsPath(abs), 'utf8')
+  // read as bytes: a target with non-UTF-8 bytes is carried escaped, as the plan carries it
+  const actual = decodeName(fs.readlinkSync(fsPath(abs), 'buffer'))
   const expected = relative ? path.relative(path.dirname(path.join(root, rel)), source) : source
   if (actual !== expected) {
     problems.push({ path: rel, problem: 'wrong-target', detail: `points to ${actual}, planned ${expected}` })

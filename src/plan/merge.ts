@@ -16,7 +16,7 @@ import { fsPath } from '../fs.js'
 import { translateOsError } from '../errors.js'
 import type { PackageFilter, IncludeState } from './filters.js'
 import { INCLUDED } from './filters.js'
-import { EntryType, type DirReader } from './scan.js'
+import { EntryType, type DirListing, type DirReader } from './scan.js'
 import { Kind, NO_SOURCE, type Conflict, type ConflictSource } from './types.js'
 
 export interface WalkPackage {
@@ -38,6 +38,8 @@ export interface WalkOptions {
   onDir?: (abs: string) => void
   /** Called with each file linked, for source identity (copy views). */
   onFile?: (abs: string) => void
+  /** Compares two files found at one path (default: sameContent); the planner counts the calls. */
+  sameContent?: (a: string, b: string) => boolean
 }
 
 export interface WalkResult {
@@ -60,6 +62,7 @@ interface Candidate {
 const RESERVED_ROOT_NAME = '.viewctl'
 
 export function mergedWalk(packages: WalkPackage[], opts: WalkOptions): WalkResult {
+  const compare = opts.sameContent ?? sameContent
   const paths: string[] = []
   const kinds: number[] = []
   const sources: number[] = []
@@ -78,11 +81,26 @@ export function mergedWalk(packages: WalkPackage[], opts: WalkOptions): WalkResu
     sources.length = length
   }
 
-  /** Walk one view directory; returns how many paths below it were dropped. */
+  /**
+   * Walk one view directory; returns how many paths below it were dropped.
+   * The names of all contributors are unioned through one Map from name to a
+   * "slot" (contributor, index in its listing, include state), kept in
+   * parallel arrays of small integers; a name several contributors share
+   * chains its slots. No object or string is made per name until the name
+   * is placed, which is what keeps a walk of a million names light on the
+   * garbage collector.
+   */
   function walk(rel: string, contributors: Candidate[]): number {
     let dropped = 0
-    const byName = new Map<string, Candidate | Candidate[]>()
-    for (const c of contributors) {
+    const listings: DirListing[] = []
+    const byName = new Map<string, number>()
+    const slotOwner: number[] = []
+    const slotIndex: number[] = []
+    const slotInc: IncludeState[] = []
+    const slotNext: number[] = []
+    const slotLast: number[] = []
+    for (let ci = 0; ci < contributors.length; ci++) {
+      const c = contributors[ci]!
       if (opts.onDir) opts.onDir(c.abs)
       let listing
       try {
@@ -90,6 +108,7 @@ export function mergedWalk(packages: WalkPackage[], opts: WalkOptions): WalkResu
       } catch (err) {
         throw translateOsError(err, `reading ${c.abs}`)
       }
+      listings.push(listing)
       const { names, types } = listing
       const filter = c.pkg.filter
       for (let i = 0; i < names.length; i++) {
@@ -100,15 +119,14 @@ export function mergedWalk(packages: WalkPackage[], opts: WalkOptions): WalkResu
           dropped++
           continue
         }
-        const childRel = rel === '' ? name : `${rel}/${name}`
-        const abs = `${c.abs}/${name}`
         if (type === EntryType.Special) {
-          warnings.push(`skipped ${abs}: sockets, fifos and device files are not linked`)
+          warnings.push(`skipped ${c.abs}/${name}: sockets, fifos and device files are not linked`)
           dropped++
           continue
         }
         let inc = INCLUDED
         if (!filter.trivial) {
+          const childRel = rel === '' ? name : `${rel}/${name}`
           if (filter.excludes(childRel)) {
             excluded++
             dropped++
@@ -122,24 +140,44 @@ export function mergedWalk(packages: WalkPackage[], opts: WalkOptions): WalkResu
           }
           inc = state
         }
-        const cand: Candidate = { pkg: c.pkg, type, abs, inc }
-        const prev = byName.get(name)
-        if (prev === undefined) byName.set(name, cand)
-        else if (Array.isArray(prev)) prev.push(cand)
-        else byName.set(name, [prev, cand])
+        const slot = slotOwner.length
+        slotOwner.push(ci)
+        slotIndex.push(i)
+        slotInc.push(inc)
+        slotNext.push(-1)
+        slotLast.push(slot)
+        const first = byName.get(name)
+        if (first === undefined) {
+          byName.set(name, slot)
+        } else {
+          slotNext[slotLast[first]!] = slot
+          slotLast[first] = slot
+        }
       }
     }
 
+    const candidate = (slot: number, name: string): Candidate => {
+      const c = contributors[slotOwner[slot]!]!
+      return { pkg: c.pkg, type: listings[slotOwner[slot]!]!.types[slotIndex[slot]!]!, abs: `${c.abs}/${name}`, inc: slotInc[slot]! }
+    }
     const names = [...byName.keys()].sort()
     for (const name of names) {
       const childRel = rel === '' ? name : `${rel}/${name}`
-      const entry = byName.get(name)!
-      if (!Array.isArray(entry)) {
-        if (entry.type === EntryType.Dir) dropped += placeDir(childRel, [entry])
-        else placeFile(childRel, entry)
+      const first = byName.get(name)!
+      if (slotNext[first] === -1) {
+        const owner = slotOwner[first]!
+        const type = listings[owner]!.types[slotIndex[first]!]!
+        if (type === EntryType.Dir) {
+          dropped += placeDir(childRel, [candidate(first, name)])
+        } else {
+          if (opts.onFile) opts.onFile(`${contributors[owner]!.abs}/${name}`)
+          push(childRel, type === EntryType.Symlink ? Kind.Symlink : Kind.File, contributors[owner]!.pkg.table)
+        }
         continue
       }
-      dropped += settle(childRel, entry)
+      const cands: Candidate[] = []
+      for (let s = first; s !== -1; s = slotNext[s]!) cands.push(candidate(s, name))
+      dropped += settle(childRel, cands)
     }
     return dropped
   }
@@ -181,37 +219,45 @@ export function mergedWalk(packages: WalkPackage[], opts: WalkOptions): WalkResu
     const files = cands.filter((c) => c.type !== EntryType.Dir)
     if (files.length === 0) return placeDir(rel, dirs)
 
-    const distinct: Candidate[] = []
-    for (const f of files) if (!distinct.some((d) => sameContent(d.abs, f.abs))) distinct.push(f)
-    if (dirs.length === 0 && distinct.length === 1) {
-      placeFile(rel, distinct[0]!)
+    // Files with the same content form one group: the first is what gets linked, but
+    // every copy lends the group its priority and its place in the merge order.
+    const groups: Candidate[][] = []
+    for (const f of files) {
+      const group = groups.find((g) => compare(g[0]!.abs, f.abs))
+      if (group) group.push(f)
+      else groups.push([f])
+    }
+    if (dirs.length === 0 && groups.length === 1) {
+      placeFile(rel, groups[0]![0]!)
       return 0
     }
 
-    // Contenders: each distinct file, and the directories as one group (they merge with each other).
-    interface Contender { files: Candidate | null; priority: number; order: number }
-    const contenders: Contender[] = distinct.map((f) => ({ files: f, priority: f.pkg.priority, order: f.pkg.order }))
-    if (dirs.length > 0) {
-      contenders.push({ files: null, priority: Math.max(...dirs.map((d) => d.pkg.priority)), order: dirs[0]!.pkg.order })
-    }
-    const top = Math.max(...contenders.map((c) => c.priority))
-    const tied = contenders.filter((c) => c.priority === top).sort((a, b) => a.order - b.order)
+    // Contenders: each distinct content, and the directories as one group (they merge with each other).
+    interface Contender { files: Candidate | null; members: Candidate[] }
+    const contenders: Contender[] = groups.map((g) => ({ files: g[0]!, members: g }))
+    if (dirs.length > 0) contenders.push({ files: null, members: dirs })
+    const top = Math.max(...cands.map((c) => c.pkg.priority))
+    // Among the members at the top priority, a contender's earliest and latest place in the merge order.
+    const orders = (c: Contender) => c.members.filter((m) => m.pkg.priority === top).map((m) => m.pkg.order)
+    const tied = contenders.filter((c) => orders(c).length > 0)
+    const earliest = (c: Contender) => Math.min(...orders(c))
+    const latest = (c: Contender) => Math.max(...orders(c))
     let winner: Contender | null
     let resolution: Conflict['resolution']
     if (tied.length === 1) {
       winner = tied[0]!
       resolution = 'priority'
     } else if (opts.conflicts === 'first') {
-      winner = tied[0]!
+      winner = tied.reduce((w, c) => (earliest(c) < earliest(w) ? c : w))
       resolution = 'first'
     } else if (opts.conflicts === 'last') {
-      winner = tied[tied.length - 1]!
+      winner = tied.reduce((w, c) => (latest(c) > latest(w) ? c : w))
       resolution = 'last'
     } else {
       winner = null
       resolution = 'error'
     }
-    const listed = [...distinct, ...dirs].sort((a, b) => a.pkg.order - b.pkg.order)
+    const listed = [...cands].sort((a, b) => a.pkg.order - b.pkg.order)
     conflicts.push({
       path: rel,
       sources: listed.map(describeSource),

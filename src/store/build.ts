@@ -8,10 +8,11 @@ import path from 'node:path'
 import * as sfs from '../fs.js'
 import { ViewError, translateOsError } from '../errors.js'
 import type { Manifest } from '../manifest/types.js'
-import { Kind, NO_SOURCE, type PlanResult } from '../plan/index.js'
+import { Kind, type PlanResult } from '../plan/index.js'
 import { toolVersion } from '../version.js'
 import { generationDir, isHashName, LEASE_FILE, MANIFEST_COPY, META_DIR, META_FILE, PLAN_FILE, stagingDir, trashDir, type Layout } from './layout.js'
 import { isComplete } from './state.js'
+import { linkAll } from './linker.js'
 
 export interface GenerationMeta {
   hash: string
@@ -110,45 +111,60 @@ export function throwIfAborted(signal: AbortSignal | undefined): void {
   }
 }
 
-/** Entries linked between two looks at the event loop (signals are delivered there). */
+/** Entries placed between two looks at the event loop (signals are delivered there). */
 const BATCH = 4096
 
+/**
+ * Two passes: the directories first, in plan order (each inside one made
+ * before it), then the links — split over worker threads for a large plan
+ * (linker.ts), serially and in plan order otherwise or while faults are armed.
+ */
 async function linkEntries(staging: string, finalDir: string, plan: PlanResult, manifest: Manifest, opts: BuildOptions): Promise<void> {
   const { paths, kinds, sources, prefixes } = plan
   const { onProgress, signal } = opts
   const total = paths.length
   const dirs = new Set<string>([''])
-  const relativeLinks = manifest.link === 'symlink' && manifest.relative
-  // Staging sits beside the final directory, so a link relative to one is relative to the other.
-  const prefixFromRoot = prefixes.map((p) => path.relative(finalDir, p))
+  const links: number[] = []
   for (let i = 0; i < total; i++) {
     const rel = paths[i]!
-    const kind = kinds[i]!
     assertContained(rel, dirs)
-    const dest = `${staging}/${rel}`
-    if (kind === Kind.Dir) {
-      sfs.mkdir(dest)
+    if (kinds[i] === Kind.Dir) {
+      sfs.mkdir(`${staging}/${rel}`)
       dirs.add(rel)
     } else {
-      const src = sources[i]!
-      if (src === NO_SOURCE) throw new Error(`plan entry ${rel} has no source`)
-      const source = `${prefixes[src]}/${rel}`
-      if (manifest.link === 'symlink') {
-        sfs.symlink(relativeLinks ? `${'../'.repeat(depthOf(rel))}${prefixFromRoot[src]}/${rel}` : source, dest)
-      } else if (manifest.link === 'hardlink') {
-        sfs.link(source, dest)
-      } else if (kind === Kind.Symlink) {
-        sfs.symlink(fs.readlinkSync(sfs.fsPath(source), 'utf8'), dest)
-      } else {
-        sfs.copyFile(source, dest)
-      }
+      links.push(i)
     }
     if (i % BATCH === BATCH - 1) {
-      if (onProgress) onProgress(i + 1, total)
       await new Promise<void>((resolve) => setImmediate(resolve))
       throwIfAborted(signal)
     }
   }
+  const made = total - links.length
+  let reported = 0
+  await linkAll(
+    {
+      staging,
+      mode: manifest.link,
+      relative: manifest.link === 'symlink' && manifest.relative,
+      prefixes,
+      // Staging sits beside the final directory, so a link relative to one is relative to the other.
+      prefixFromRoot: prefixes.map((p) => path.relative(finalDir, p)),
+      paths,
+      kinds,
+      sources,
+    },
+    links,
+    {
+      planText: plan.chunks,
+      checkpoint: (linked) => {
+        throwIfAborted(signal)
+        if (onProgress && linked - reported >= BATCH) {
+          reported = linked
+          onProgress(made + linked, total)
+        }
+      },
+    },
+  )
   if (onProgress) onProgress(total, total)
 }
 
@@ -165,12 +181,6 @@ function assertContained(rel: string, dirs: Set<string>): void {
   if (!dirs.has(parent) || name === '' || name === '.' || name === '..' || rel.startsWith('/')) {
     throw new ViewError('UNSAFE_PATH', `refusing to write ${JSON.stringify(rel)}: it is not a plain name inside a directory this build created`, 'this is a bug in viewctl; please report it with the manifest')
   }
-}
-
-function depthOf(rel: string): number {
-  let n = 0
-  for (let i = 0; i < rel.length; i++) if (rel.charCodeAt(i) === 47) n++
-  return n
 }
 
 /** Hardlinks cannot cross filesystems: say which two, before writing anything. */

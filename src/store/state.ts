@@ -8,6 +8,7 @@ import path from 'node:path'
 import { ViewError } from '../errors.js'
 import { readHistory, switches, type HistoryRecord } from './history.js'
 import { generationDir, isHashName, META_DIR, META_FILE, type Layout } from './layout.js'
+import { readPins } from './pins.js'
 
 export type ViewPathKind = 'missing' | 'managed' | 'directory' | 'foreign'
 
@@ -68,11 +69,14 @@ export interface GenerationInfo {
   action: string
   current: boolean
   onDisk: boolean
+  /** Protected from gc by `viewctl pin` (recorded in pins.json). */
+  pinned: boolean
 }
 
 /** One row per generation number, oldest first. */
 export function listGenerations(state: ViewState): GenerationInfo[] {
   const byNumber = new Map<number, GenerationInfo>()
+  const pins = readPins(state.layout)
   for (const r of switches(state.records)) {
     if (byNumber.has(r.generation)) continue
     byNumber.set(r.generation, {
@@ -82,6 +86,7 @@ export function listGenerations(state: ViewState): GenerationInfo[] {
       action: r.action,
       current: false,
       onDisk: isComplete(state.layout, r.hash),
+      pinned: pins.has(r.generation),
     })
   }
   const rows = [...byNumber.values()].sort((a, b) => a.generation - b.generation)

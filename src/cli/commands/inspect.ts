@@ -26,7 +26,7 @@ export async function runList(args: GlobalArgs & { target: string }, out: Output
     const l = list(args.target)
     out.result(l, () =>
       l.generations.map((g) => {
-        const marks = [g.current ? '(current)' : '', g.onDisk ? '' : '(collected)'].filter(Boolean).join(' ')
+        const marks = [g.current ? '(current)' : '', g.pinned ? '(pinned)' : '', g.onDisk ? '' : '(collected)'].filter(Boolean).join(' ')
         return `${String(g.generation).padStart(5)}   ${formatWhen(g.created)}   ${shortHash(g.hash)}   ${g.action.padEnd(10)} ${marks}`.trimEnd()
       }),
     )

@@ -1,0 +1,349 @@
+/**
+ * gc: delete generation trees nobody needs (DESIGN §8).
+ *
+ * A tree goes only when every generation number that uses it may go, and a
+ * generation may go only when all of these hold:
+ *
+ *   1. it is not current (and does not share the current tree);
+ *   2. it is not one of the `keep` spares: walking the other generations
+ *      from the newest number down, counting each tree once and skipping
+ *      pinned ones, the first `keep` trees are spares (each spare is one more
+ *      `rollback` step);
+ *   3. it stopped being current longer than `ttl` ago (read from the
+ *      journal: the switch away from its tree, or its own record when it
+ *      never became current);
+ *   4. it is not pinned (pins.json);
+ *   5. no live process on this host uses it (/proc scan, store/readers.ts);
+ *   6. no `viewctl exec` holds its lease on any host (store/lease.ts).
+ *
+ * Checks 1–4 are cheap and are made first without the writer lock; when they
+ * leave nothing to delete, gc returns without locking (auto-gc after every
+ * regenerate then costs a journal read). Otherwise everything is decided
+ * again under the lock, the survivors of 1–4 are scanned for in /proc once,
+ * and each remaining tree is try-locked exclusively, renamed to `.trash-*`
+ * while that lease lock is held (so no exec can start on it), and removed.
+ * A crash mid-removal leaves trash, which the next writer clears.
+ *
+ * Hash directories no journal record names are left alone: viewctl did not
+ * record them, so it does not claim them.
+ */
+import fs from 'node:fs'
+import path from 'node:path'
+import * as sfs from '../fs.js'
+import { ViewError, translateOsError } from '../errors.js'
+import { formatDuration, parseDuration } from '../manifest/duration.js'
+import { viewPathOf } from '../manifest/target.js'
+import { DEFAULT_GC } from '../manifest/types.js'
+import { hashesOnDisk, readMeta } from '../store/build.js'
+import { switches } from '../store/history.js'
+import { generationDir, layoutFor, trashDir } from '../store/layout.js'
+import { tryExclusiveLease } from '../store/lease.js'
+import { describeUse, findProcessUsers, type ProcessScan } from '../store/readers.js'
+import { listGenerations, readViewState, requireManaged, type GenerationInfo, type ViewState } from '../store/state.js'
+import { withWriter, type WriterOptions } from './writer.js'
+
+/** Below this, other NFS clients may still resolve an old target from their attribute cache. */
+export const MIN_TTL_MS = 5 * 60 * 1000
+
+export interface GcOptions extends WriterOptions {
+  /** Spare generations to keep besides the current one (default: recorded, else 2). */
+  keep?: number
+  /** Minimum time since a generation stopped being current (default: recorded, else 7d). */
+  ttl?: string
+  /** Decide and report; delete nothing, take no writer lock. */
+  dryRun?: boolean
+  /** Accept a ttl under 5 minutes. */
+  force?: boolean
+}
+
+export interface RemovedTree {
+  /** The generation numbers that used this tree. */
+  generations: number[]
+  hash: string
+  /** Disk space the tree takes (dry run only: measuring it costs a walk). */
+  bytes?: number
+}
+
+export interface KeptGeneration {
+  generation: number
+  hash: string
+  reasons: string[]
+}
+
+export interface UntrackedTree {
+  hash: string
+  note: string
+}
+
+export interface GcResult {
+  view: string
+  dryRun: boolean
+  policy: { keep: number; ttl: string; from: 'options' | 'recorded' | 'default' }
+  removed: RemovedTree[]
+  /** Every generation whose tree is on disk and stays, with why. */
+  kept: KeptGeneration[]
+  /** Hash directories in the store that no history record names: left alone. */
+  untracked: UntrackedTree[]
+  /** The /proc scan, when one was needed. */
+  scan: { scanned: number; unreadable: number; available: boolean; elapsedMs: number } | null
+  warnings: string[]
+}
+
+interface Policy {
+  keep: number
+  ttl: string
+  ttlMs: number
+  from: GcResult['policy']['from']
+}
+
+interface Decision {
+  rows: GenerationInfo[]
+  reasons: Map<number, string[]>
+  /** Trees every one of whose generations may go, with those generation numbers. */
+  candidates: Map<string, number[]>
+}
+
+export async function collectGarbage(target: string, opts: GcOptions = {}): Promise<GcResult> {
+  const layout = layoutFor(viewPathOf(target))
+  const first = readViewState(layout)
+  requireManaged(first)
+  const policy = resolvePolicy(first, opts)
+  if (policy.ttlMs < MIN_TTL_MS && !opts.force && !opts.dryRun) {
+    throw new ViewError(
+      'TTL_TOO_SHORT',
+      `gc ttl ${policy.ttl} for ${layout.view} is under 5 minutes: other NFS clients may keep resolving an old target from their attribute cache (60 s by default) and would find its tree gone`,
+      'use a ttl of 5m or more, or pass --force when no other host reads this view; --dry-run shows what it would remove',
+    )
+  }
+
+  const now = Date.now()
+  const quick = decide(first, policy, now)
+  if (!opts.dryRun && quick.candidates.size === 0) return report(first, policy, quick, [], null, [], false)
+  if (opts.dryRun) return checkInUse(first, policy, quick, true)
+
+  return withWriter(layout, opts, () => {
+    const state = readViewState(layout)
+    requireManaged(state)
+    return checkInUse(state, policy, decide(state, policy, Date.now()), false)
+  })
+}
+
+function resolvePolicy(state: ViewState, opts: GcOptions): Policy {
+  const recorded = state.current?.gc ?? lastRecordedGc(state)
+  const keep = opts.keep ?? recorded?.keep ?? DEFAULT_GC.keep
+  if (!Number.isInteger(keep) || keep < 0) {
+    throw new ViewError('USAGE', `--keep ${keep}: expected a whole number of generations, 0 or more`, 'e.g. --keep 2 keeps two spare generations besides the current one')
+  }
+  const ttl = opts.ttl ?? (recorded?.ttl === undefined ? DEFAULT_GC.ttl : String(recorded.ttl))
+  const from = opts.keep !== undefined || opts.ttl !== undefined ? 'options' : recorded ? 'recorded' : 'default'
+  return { keep, ttl, ttlMs: parseDuration(ttl), from }
+}
+
+/** A view whose journal lost its current record still has the settings of its last regenerate. */
+function lastRecordedGc(state: ViewState) {
+  for (let i = state.records.length - 1; i >= 0; i--) if (state.records[i]!.gc) return state.records[i]!.gc
+  return undefined
+}
+
+/** When each tree stopped being current: the first switch to another tree after its last switch in. */
+export function leftCurrentAt(state: ViewState): Map<string, number> {
+  const sw = switches(state.records)
+  const left = new Map<string, number>()
+  for (let i = 0; i < sw.length; i++) {
+    const hash = sw[i]!.hash
+    let at = Date.parse(sw[i]!.at) // never current after this record: its own time
+    for (let j = i + 1; j < sw.length; j++) {
+      if (sw[j]!.hash !== hash) {
+        at = Date.parse(sw[j]!.at)
+        break
+      }
+    }
+    left.set(hash, at) // later records of the same tree overwrite earlier ones
+  }
+  return left
+}
+
+/** Checks 1–4: current, spares, ttl, pins. Pure reading. */
+function decide(state: ViewState & { hash: string }, policy: Policy, now: number): Decision {
+  const rows = listGenerations(state).filter((g) => g.onDisk)
+  const reasons = new Map<number, string[]>(rows.map((g) => [g.generation, []]))
+  const add = (g: GenerationInfo, why: string) => reasons.get(g.generation)!.push(why)
+  const currentNumber = state.current?.generation ?? null
+
+  const pinnedHashes = new Set(rows.filter((g) => g.pinned).map((g) => g.hash))
+  const spares = new Map<string, number>() // hash -> the generation that made it a spare
+  for (const g of [...rows].sort((a, b) => b.generation - a.generation)) {
+    if (g.hash === state.hash || pinnedHashes.has(g.hash)) continue
+    const first = spares.get(g.hash)
+    if (first !== undefined) add(g, `spare (shares its tree with spare generation ${first})`)
+    else if (spares.size < policy.keep) {
+      spares.set(g.hash, g.generation)
+      add(g, `spare (keep ${policy.keep})`)
+    }
+  }
+
+  const left = leftCurrentAt(state)
+  for (const g of rows) {
+    if (g.hash === state.hash) add(g, g.generation === currentNumber ? 'current' : `shares its tree with the current generation ${currentNumber ?? ''}`.trimEnd())
+    if (g.pinned) add(g, 'pinned')
+    const since = left.get(g.hash)
+    if (g.hash !== state.hash && since !== undefined) {
+      const age = now - since
+      if (age < policy.ttlMs) add(g, `not current for ${formatDuration(Math.max(0, age))}, under the ttl ${policy.ttl}`)
+    }
+  }
+
+  // a tree goes only when all its generations may go
+  const byHash = new Map<string, GenerationInfo[]>()
+  for (const g of rows) {
+    const list = byHash.get(g.hash)
+    if (list) list.push(g)
+    else byHash.set(g.hash, [g])
+  }
+  const candidates = new Map<string, number[]>()
+  for (const [hash, gens] of byHash) {
+    const keeper = gens.find((g) => reasons.get(g.generation)!.length > 0)
+    if (!keeper) {
+      candidates.set(hash, gens.map((g) => g.generation))
+      continue
+    }
+    for (const g of gens) {
+      if (reasons.get(g.generation)!.length === 0) add(g, `shares its tree with generation ${keeper.generation}, which is kept`)
+    }
+  }
+  return { rows, reasons, candidates }
+}
+
+/** Checks 5 and 6, then (unless a dry run) retire and remove the trees that pass. */
+function checkInUse(state: ViewState & { hash: string }, policy: Policy, decision: Decision, dryRun: boolean): GcResult {
+  const { layout } = state
+  const warnings: string[] = []
+  let scan: ProcessScan | null = null
+  const keepTree = (hash: string, why: string) => {
+    for (const n of decision.candidates.get(hash) ?? []) decision.reasons.get(n)!.push(why)
+    decision.candidates.delete(hash)
+  }
+
+  if (decision.candidates.size > 0) {
+    const stores = [layout.store]
+    try {
+      stores.unshift(fs.realpathSync(layout.store))
+    } catch {
+      // the store vanished under us; the lease step will say so
+    }
+    const needMaps = [...decision.candidates.keys()].some((h) => readMeta(generationDir(layout, h))?.options.link !== 'symlink')
+    scan = findProcessUsers(stores, decision.candidates.keys(), { maps: needMaps })
+    if (!scan.available) warnings.push('no /proc on this system: processes using old generations could not be checked; the ttl and the spares protect them')
+    for (const [hash, uses] of scan.uses) {
+      const shown = uses.slice(0, 3).map(describeUse).join('; ')
+      keepTree(hash, `in use on this host: ${shown}${uses.length > 3 ? ` and ${uses.length - 3} more` : ''}`)
+    }
+  }
+
+  const retired: Array<{ hash: string; generations: number[]; trash: string }> = []
+  const removed: RemovedTree[] = []
+  let lockWarning = false
+  for (const [hash, generations] of [...decision.candidates]) {
+    const dir = generationDir(layout, hash)
+    let lease
+    try {
+      lease = tryExclusiveLease(dir)
+    } catch (err) {
+      keepTree(hash, `its lease could not be checked: ${translateOsError(err, `opening the lease of ${dir}`).message}`)
+      continue
+    }
+    if (lease.state === 'held') {
+      keepTree(hash, 'held by a viewctl exec lease (a command runs in it, on this or another host)')
+      continue
+    }
+    if (lease.state === 'unsupported' && !lockWarning) {
+      lockWarning = true
+      warnings.push(`the filesystem refused a lock on ${lease.file} (${lease.code}): exec leases cannot be seen here, only the ttl and the spares protect running commands`)
+    }
+    if (dryRun) {
+      if (lease.state === 'free') fs.closeSync(lease.fd)
+      removed.push({ generations, hash, bytes: diskUsage(dir) })
+      continue
+    }
+    const trash = trashDir(layout, hash)
+    try {
+      sfs.rename(dir, trash)
+    } catch (err) {
+      keepTree(hash, `could not be retired: ${translateOsError(err, `renaming ${dir} to ${path.basename(trash)}`).message}`)
+      continue
+    } finally {
+      // released only after the rename: an exec that waited on the lease re-resolves the view
+      if (lease.state === 'free') fs.closeSync(lease.fd)
+    }
+    retired.push({ hash, generations, trash })
+  }
+
+  if (retired.length) {
+    try {
+      sfs.fsyncDir(layout.store)
+    } catch {
+      // the renames happened; a power cut could only bring a tree back, never lose a kept one
+    }
+  }
+  for (const r of retired) {
+    try {
+      sfs.rmTree(r.trash)
+    } catch (err) {
+      warnings.push(`${translateOsError(err, `removing ${r.trash}`).message}; the tree is out of the view's reach and the next writer removes it`)
+    }
+    removed.push({ generations: r.generations, hash: r.hash })
+  }
+  return report(state, policy, decision, removed, scan, warnings, dryRun)
+}
+
+function report(state: ViewState, policy: Policy, decision: Decision, removed: RemovedTree[], scan: ProcessScan | null, warnings: string[], dryRun: boolean): GcResult {
+  const going = new Set(removed.map((r) => r.hash))
+  const kept: KeptGeneration[] = decision.rows
+    .filter((g) => !going.has(g.hash))
+    .map((g) => ({ generation: g.generation, hash: g.hash, reasons: decision.reasons.get(g.generation)! }))
+  const recorded = new Set(state.records.map((r) => r.hash))
+  const untracked = hashesOnDisk(state.layout)
+    .filter((h) => !recorded.has(h))
+    .sort()
+    .map((hash) => ({ hash, note: 'no history record names this tree; gc leaves it alone (remove it by hand if nothing uses it)' }))
+  return {
+    view: state.layout.view,
+    dryRun,
+    policy: { keep: policy.keep, ttl: policy.ttl, from: policy.from },
+    removed: removed.sort((a, b) => a.generations[0]! - b.generations[0]!),
+    kept,
+    untracked,
+    scan: scan ? { scanned: scan.scanned, unreadable: scan.unreadable, available: scan.available, elapsedMs: Math.round(scan.elapsedMs) } : null,
+    warnings,
+  }
+}
+
+/** Blocks a tree takes (what deleting it frees); files with other hardlinks are not counted. */
+function diskUsage(dir: string): number {
+  let total = 0
+  const walk = (d: string) => {
+    let entries: fs.Dirent[]
+    try {
+      entries = fs.readdirSync(d, { withFileTypes: true })
+    } catch {
+      return
+    }
+    for (const e of entries) {
+      const p = `${d}/${e.name}`
+      try {
+        const st = fs.lstatSync(p)
+        if (e.isDirectory()) walk(p)
+        if (e.isDirectory() || st.nlink <= 1) total += st.blocks * 512
+      } catch {
+        // vanished
+      }
+    }
+  }
+  try {
+    total += fs.lstatSync(dir).blocks * 512
+  } catch {
+    return 0
+  }
+  walk(dir)
+  return total
+}

@@ -1,0 +1,68 @@
+/**
+ * pin / unpin: protect a generation from gc, whatever its age and however
+ * many spares are kept. Pins are kept in `._<name>/pins.json`, under the
+ * writer lock (so a gc cannot decide on a stale set of pins); a pinned
+ * generation does not count towards `keep`.
+ */
+import { ViewError, translateOsError } from '../errors.js'
+import { viewPathOf } from '../manifest/target.js'
+import { layoutFor } from '../store/layout.js'
+import { newPin, readPins, writePins } from '../store/pins.js'
+import { readViewState, requireManaged } from '../store/state.js'
+import { findGeneration } from './rollback.js'
+import { withWriter, type WriterOptions } from './writer.js'
+
+export interface PinResult {
+  view: string
+  generation: number
+  hash: string
+  pinned: boolean
+  /** False when the generation already was in the requested state. */
+  changed: boolean
+  /** Every pinned generation after the change. */
+  pins: number[]
+}
+
+/** `spec`: a generation number, or a hash prefix (the newest generation with that tree). */
+export async function pin(target: string, spec: string | number, opts: WriterOptions = {}): Promise<PinResult> {
+  return setPinned(target, String(spec), true, opts)
+}
+
+export async function unpin(target: string, spec: string | number, opts: WriterOptions = {}): Promise<PinResult> {
+  return setPinned(target, String(spec), false, opts)
+}
+
+async function setPinned(target: string, spec: string, wanted: boolean, opts: WriterOptions): Promise<PinResult> {
+  const layout = layoutFor(viewPathOf(target))
+  requireManaged(readViewState(layout))
+  return withWriter(layout, opts, () => {
+    const state = readViewState(layout)
+    requireManaged(state)
+    const pins = readPins(layout)
+    let generation: number
+    let hash: string
+    if (!wanted && /^\d+$/.test(spec) && pins.has(Number(spec))) {
+      // a pin can always be taken back, even of a number the journal no longer shows
+      generation = Number(spec)
+      hash = pins.get(generation)!.hash
+    } else {
+      const g = findGeneration(state, spec)
+      generation = g.generation
+      hash = g.hash
+      if (wanted && !g.onDisk) {
+        throw new ViewError('GENERATION_COLLECTED', `generation ${g.generation} (${g.hash.slice(0, 12)}) of ${layout.view} was garbage-collected; there is nothing left to pin`, 'pin a generation that is still on disk (`viewctl list`), or regenerate from its manifest')
+      }
+    }
+    const changed = pins.has(generation) !== wanted
+    if (changed) {
+      if (wanted) pins.set(generation, newPin(generation, hash))
+      else pins.delete(generation)
+      try {
+        writePins(layout, pins)
+      } catch (err) {
+        throw translateOsError(err, `writing the pins of ${layout.view}`)
+      }
+    }
+    return { view: layout.view, generation, hash, pinned: wanted, changed, pins: [...pins.keys()].sort((a, b) => a - b) }
+  })
+}

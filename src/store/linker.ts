@@ -1,0 +1,280 @@
+/**
+ * Linking a plan's entries into a staging tree, on the main thread and, for a
+ * large plan, worker threads at the same time.
+ *
+ * The main thread first makes every directory, in plan order (build.ts). The
+ * links are then cut into chunks, each inside one directory or packing
+ * several small ones, and every thread takes the next chunk from a shared
+ * counter until none is left. Creating a name locks its directory, so links
+ * in different directories do not contend: the queue interleaves the chunks
+ * of the big directories, so that two threads are most of the time in two
+ * different directories. Taking chunks from a counter, rather than splitting
+ * the plan in halves up front, also lets the main thread start at once while
+ * a worker boots, and evens out directories of very different sizes.
+ *
+ * A worker gets the plan as its text (the `chunks` hashed and written to
+ * plan.tsv: one cheap copy instead of cloning a hundred thousand strings) and
+ * parses it itself, while the main thread is already linking.
+ *
+ * Every write goes through the fs seam (fs.ts). Its fault-injection counters
+ * are per thread, so while faults are armed everything runs on the main
+ * thread, in plan order, and "the N-th symlink fails" keeps its meaning.
+ */
+import fs from 'node:fs'
+import os from 'node:os'
+import { Worker } from 'node:worker_threads'
+import * as sfs from '../fs.js'
+import type { LinkMode } from '../manifest/types.js'
+import { Kind, NO_SOURCE } from '../plan/types.js'
+
+/** What one thread needs to place entry i of a plan. */
+export interface LinkContext {
+  staging: string
+  mode: LinkMode
+  /** Symlink views with `relative: true`. */
+  relative: boolean
+  prefixes: string[]
+  /** Each prefix relative to the generation's root (for relative links). */
+  prefixFromRoot: string[]
+  paths: string[]
+  kinds: ArrayLike<number>
+  sources: ArrayLike<number>
+}
+
+/** Place one non-directory entry: a symlink, a hardlink or a copy of its source. */
+export function linkEntry(ctx: LinkContext, i: number): void {
+  const rel = ctx.paths[i]!
+  const src = ctx.sources[i]!
+  if (src === NO_SOURCE) throw new Error(`plan entry ${rel} has no source`)
+  const dest = `${ctx.staging}/${rel}`
+  if (ctx.mode === 'symlink') {
+    sfs.symlink(ctx.relative ? `${'../'.repeat(depthOf(rel))}${ctx.prefixFromRoot[src]}/${rel}` : `${ctx.prefixes[src]}/${rel}`, dest)
+    return
+  }
+  const source = `${ctx.prefixes[src]}/${rel}`
+  if (ctx.mode === 'hardlink') sfs.link(source, dest)
+  else if (ctx.kinds[i] === Kind.Symlink) sfs.symlink(sfs.decodeName(fs.readlinkSync(sfs.fsPath(source), 'buffer')), dest)
+  else sfs.copyFile(source, dest)
+}
+
+function depthOf(rel: string): number {
+  let n = 0
+  for (let i = 0; i < rel.length; i++) if (rel.charCodeAt(i) === 47) n++
+  return n
+}
+
+// ---------------------------------------------------------------------------
+// Scheduling
+
+/** Chunk c is entries order[bounds[c]] … order[bounds[c + 1] - 1]. */
+export interface LinkSchedule {
+  order: Int32Array
+  bounds: Int32Array
+}
+
+/** Links a chunk holds at most; also how often the main thread looks at signals and progress. */
+export const CHUNK = 1024
+
+/**
+ * Cut the links (entry indices, in plan order) into chunks by directory.
+ * A directory with CHUNK links or more gets chunks of its own; smaller ones
+ * are packed together in plan order. The queue then takes one chunk from
+ * each big directory (and the packed run) in turn.
+ */
+export function scheduleLinks(paths: string[], links: ArrayLike<number>, chunk = CHUNK): LinkSchedule {
+  const groups = new Map<string, number[]>()
+  for (let k = 0; k < links.length; k++) {
+    const i = links[k]!
+    const rel = paths[i]!
+    const parent = rel.slice(0, Math.max(0, rel.lastIndexOf('/')))
+    const group = groups.get(parent)
+    if (group) group.push(i)
+    else groups.set(parent, [i])
+  }
+  const runs: number[][][] = []
+  const packed: number[][] = []
+  let current: number[] = []
+  for (const group of groups.values()) {
+    if (group.length >= chunk) {
+      const pieces: number[][] = []
+      for (let s = 0; s < group.length; s += chunk) pieces.push(group.slice(s, s + chunk))
+      runs.push(pieces)
+      continue
+    }
+    for (const i of group) current.push(i)
+    if (current.length >= chunk) {
+      packed.push(current)
+      current = []
+    }
+  }
+  if (current.length) packed.push(current)
+  if (packed.length) runs.push(packed)
+
+  const order = new Int32Array(links.length)
+  const bounds: number[] = [0]
+  let at = 0
+  for (let round = 0, left = true; left; round++) {
+    left = false
+    for (const run of runs) {
+      const piece = run[round]
+      if (!piece) continue
+      left = true
+      order.set(piece, at)
+      at += piece.length
+      bounds.push(at)
+    }
+  }
+  return { order, bounds: Int32Array.from(bounds) }
+}
+
+// ---------------------------------------------------------------------------
+// Running the queue
+
+/** Slots of the shared control array. */
+export const NEXT = 0
+export const DONE = 1
+export const STOP = 2
+
+/** Take and link chunks until none is left or STOP is set (a worker's loop: no yielding). */
+export function drainChunks(ctx: LinkContext, schedule: LinkSchedule, control: Int32Array): void {
+  const { order, bounds } = schedule
+  const chunks = bounds.length - 1
+  while (Atomics.load(control, STOP) === 0) {
+    const c = Atomics.add(control, NEXT, 1)
+    if (c >= chunks) return
+    const end = bounds[c + 1]!
+    for (let k = bounds[c]!; k < end; k++) linkEntry(ctx, order[k]!)
+    Atomics.add(control, DONE, end - bounds[c]!)
+  }
+}
+
+/** What a worker is started with. */
+export interface LinkWorkerData {
+  planText: string[]
+  /** Entries in the plan, to check the worker parsed the same plan. */
+  count: number
+  staging: string
+  mode: LinkMode
+  relative: boolean
+  prefixFromRoot: string[]
+  schedule: LinkSchedule
+  control: Int32Array
+}
+
+export interface WorkerError {
+  message: string
+  code?: string
+  errno?: number
+  syscall?: string
+  path?: string
+  dest?: string
+  stack?: string
+}
+
+/** What a worker reports: done, or the error it stopped on. */
+export type WorkerReport = { ok: true } | { ok: false; error: WorkerError }
+
+export function describeError(err: unknown): WorkerError {
+  if (!(err instanceof Error)) return { message: String(err) }
+  const e = err as NodeJS.ErrnoException & { dest?: string }
+  return { message: e.message, code: e.code, errno: e.errno, syscall: e.syscall, path: e.path, dest: e.dest, stack: e.stack }
+}
+
+export interface LinkAllOptions {
+  /** The plan's text (hash.ts), which a worker parses instead of being sent every path. */
+  planText: string[]
+  /** Called between chunks on the main thread with the links done so far (all threads); may throw to stop. */
+  checkpoint: (linksDone: number) => void
+}
+
+/** Worker threads besides the main thread: VIEWCTL_LINK_THREADS - 1 (default 2 threads in all, at most the CPUs). */
+export function extraLinkThreads(): number {
+  const raw = process.env.VIEWCTL_LINK_THREADS
+  const wanted = raw && /^\d+$/.test(raw) ? Math.max(1, Number(raw)) : Math.min(2, os.availableParallelism())
+  return wanted - 1
+}
+
+/** Below this many links a worker's start-up (a fresh V8 isolate, ~20-40 ms) costs more than it saves. */
+export const PARALLEL_MIN_LINKS = 12_000
+
+const WORKER_FILE = new URL('./link-worker.js', import.meta.url)
+
+/** Link every entry in `links` (indices into ctx's plan). */
+export async function linkAll(ctx: LinkContext, links: ArrayLike<number>, opts: LinkAllOptions): Promise<void> {
+  const extra = links.length >= PARALLEL_MIN_LINKS && !sfs.faultsArmed() ? extraLinkThreads() : 0
+  // Only the compiled package ships the worker; run from sources (the tests), everything stays here.
+  if (extra === 0 || !fs.existsSync(WORKER_FILE)) {
+    await linkSerially(ctx, links, opts)
+    return
+  }
+  const schedule = scheduleLinks(ctx.paths, links)
+  const control = new Int32Array(new SharedArrayBuffer(3 * Int32Array.BYTES_PER_ELEMENT))
+  const workers: Array<{ worker: Worker; report: Promise<WorkerReport> }> = []
+  // the first error any thread met; a worker's arrives while the main thread yields between chunks
+  const failed: { error: WorkerError | null } = { error: null }
+  const stopAll = () => Atomics.store(control, STOP, 1)
+  try {
+    for (let w = 0; w < extra; w++) {
+      const worker = new Worker(WORKER_FILE, {
+        workerData: { planText: opts.planText, count: ctx.paths.length, staging: ctx.staging, mode: ctx.mode, relative: ctx.relative, prefixFromRoot: ctx.prefixFromRoot, schedule, control } satisfies LinkWorkerData,
+      })
+      const report = new Promise<WorkerReport>((resolve) => {
+        worker.once('message', (m: WorkerReport) => resolve(m))
+        worker.once('error', (err: Error) => resolve({ ok: false, error: { message: err.message, stack: err.stack } }))
+        worker.once('exit', (code) => resolve(code === 0 ? { ok: true } : { ok: false, error: { message: `link worker exited with code ${code}` } }))
+      })
+      void report.then((r) => {
+        if (!r.ok && failed.error === null) {
+          failed.error = r.error
+          stopAll()
+        }
+      })
+      workers.push({ worker, report })
+    }
+    const { order, bounds } = schedule
+    const chunks = bounds.length - 1
+    for (;;) {
+      if (failed.error !== null || Atomics.load(control, STOP) !== 0) break
+      const c = Atomics.add(control, NEXT, 1)
+      if (c >= chunks) break
+      const end = bounds[c + 1]!
+      for (let k = bounds[c]!; k < end; k++) linkEntry(ctx, order[k]!)
+      Atomics.add(control, DONE, end - bounds[c]!)
+      opts.checkpoint(Atomics.load(control, DONE))
+      // let signals and worker reports in
+      await new Promise<void>((resolve) => setImmediate(resolve))
+    }
+    for (const { report } of workers) {
+      const r = await report
+      if (!r.ok && failed.error === null) failed.error = r.error
+    }
+    if (failed.error !== null) throw reviveError(failed.error)
+    opts.checkpoint(Atomics.load(control, DONE))
+  } finally {
+    stopAll()
+    await Promise.all(workers.map(({ worker }) => worker.terminate()))
+  }
+}
+
+async function linkSerially(ctx: LinkContext, links: ArrayLike<number>, opts: LinkAllOptions): Promise<void> {
+  for (let k = 0; k < links.length; k++) {
+    linkEntry(ctx, links[k]!)
+    if (k % CHUNK === CHUNK - 1) {
+      opts.checkpoint(k + 1)
+      await new Promise<void>((resolve) => setImmediate(resolve))
+    }
+  }
+  opts.checkpoint(links.length)
+}
+
+/** An error a worker sent back, as an Error with its errno fields (for translateOsError). */
+function reviveError(e: WorkerError): Error {
+  const err = new Error(e.message) as NodeJS.ErrnoException & { dest?: string }
+  if (e.code !== undefined) err.code = e.code
+  if (e.errno !== undefined) err.errno = e.errno
+  if (e.syscall !== undefined) err.syscall = e.syscall
+  if (e.path !== undefined) err.path = e.path
+  if (e.dest !== undefined) err.dest = e.dest
+  if (e.stack !== undefined) err.stack = e.stack
+  return err
+}

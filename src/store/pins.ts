@@ -1,0 +1,97 @@
+/**
+ * Pins: generations the admin protected from gc (`viewctl pin <view> N`).
+ *
+ * They live in `._<name>/pins.json`, not in history.jsonl: the journal's
+ * switch records decide which generation is current, and a pin is not a
+ * switch. The file is small and rewritten whole (tmp + rename), under the
+ * writer lock; readers (list, gc's unlocked first pass) read it without one,
+ * which the rename makes safe.
+ */
+import fs from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
+import crypto from 'node:crypto'
+import * as sfs from '../fs.js'
+import type { Layout } from './layout.js'
+
+export const PINS_FILE = 'pins.json'
+
+export interface PinRecord {
+  generation: number
+  hash: string
+  at: string
+  user: string
+}
+
+interface PinsDocument {
+  version: 1
+  pins: PinRecord[]
+}
+
+export function pinsFile(layout: Layout): string {
+  return path.join(layout.store, PINS_FILE)
+}
+
+/** The pins, by generation number. A missing or unreadable file means no pins. */
+export function readPins(layout: Layout): Map<number, PinRecord> {
+  const pins = new Map<number, PinRecord>()
+  let doc: PinsDocument
+  try {
+    doc = JSON.parse(fs.readFileSync(pinsFile(layout), 'utf8')) as PinsDocument
+  } catch {
+    return pins
+  }
+  if (!doc || !Array.isArray(doc.pins)) return pins
+  for (const p of doc.pins) {
+    if (p && typeof p.generation === 'number' && typeof p.hash === 'string') pins.set(p.generation, p)
+  }
+  return pins
+}
+
+/** Replace pins.json atomically. Call under the writer lock. */
+export function writePins(layout: Layout, pins: Map<number, PinRecord>): void {
+  const doc: PinsDocument = { version: 1, pins: [...pins.values()].sort((a, b) => a.generation - b.generation) }
+  const file = pinsFile(layout)
+  clearStaleTmp(layout)
+  const tmp = path.join(layout.store, `.pins.tmp-${process.pid}-${crypto.randomBytes(4).toString('hex')}`)
+  try {
+    sfs.writeFileDurable(tmp, JSON.stringify(doc, null, 2) + '\n')
+    sfs.rename(tmp, file)
+  } catch (err) {
+    try {
+      fs.unlinkSync(tmp)
+    } catch {
+      // not created, or already renamed
+    }
+    throw err
+  }
+  sfs.fsyncDir(layout.store)
+}
+
+/** Under the writer lock, a `.pins.tmp-*` file belongs to a writer that died mid-write. */
+function clearStaleTmp(layout: Layout): void {
+  let names: string[]
+  try {
+    names = fs.readdirSync(layout.store)
+  } catch {
+    return
+  }
+  for (const name of names) {
+    if (!name.startsWith('.pins.tmp-')) continue
+    try {
+      sfs.unlink(path.join(layout.store, name))
+    } catch {
+      // gone already
+    }
+  }
+}
+
+export function newPin(generation: number, hash: string): PinRecord {
+  let user = process.env.USER ?? ''
+  try {
+    user = os.userInfo().username
+  } catch {
+    // no passwd entry for this uid (containers): keep $USER
+  }
+  return { generation, hash, at: new Date().toISOString(), user }
+}

@@ -1,0 +1,56 @@
+/**
+ * The benchmark (bench/run.mjs) runs end to end at a tiny size: it makes its
+ * prefixes, runs every case through the real bin/viewctl, prints its table
+ * and cleans up. Nothing here is timed: timings are for `npm run bench`.
+ */
+import fs from 'node:fs'
+import path from 'node:path'
+import { spawnSync } from 'node:child_process'
+import { describe, expect, it } from 'vitest'
+import { ROOT, tempDir } from './helpers.js'
+
+const BENCH = path.join(ROOT, 'bench', 'run.mjs')
+
+function runBench(args: string[]) {
+  const dir = tempDir('viewctl-bench-test-')
+  const r = spawnSync(process.execPath, [BENCH, '--prefixes', '3', '--files', '20', '--runs', '1', '--dir', dir, ...args], { encoding: 'utf8', timeout: 170_000 })
+  return { ...r, dir }
+}
+
+// Every case spawns real processes (the bench at its smallest is still ~30 of them): allow for a busy machine.
+const SLOW = { timeout: 180_000 }
+
+describe('bench/run.mjs', () => {
+  it('completes at a tiny size and prints its table', SLOW, () => {
+    const r = runBench([])
+    expect(r.stderr).not.toMatch(/failed/)
+    expect(r.status).toBe(0)
+    for (const row of ['cp -rs', 'cp -al', 'viewctl per-file', 'viewctl folded', 'viewctl hardlink', 'viewctl no-op', 'viewctl rollback', 'viewctl --version', 'rm -rf']) {
+      expect(r.stdout).toContain(row)
+    }
+    expect(r.stdout).toMatch(/per-file cold \/ cp -rs\s+\S+\s+≤ 1\s+(PASS|FAIL)/)
+    expect(r.stdout).toMatch(/no-op \/ cp -rs/)
+    expect(r.stdout).toContain('merged all 60 files into one farm (checked)')
+    // its work directory is gone
+    expect(fs.readdirSync(r.dir)).toEqual([])
+  })
+
+  it('prints one JSON object with --json', SLOW, () => {
+    const r = runBench(['--json'])
+    expect(r.status).toBe(0)
+    const out = JSON.parse(r.stdout)
+    expect(out.config).toMatchObject({ prefixes: 3, files: 20, totalFiles: 60, runs: 1 })
+    const names = out.results.map((x: { name: string }) => x.name)
+    expect(names).toContain('viewctl no-op')
+    const perFile = out.results.find((x: { name: string }) => x.name === 'viewctl per-file')
+    expect(perFile.samples).toBe(1)
+    expect(perFile.medianMs).toBeGreaterThan(0)
+    expect(out.targets.map((t: { name: string }) => t.name)).toContain('folded cold / cp -rs')
+  })
+
+  it('refuses an unknown option with exit 2', () => {
+    const r = spawnSync(process.execPath, [BENCH, '--frobnicate'], { encoding: 'utf8' })
+    expect(r.status).toBe(2)
+    expect(r.stderr).toContain('unknown option --frobnicate')
+  })
+})

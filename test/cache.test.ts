@@ -1,0 +1,144 @@
+/**
+ * The scan cache (DESIGN §4.5): listings are reused only while a directory's
+ * (device, inode, mtime, ctime) match, racy directories are never
+ * remembered, a damaged cache file only costs speed, and the plan (and its
+ * hash) is the same with and without the cache.
+ */
+import fs from 'node:fs'
+import path from 'node:path'
+import { describe, expect, it } from 'vitest'
+import { loadManifest } from '../src/manifest/load.js'
+import { createPlan, type PlanResult } from '../src/plan/index.js'
+import { openScanCache, RACY_NS, type ScanCache } from '../src/plan/cache.js'
+import { regenerate } from '../src/ops/regenerate.js'
+import { layoutFor } from '../src/store/layout.js'
+import { makePrefixes, tempDir, writeManifest } from './helpers.js'
+
+/** A clock far enough ahead that every directory just written counts as settled (not racy). */
+const later = () => BigInt(Date.now()) * 1_000_000n + 10n * RACY_NS
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
+
+async function setup(fold = true) {
+  const dir = fs.realpathSync(tempDir('viewctl-cache-'))
+  const prefixes = makePrefixes(path.join(dir, 'prefixes'), 3, 4)
+  const file = writeManifest(dir, [`view: ${path.join(dir, 'view')}`, `fold: ${fold}`, 'packages:', ...prefixes.map((p) => `  - ${p}`), ''].join('\n'))
+  const manifest = await loadManifest(file)
+  const cacheFile = path.join(dir, 'scan-cache')
+  return { dir, prefixes, manifest, cacheFile }
+}
+
+function planWith(manifest: Awaited<ReturnType<typeof loadManifest>>, cache: ScanCache): PlanResult {
+  const plan = createPlan(manifest, { readDir: cache.readDir })
+  cache.save()
+  return plan
+}
+
+describe('scan cache', () => {
+  it('reuses every listing when nothing changed, with the same plan and hash', async () => {
+    const { manifest, cacheFile } = await setup(false)
+    const first = openScanCache(cacheFile, { now: later })
+    const plan1 = planWith(manifest, first)
+    expect(first.stats).toMatchObject({ loaded: 0, hits: 0, racy: 0, saved: true, rejected: 'missing' })
+    const dirs = first.stats.misses
+    expect(dirs).toBeGreaterThan(3)
+
+    const second = openScanCache(cacheFile, { now: later })
+    const plan2 = planWith(manifest, second)
+    expect(second.stats).toMatchObject({ loaded: dirs, hits: dirs, misses: 0, saved: false, rejected: null })
+    expect(plan2.hash).toBe(plan1.hash)
+    expect(plan2.paths).toEqual(plan1.paths)
+    expect(plan2.hash).toBe(createPlan(manifest).hash)
+  })
+
+  it('sees a file added to a directory (its mtime and ctime change)', async () => {
+    const { prefixes, manifest, cacheFile } = await setup(false)
+    const before = planWith(manifest, openScanCache(cacheFile, { now: later }))
+    await sleep(50) // past the timestamp tick of the first listing (what the racy rule covers in real runs)
+    fs.writeFileSync(path.join(prefixes[1]!, 'bin', 'added-tool'), 'new')
+    const cache = openScanCache(cacheFile, { now: later })
+    const after = planWith(manifest, cache)
+    expect(cache.stats.misses).toBe(1)
+    expect(after.paths).toContain('bin/added-tool')
+    expect(after.paths.length).toBe(before.paths.length + 1)
+    expect(after.hash).not.toBe(before.hash)
+    expect(after.hash).toBe(createPlan(manifest).hash)
+  })
+
+  it('sees a file removed and a directory replaced', async () => {
+    const { prefixes, manifest, cacheFile } = await setup(false)
+    planWith(manifest, openScanCache(cacheFile, { now: later }))
+    await sleep(50)
+    fs.rmSync(path.join(prefixes[0]!, 'lib', 'libpkg0-0.so'))
+    fs.renameSync(path.join(prefixes[2]!, 'include', 'pkg2'), path.join(prefixes[2]!, 'include', 'old'))
+    fs.mkdirSync(path.join(prefixes[2]!, 'include', 'pkg2'))
+    fs.writeFileSync(path.join(prefixes[2]!, 'include', 'pkg2', 'only.h'), '')
+    const after = planWith(manifest, openScanCache(cacheFile, { now: later }))
+    expect(after.paths).not.toContain('lib/libpkg0-0.so')
+    expect(after.paths).toContain('include/pkg2/only.h')
+    expect(after.paths).not.toContain('include/pkg2/h0.h')
+    expect(after.hash).toBe(createPlan(manifest).hash)
+  })
+
+  it('does not remember a directory changed within the racy window, and reads it again', async () => {
+    const { manifest, cacheFile } = await setup()
+    // the prefixes were written just now: with the real clock every directory is racy
+    const first = openScanCache(cacheFile)
+    const plan1 = planWith(manifest, first)
+    expect(first.stats.racy).toBe(first.stats.misses)
+    const second = openScanCache(cacheFile)
+    const plan2 = planWith(manifest, second)
+    expect(second.stats).toMatchObject({ loaded: 0, hits: 0 })
+    expect(second.stats.misses).toBe(first.stats.misses)
+    expect(plan2.hash).toBe(plan1.hash)
+  })
+
+  it('does not remember a directory whose times lie in the future', async () => {
+    const { manifest, cacheFile } = await setup()
+    const past = () => BigInt(Date.now() - 60_000) * 1_000_000n
+    const cache = openScanCache(cacheFile, { now: past })
+    planWith(manifest, cache)
+    expect(cache.stats.racy).toBe(cache.stats.misses)
+  })
+
+  it.each([
+    ['truncated', (text: Buffer) => text.subarray(0, Math.floor(text.length / 2))],
+    ['a flipped byte in a name', (text: Buffer) => Buffer.from(text.toString('latin1').replace('pkg1-tool0', 'pkg1-tool9'), 'latin1')],
+    ['garbage', () => Buffer.from('not a cache\n\0\0\0')],
+    ['empty', () => Buffer.alloc(0)],
+    ['another version', (text: Buffer) => Buffer.from(text.toString('latin1').replace('viewctl-scan-cache 1 ', 'viewctl-scan-cache 99 '), 'latin1')],
+  ])('ignores a corrupt cache file (%s) and plans the same', async (_what, damage) => {
+    const { manifest, cacheFile } = await setup(false)
+    const plan1 = planWith(manifest, openScanCache(cacheFile, { now: later }))
+    fs.writeFileSync(cacheFile, damage(fs.readFileSync(cacheFile)))
+    const cache = openScanCache(cacheFile, { now: later })
+    const plan2 = planWith(manifest, cache)
+    expect(cache.stats.rejected).not.toBeNull()
+    expect(cache.stats.hits).toBe(0)
+    expect(plan2.hash).toBe(plan1.hash)
+    // and it was rewritten whole
+    expect(openScanCache(cacheFile, { now: later }).stats.rejected).toBeNull()
+  })
+
+  it('a cache that cannot be written costs nothing but speed', async () => {
+    const { manifest } = await setup()
+    const cache = openScanCache('/proc/viewctl-no-such-dir/scan-cache', { now: later })
+    expect(() => planWith(manifest, cache)).not.toThrow()
+    expect(cache.stats.saved).toBe(false)
+  })
+
+  it('regenerate keeps the cache in the store and notices a new file in a prefix', async () => {
+    const { dir, prefixes, manifest } = await setup(false)
+    const first = await regenerate(manifest.file, { lockTimeout: 5 })
+    const cacheFile = layoutFor(path.join(dir, 'view')).scanCache
+    expect(fs.existsSync(cacheFile)).toBe(true)
+    await sleep(50)
+    fs.writeFileSync(path.join(prefixes[0]!, 'bin', 'fresh'), 'x')
+    const second = await regenerate(manifest.file, { lockTimeout: 5 })
+    expect(second.changed).toBe(true)
+    expect(second.entries).toBe(first.entries + 1)
+    const third = await regenerate(manifest.file, { lockTimeout: 5 })
+    expect(third.changed).toBe(false)
+    expect(third.hash).toBe(second.hash)
+    expect(fs.readdirSync(path.dirname(cacheFile)).filter((n) => n.startsWith('.scan-cache.tmp'))).toEqual([])
+  })
+})
