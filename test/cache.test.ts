@@ -2,7 +2,8 @@
  * The scan cache (DESIGN §4.5): listings are reused only while a directory's
  * (device, inode, mtime, ctime) match, racy directories are never
  * remembered, a damaged cache file only costs speed, and the plan (and its
- * hash) is the same with and without the cache.
+ * hash) is the same with and without the cache. The plan memo recalls the
+ * last plan only while every directory it was made from is unchanged.
  */
 import fs from 'node:fs'
 import path from 'node:path'
@@ -105,7 +106,7 @@ describe('scan cache', () => {
     ['a flipped byte in a name', (text: Buffer) => Buffer.from(text.toString('latin1').replace('pkg1-tool0', 'pkg1-tool9'), 'latin1')],
     ['garbage', () => Buffer.from('not a cache\n\0\0\0')],
     ['empty', () => Buffer.alloc(0)],
-    ['another version', (text: Buffer) => Buffer.from(text.toString('latin1').replace('viewctl-scan-cache 1 ', 'viewctl-scan-cache 99 '), 'latin1')],
+    ['another version', (text: Buffer) => Buffer.from(text.toString('latin1').replace('viewctl-scan-cache 2 ', 'viewctl-scan-cache 99 '), 'latin1')],
   ])('ignores a corrupt cache file (%s) and plans the same', async (_what, damage) => {
     const { manifest, cacheFile } = await setup(false)
     const plan1 = planWith(manifest, openScanCache(cacheFile, { now: later }))
@@ -140,5 +141,105 @@ describe('scan cache', () => {
     expect(third.changed).toBe(false)
     expect(third.hash).toBe(second.hash)
     expect(fs.readdirSync(path.dirname(cacheFile)).filter((n) => n.startsWith('.scan-cache.tmp'))).toEqual([])
+  })
+})
+
+describe('plan memo', () => {
+  /** A store holding the cache file, and the generation trees whose plan text the memo reads back. */
+  async function memoSetup(extra: string[] = [], files?: (dir: string) => string[]) {
+    const dir = fs.realpathSync(tempDir('viewctl-memo-'))
+    const prefixes = files ? files(dir) : makePrefixes(path.join(dir, 'prefixes'), 3, 4)
+    const manifestFor = async (more: string[]) =>
+      loadManifest(writeManifest(dir, [`view: ${path.join(dir, 'view')}`, ...extra, ...more, 'packages:', ...prefixes.map((p) => `  - ${p}`), ''].join('\n'), `m${more.length}.yaml`))
+    const store = path.join(dir, 'store')
+    fs.mkdirSync(store)
+    const cacheFile = path.join(store, '.scan-cache')
+    /** Plan through the cache (as regenerate does), save it, and keep the plan text where a build would. */
+    const plan = (manifest: Awaited<ReturnType<typeof loadManifest>>, now: () => bigint = later) => {
+      const cache = openScanCache(cacheFile, { now })
+      const p = createPlan(manifest, { readDir: cache.readDir, memo: cache })
+      cache.save()
+      const meta = path.join(store, p.hash, '.viewctl')
+      fs.mkdirSync(meta, { recursive: true })
+      fs.writeFileSync(path.join(meta, 'plan.tsv'), p.chunks.join(''))
+      return { plan: p, stats: cache.stats }
+    }
+    return { dir, prefixes, store, manifest: await manifestFor([]), manifestFor, plan }
+  }
+
+  const same = (a: PlanResult, b: PlanResult) => {
+    expect(b.hash).toBe(a.hash)
+    expect(b.paths).toEqual(a.paths)
+    expect(b.kinds).toEqual(a.kinds)
+    expect(b.sources).toEqual(a.sources)
+    expect(b.prefixes).toEqual(a.prefixes)
+    expect(b.excluded).toBe(a.excluded)
+    expect(b.warnings).toEqual(a.warnings)
+    expect(b.chunks.join('')).toBe(a.chunks.join(''))
+  }
+
+  it.each([['folded', []], ['per-file', ['fold: false']], ['with filters', ['exclude: ["share/man/**"]', 'fold: false']]])('recalls an unchanged plan (%s) without reading a directory', async (_what, extra) => {
+    const { manifest, plan } = await memoSetup(extra as string[])
+    const first = plan(manifest)
+    expect(first.stats.memo).toBe('none')
+    const second = plan(manifest)
+    expect(second.stats).toMatchObject({ memo: 'recalled', misses: 0, saved: false })
+    same(first.plan, second.plan)
+    same(createPlan(manifest), second.plan)
+  })
+
+  it('notices a new file: the memo is stale, the plan made afresh', async () => {
+    const { prefixes, manifest, plan } = await memoSetup()
+    const first = plan(manifest)
+    await sleep(50)
+    fs.writeFileSync(path.join(prefixes[2]!, 'bin', 'late'), '')
+    const second = plan(manifest)
+    expect(second.stats.memo).toBe('stale')
+    expect(second.plan.paths).toContain('bin/late')
+    expect(second.plan.hash).not.toBe(first.plan.hash)
+    same(createPlan(manifest), second.plan)
+    expect(plan(manifest).stats.memo).toBe('recalled')
+  })
+
+  it('is keyed by the manifest: other filters or options are planned afresh', async () => {
+    const { manifest, manifestFor, plan } = await memoSetup()
+    plan(manifest)
+    const other = await manifestFor(['exclude: ["lib/**"]'])
+    const second = plan(other)
+    expect(second.stats.memo).toBe('none')
+    same(createPlan(other), second.plan)
+  })
+
+  it('plans afresh when the generation holding the plan text is gone or its text does not match the hash', async () => {
+    const { store, manifest, plan } = await memoSetup()
+    const first = plan(manifest)
+    const text = path.join(store, first.plan.hash, '.viewctl', 'plan.tsv')
+    fs.writeFileSync(text, fs.readFileSync(text, 'utf8').replace('bin/pkg0-tool0', 'bin/pkg0-tool9'))
+    const tampered = plan(manifest) // writes the right text back (as a rebuild would)
+    expect(tampered.stats.memo).toBe('recalled') // the memo was consulted, its text refused by the hash
+    same(first.plan, tampered.plan)
+    fs.rmSync(path.join(store, first.plan.hash), { recursive: true })
+    const cache = openScanCache(path.join(store, '.scan-cache'), { now: later })
+    same(first.plan, createPlan(manifest, { readDir: cache.readDir, memo: cache }))
+    expect(cache.stats.memo).toBe('stale')
+  })
+
+  it('does not remember a plan that compared file contents, nor one made from racy directories', async () => {
+    const { manifest, plan } = await memoSetup([], (dir) => {
+      const a = path.join(dir, 'a')
+      const b = path.join(dir, 'b')
+      for (const p of [a, b]) {
+        fs.mkdirSync(path.join(p, 'share'), { recursive: true })
+        fs.writeFileSync(path.join(p, 'share', 'LICENSE'), 'same text')
+      }
+      return [a, b]
+    })
+    plan(manifest)
+    expect(plan(manifest).stats.memo).toBe('none')
+
+    const racy = await memoSetup()
+    const now = () => BigInt(Date.now()) * 1_000_000n
+    racy.plan(racy.manifest, now)
+    expect(racy.plan(racy.manifest, now).stats.memo).toBe('none')
   })
 })

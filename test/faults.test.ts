@@ -10,7 +10,7 @@ import os from 'node:os'
 import path from 'node:path'
 import { spawnSync } from 'node:child_process'
 import { afterAll, beforeAll, describe, expect, it, onTestFinished, type TestContext } from 'vitest'
-import { BIN, makePrefixes, tempDir, viewctl, writeManifest, writeTree, type RunResult } from './helpers.js'
+import { BIN, ROOT, makePrefixes, tempDir, viewctl, writeManifest, writeTree, type RunResult } from './helpers.js'
 import { assertCompleteGeneration, fullSnapshot, historyRecords, leftovers, makeWidePrefixes, noStackTrace, readPlanEntries, storeOf, viewctlRun } from './view-checks.js'
 
 const isRoot = process.getuid?.() === 0
@@ -396,6 +396,30 @@ describe('disk full on a small tmpfs', () => {
     const inodesBefore = fs.statfsSync(mnt).ffree
 
     const r = viewctl(['regenerate', writeManifest(root, `view: ${view}\nfold: false\npackages:\n  - glob: ${root}/p/pkg*\n`, 'big.yaml'), '--json'])
+    expect(r.code, r.stderr).toBe(1)
+    expect(r.json?.error?.code).toBe('DISK_FULL')
+    expect(r.stderr).toMatch(/no space/i)
+    noStackTrace(r.stderr)
+    expect(fullSnapshot(view)).toEqual(before)
+    expect(leftovers(view)).toEqual([])
+    expect(fs.statfsSync(mnt).ffree, 'inodes of the failed build were not all freed').toBe(inodesBefore)
+  })
+  // Plans of 12,000+ links are linked by the main thread and a worker thread (src/store/linker.ts);
+  // injected faults turn that off, so only a real ENOSPC reaches a worker.
+  it('out of inodes while linking on worker threads (12,800 links): exit 1, "no space", view unchanged, staging removed', async (ctx) => {
+    requireMount(ctx)
+    expect(fs.existsSync(path.join(ROOT, 'dist', 'store', 'link-worker.js')), 'dist/store/link-worker.js is missing: this test would not reach a worker thread').toBe(true)
+    const mnt = mountTmpfs('size=64m,nr_inodes=3000')
+    const root = mountTmpfs('size=64m') // prefixes on a tmpfs too: 12,800 files are made in a blink
+    const prefixes = makeWidePrefixes(path.join(root, 'p'), 40, 80) // 12,800 files
+    const view = path.join(mnt, 'view')
+    const good = await viewctlRun(['regenerate', writeManifest(root, `view: ${view}\nfold: false\npackages:\n  - ${prefixes[0]}\n`, 'small.yaml')])
+    expect(good.code, good.stderr).toBe(0)
+    const before = fullSnapshot(view)
+    const inodesBefore = fs.statfsSync(mnt).ffree
+
+    const big = writeManifest(root, `view: ${view}\nfold: false\npackages:\n  - glob: ${root}/p/pkg*\n`, 'big.yaml')
+    const r = await viewctlRun(['regenerate', big, '--json'], { env: { VIEWCTL_LINK_THREADS: '2' } })
     expect(r.code, r.stderr).toBe(1)
     expect(r.json?.error?.code).toBe('DISK_FULL')
     expect(r.stderr).toMatch(/no space/i)

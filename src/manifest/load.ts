@@ -258,34 +258,23 @@ export const MANIFEST_AJV_OPTIONS = { allErrors: true, verbose: true, allowUnion
 let validatorPromise: Promise<ValidateFunction> | undefined
 
 /**
- * The compiled schema, built once per process. This is the one place that
- * pays for ajv (import plus compile); a precompiled standalone validator can
- * replace its body without touching the callers.
+ * The validator, loaded once per process. It is precompiled from the schema
+ * (scripts/build-validator.mjs, with MANIFEST_AJV_OPTIONS) into
+ * schema-validator.ts: importing and compiling ajv at every run cost ~90 ms
+ * (docs/benchmarks.md); the standalone module loads in a few. The test suite
+ * checks that it matches the schema and compiles the schema itself, strictly.
  */
 function getValidator(): Promise<ValidateFunction> {
-  validatorPromise ??= compileValidator().catch((err: unknown) => {
+  validatorPromise ??= loadValidator().catch((err: unknown) => {
     validatorPromise = undefined
     throw err
   })
   return validatorPromise
 }
 
-async function compileValidator(): Promise<ValidateFunction> {
-  const [{ Ajv2020 }, schemaText] = await Promise.all([import('ajv/dist/2020.js'), readSchemaText()])
-  // The schema ships with viewctl and the test suite compiles it strictly against the
-  // 2020-12 meta-schema, so every run need not: skipping the meta-schema (meta, validateSchema)
-  // and code optimization cuts the compile from ~50 ms to ~15 ms. verbose gives each error
-  // its parentSchema, which names the allowed keys of a mapping.
-  const ajv = new Ajv2020({ ...MANIFEST_AJV_OPTIONS, strict: false, meta: false, validateSchema: false, code: { optimize: false } })
-  return ajv.compile(JSON.parse(schemaText) as object)
-}
-
-async function readSchemaText(): Promise<string> {
-  try {
-    return await fsp.readFile(MANIFEST_SCHEMA_URL, 'utf8')
-  } catch (err) {
-    throw new ViewError('INTERNAL', `cannot read viewctl's manifest schema ${MANIFEST_SCHEMA_URL.pathname}: ${(err as Error).message}`, 'the installation is incomplete; reinstall viewctl (the package ships schemas/manifest.schema.json)', undefined, { cause: err })
-  }
+async function loadValidator(): Promise<ValidateFunction> {
+  const { default: validate } = await import('./schema-validator.js')
+  return validate as unknown as ValidateFunction
 }
 
 async function validateManifest(source: Source, data: Record<string, unknown>): Promise<RawManifest> {

@@ -4,7 +4,8 @@ import { viewPathOf } from '../manifest/target.js'
 import { KIND_LETTERS, NO_SOURCE } from '../plan/types.js'
 import { layoutFor } from '../store/layout.js'
 import { readGenerationPlan } from '../store/plan-file.js'
-import { listGenerations, readViewState, requireManaged, type GenerationInfo } from '../store/state.js'
+import { listGenerations, readViewState, requireManaged, type GenerationInfo, type ViewState } from '../store/state.js'
+import { switches } from '../store/history.js'
 import { findGeneration } from './rollback.js'
 
 export interface PathChange {
@@ -31,7 +32,7 @@ export function diff(target: string, a?: string, b?: string): DiffResult {
   requireManaged(state)
   const gens = listGenerations(state)
   const to: GenerationInfo = b !== undefined ? findGeneration(state, b) : currentRow(gens, state.layout.view)
-  const from: GenerationInfo = a !== undefined ? findGeneration(state, a) : previousRow(gens, to, state.layout.view)
+  const from: GenerationInfo = a !== undefined ? findGeneration(state, a) : previousRow(state, gens, to)
   const planA = readGenerationPlan(layout, from.hash, from.generation)
   const planB = readGenerationPlan(layout, to.hash, to.generation)
 
@@ -72,9 +73,22 @@ function currentRow(gens: GenerationInfo[], view: string): GenerationInfo {
   return cur
 }
 
-function previousRow(gens: GenerationInfo[], to: GenerationInfo, view: string): GenerationInfo {
-  const earlier = gens.filter((g) => g.generation < to.generation)
+/**
+ * The default "before": the generation that was current just before `to`
+ * became current (after a rollback, the one rolled back from), else the
+ * highest-numbered earlier one still on disk.
+ */
+function previousRow(state: ViewState, gens: GenerationInfo[], to: GenerationInfo): GenerationInfo {
+  const sw = switches(state.records)
+  let i = sw.length - 1
+  while (i >= 0 && sw[i]!.generation !== to.generation) i--
+  for (let j = i - 1; j >= 0; j--) {
+    if (sw[j]!.hash === to.hash) continue
+    const row = gens.find((g) => g.generation === sw[j]!.generation)
+    if (row?.onDisk) return row
+  }
+  const earlier = gens.filter((g) => g.generation < to.generation && g.onDisk && g.hash !== to.hash)
   const prev = earlier[earlier.length - 1]
-  if (!prev) throw new ViewError('GENERATION_NOT_FOUND', `${view}: generation ${to.generation} is the first; there is nothing before it to compare with`, 'give two generations: `viewctl diff <view> A B`')
+  if (!prev) throw new ViewError('GENERATION_NOT_FOUND', `${state.layout.view}: no earlier generation on disk to compare generation ${to.generation} with`, 'give two generations: `viewctl diff <view> A B`')
   return prev
 }

@@ -58,7 +58,7 @@ export async function regenerate(manifestFile: string, opts: RegenerateOptions =
   const layout = layoutFor(manifest.view)
   assertPublishable(readViewState(layout), opts)
   const cache = openScanCache(layout.scanCache)
-  const plan = createPlan(manifest, { readDir: cache.readDir })
+  const plan = createPlan(manifest, { readDir: cache.readDir, memo: cache })
   assertNoConflicts(plan, manifestFile)
   throwIfAborted(opts.signal)
 

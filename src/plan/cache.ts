@@ -1,41 +1,74 @@
 /**
  * The scan cache (DESIGN §4.5): what the last writer saw in every directory
  * it walked, so that a regenerate where nothing changed need not read the
- * prefixes again. It plugs into the planner as a DirReader and is saved by
- * the writer under the lock.
+ * prefixes again. It plugs into the planner as a DirReader and a PlanMemo,
+ * and is saved by the writer under the lock.
  *
- * A listing is reused only when a fresh stat() of its directory matches the
- * remembered (device, inode, mtime, ctime), to the nanosecond: creating,
- * removing or renaming a name in a directory updates its mtime and ctime. The
- * stat is taken *before* the directory is read, so a change racing with the
- * read leaves a stat that will not match next time, never a stale listing
- * under a matching stat.
+ * Listings. A listing is reused only when a fresh stat() of its directory
+ * matches the remembered (device, inode, mtime, ctime), to the nanosecond:
+ * creating, removing or renaming a name in a directory updates its mtime and
+ * ctime. The stat is taken *before* the directory is read, so a change racing
+ * with the read leaves a stat that will not match next time, never a stale
+ * listing under a matching stat.
  *
- * The "racy git" rule: a directory whose mtime or ctime is less than
- * RACY_NS before the scan started (or in the future) is never stored. The
- * timestamps have a granularity (a clock tick; a second on some NFS servers),
- * so a second change within the tick of the listing we read would leave the
- * times unchanged. Two seconds covers the tick, not a clock skew between this
- * host and a file server larger than that (docs/benchmarks.md).
+ * The "racy git" rule: a directory whose mtime or ctime is less than RACY_NS
+ * before the scan started (or in the future) is never stored. Timestamps have
+ * a granularity (a clock tick; a second on some NFS servers), so a second
+ * change within the tick of the listing we read would leave the times as they
+ * were. Two seconds covers the tick, not a clock skew between this host and a
+ * file server larger than that (docs/benchmarks.md).
+ *
+ * The plan memo. When every directory a plan was made from is stored, the
+ * cache also remembers that plan by the digest of its inputs (plan.ts): the
+ * hash, and what the plan text does not hold (excluded count, warnings). If
+ * the inputs are the same and a stat of every one of those directories still
+ * matches, the planner reads the plan text back from the generation that holds
+ * it (`<hash>/.viewctl/plan.tsv`) and checks it against the hash instead of
+ * walking: a no-op regenerate reads no directory at all.
  *
  * The file is one compact blob written atomically (temporary file + rename):
  *
  *   viewctl-scan-cache <version> <sha256 of the body, hex>\n
- *   body: NUL-separated fields, per directory:
- *     abs-path, dev, ino, mtime-ns, ctime-ns, types, name_1 … name_n
+ *   body: UTF-8 fields, each ended by a NUL
+ *     memo (JSON, or empty), n,
+ *     n times: abs-path, dev, ino, mtime-ns, ctime-ns, types,
+ *     then every directory's names, in the same order
  *
- * where `types` holds one digit (EntryType) per name, so its length is n.
- * NUL is the one byte no path or name can hold. The digest covers the body,
- * so a torn, truncated or otherwise damaged file is ignored as a whole: a
- * missing or corrupt cache only costs speed. Directories whose path or names
- * are not valid Unicode (escaped bytes, see fs.ts) are not cached.
+ * where `types` holds one digit (EntryType) per name, so its length is the
+ * directory's name count. NUL is the one byte no path or name can hold. The
+ * digest covers the body, so a torn, truncated or otherwise damaged file is
+ * ignored as a whole: a missing or corrupt cache only costs speed.
+ * Directories whose path or names are not valid Unicode (escaped bytes, see
+ * fs.ts) are not stored.
  */
 import crypto from 'node:crypto'
 import fs from 'node:fs'
+import path from 'node:path'
 import { fsPath } from '../fs.js'
+import { META_DIR, PLAN_FILE } from '../store/layout.js'
 import { readDirListing, type DirListing, type DirReader, type EntryType } from './scan.js'
 
-export interface ScanCache {
+/** What the memo keeps of a plan; the rest is in the plan text of generation `hash`. */
+export interface RememberedPlan {
+  hash: string
+  /** Source identity digest (hardlink views), '-' otherwise. */
+  identity: string
+  excluded: number
+  warnings: string[]
+}
+
+export interface RecalledPlan extends RememberedPlan {
+  /** The plan text, as hashed. */
+  text: string
+}
+
+/** Remembers the last plan and recalls it while nothing it was made from has changed. */
+export interface PlanMemo {
+  recall(key: string): RecalledPlan | null
+  remember(key: string, plan: RememberedPlan): void
+}
+
+export interface ScanCache extends PlanMemo {
   readDir: DirReader
   /** Persist what was learned (called under the writer lock, store existing). Never throws. */
   save(): void
@@ -46,12 +79,14 @@ export interface ScanCache {
 export interface ScanCacheStats {
   /** Directories remembered in the cache file when it was opened. */
   loaded: number
-  /** Listings reused. */
+  /** Listings reused (a recalled plan counts every directory it checked). */
   hits: number
   /** Directories read from the filesystem. */
   misses: number
-  /** Directories read but too recently changed to be remembered. */
+  /** Directories read but too recently changed (or not valid Unicode) to be remembered. */
   racy: number
+  /** The plan memo: recalled, stale (something changed), or not consulted/none. */
+  memo: 'recalled' | 'stale' | 'none'
   /** Whether save() wrote the file (it is not rewritten when nothing changed). */
   saved: boolean
   /** Why the cache file was not used, when it was not. */
@@ -64,75 +99,121 @@ export interface ScanCacheOptions {
 }
 
 const MAGIC = 'viewctl-scan-cache'
-const VERSION = 1
+const VERSION = 2
 /** Changes younger than this at scan time are "racy" and not remembered. */
 export const RACY_NS = 2_000_000_000n
-const FIELDS_PER_DIR = 6
 const NOT_UNICODE = /[\uD800-\uDFFF]/
 
-interface Remembered {
+interface StoredDir {
   /** dev:ino:mtimeNs:ctimeNs */
   key: string
-  names: string[]
   types: string
+  /** Resolved on first use (names are split out of the file lazily). */
+  names: string[] | null
+  /** Index of the first name in the file's name list. */
+  first: number
+}
+
+interface StoredMemo extends RememberedPlan {
+  key: string
 }
 
 export function openScanCache(file: string, opts: ScanCacheOptions = {}): ScanCache {
   const scanStart = opts.now ? opts.now() : BigInt(Date.now()) * 1_000_000n
-  const stats: ScanCacheStats = { loaded: 0, hits: 0, misses: 0, racy: 0, saved: false, rejected: null }
-  const { dirs: previous, rejected } = loadCacheFile(file)
+  const stats: ScanCacheStats = { loaded: 0, hits: 0, misses: 0, racy: 0, memo: 'none', saved: false, rejected: null }
+  const loaded = loadCacheFile(file)
+  const previous = loaded.dirs
   stats.loaded = previous.size
-  stats.rejected = rejected
+  stats.rejected = loaded.rejected
   /** What this run saw and may keep, in walk order. */
-  const seen = new Map<string, Remembered>()
+  const seen = new Map<string, StoredDir>()
+  let memo: StoredMemo | null = null
+  let learned = false
+
+  const namesOf = (d: StoredDir): string[] | null => {
+    if (d.names === null) d.names = loaded.names()?.slice(d.first, d.first + d.types.length) ?? null
+    return d.names
+  }
 
   const readDir: DirReader = (abs) => {
-    let st: fs.BigIntStats | undefined
-    try {
-      st = fs.statSync(fsPath(abs), { bigint: true })
-    } catch {
-      st = undefined // let the real read report the error the way it always does
-    }
-    if (st === undefined || !st.isDirectory()) return readDirListing(abs)
+    const st = statDir(abs)
+    if (st === null) return readDirListing(abs) // let the real read report the error the way it always does
     const key = `${st.dev}:${st.ino}:${st.mtimeNs}:${st.ctimeNs}`
     const old = previous.get(abs)
-    if (old !== undefined && old.key === key) {
+    const names = old !== undefined && old.key === key ? namesOf(old) : null
+    if (names !== null) {
       stats.hits++
-      seen.set(abs, old)
-      return { names: old.names, types: decodeTypes(old.types) }
+      seen.set(abs, old!)
+      return { names, types: decodeTypes(old!.types) }
     }
     stats.misses++
+    learned = true
     const listing = readDirListing(abs)
     const newest = st.mtimeNs > st.ctimeNs ? st.mtimeNs : st.ctimeNs
-    if (newest > scanStart - RACY_NS) {
-      stats.racy++
-    } else {
-      const remembered = remember(abs, key, listing)
-      if (remembered) seen.set(abs, remembered)
-    }
+    const stored = newest > scanStart - RACY_NS ? null : storable(key, listing, abs)
+    if (stored === null) stats.racy++
+    else seen.set(abs, stored)
     return listing
   }
 
-  const save = () => {
-    if (stats.misses === 0 && stats.rejected === null && seen.size === previous.size) return // nothing new to say
+  const recall = (key: string): RecalledPlan | null => {
+    const m = loaded.memo
+    if (m === null || m.key !== key) return null
+    for (const [abs, d] of previous) {
+      const st = statDir(abs)
+      if (st === null || `${st.dev}:${st.ino}:${st.mtimeNs}:${st.ctimeNs}` !== d.key) {
+        stats.memo = 'stale'
+        return null
+      }
+    }
+    let text: string
     try {
-      writeCacheFile(file, seen)
+      text = fs.readFileSync(path.join(path.dirname(file), m.hash, META_DIR, PLAN_FILE), 'utf8')
+    } catch {
+      stats.memo = 'stale' // that generation was collected
+      return null
+    }
+    for (const [abs, d] of previous) seen.set(abs, d)
+    stats.hits += previous.size
+    stats.memo = 'recalled'
+    memo = m
+    return { hash: m.hash, identity: m.identity, excluded: m.excluded, warnings: m.warnings, text }
+  }
+
+  const remember = (key: string, plan: RememberedPlan) => {
+    memo = { key, ...plan }
+    learned = true
+  }
+
+  const save = () => {
+    if (!learned && stats.rejected === null && seen.size === previous.size) return // nothing new to say
+    // A memo is only as good as the listings behind it: all of them must be stored.
+    const keepMemo = memo !== null && stats.racy === 0 ? memo : null
+    try {
+      writeCacheFile(file, keepMemo, seen, namesOf)
       stats.saved = true
     } catch {
       // the cache is an optimization: a full disk or a read-only store must not fail the run
     }
   }
 
-  return { readDir, save, stats }
+  return { readDir, recall, remember, save, stats }
 }
 
-function remember(abs: string, key: string, listing: DirListing): Remembered | null {
+function statDir(abs: string): fs.BigIntStats | null {
+  try {
+    const st = fs.statSync(fsPath(abs), { bigint: true })
+    return st.isDirectory() ? st : null
+  } catch {
+    return null
+  }
+}
+
+function storable(key: string, listing: DirListing, abs: string): StoredDir | null {
   if (NOT_UNICODE.test(abs)) return null
   const { names, types } = listing
   for (const name of names) if (NOT_UNICODE.test(name)) return null
-  let digits = ''
-  for (const t of types) digits += String.fromCharCode(48 + t)
-  return { key, names, types: digits }
+  return { key, types: types.join(''), names, first: -1 }
 }
 
 function decodeTypes(digits: string): EntryType[] {
@@ -141,44 +222,82 @@ function decodeTypes(digits: string): EntryType[] {
   return types
 }
 
-function loadCacheFile(file: string): { dirs: Map<string, Remembered>; rejected: string | null } {
-  const dirs = new Map<string, Remembered>()
+interface LoadedCache {
+  memo: StoredMemo | null
+  dirs: Map<string, StoredDir>
+  /** All names of the file, split on first use; null if they do not add up. */
+  names: () => string[] | null
+  rejected: string | null
+}
+
+function loadCacheFile(file: string): LoadedCache {
+  const empty = (rejected: string | null): LoadedCache => ({ memo: null, dirs: new Map(), names: () => null, rejected })
   let buf: Buffer
   try {
     buf = fs.readFileSync(file)
   } catch (err) {
-    return { dirs, rejected: (err as NodeJS.ErrnoException).code === 'ENOENT' ? 'missing' : 'unreadable' }
+    return empty((err as NodeJS.ErrnoException).code === 'ENOENT' ? 'missing' : 'unreadable')
   }
   const nl = buf.indexOf(10)
   const header = nl < 0 ? [] : buf.toString('latin1', 0, nl).split(' ')
-  if (header.length !== 3 || header[0] !== MAGIC) return { dirs, rejected: 'not a scan cache' }
-  if (header[1] !== String(VERSION)) return { dirs, rejected: `version ${header[1]}` }
+  if (header.length !== 3 || header[0] !== MAGIC) return empty('not a scan cache')
+  if (header[1] !== String(VERSION)) return empty(`version ${header[1]}`)
   const body = buf.subarray(nl + 1)
-  if (crypto.createHash('sha256').update(body).digest('hex') !== header[2]) return { dirs, rejected: 'checksum mismatch' }
-  if (body.length === 0) return { dirs, rejected: null }
-  const fields = body.toString('utf8').split('\0')
-  let i = 0
-  while (i < fields.length) {
-    if (i + FIELDS_PER_DIR > fields.length) return { dirs: new Map(), rejected: 'truncated record' }
-    const abs = fields[i]!
-    const key = `${fields[i + 1]}:${fields[i + 2]}:${fields[i + 3]}:${fields[i + 4]}`
-    const types = fields[i + 5]!
-    const start = i + FIELDS_PER_DIR
-    const end = start + types.length
-    if (end > fields.length || !/^[0-3]*$/.test(types)) return { dirs: new Map(), rejected: 'malformed record' }
-    dirs.set(abs, { key, names: fields.slice(start, end), types })
-    i = end
+  if (crypto.createHash('sha256').update(body).digest('hex') !== header[2]) return empty('checksum mismatch')
+  const text = body.toString('utf8')
+  // The fields before the names, one indexOf at a time; the names are split only if a listing is used.
+  let at = 0
+  const field = (): string | null => {
+    const end = text.indexOf('\0', at)
+    if (end < 0) return null
+    const value = text.slice(at, end)
+    at = end + 1
+    return value
   }
-  return { dirs, rejected: null }
+  const memoText = field()
+  const count = Number(field())
+  if (memoText === null || !Number.isInteger(count) || count < 0) return empty('malformed header')
+  let memo: StoredMemo | null = null
+  if (memoText !== '') {
+    try {
+      memo = JSON.parse(memoText) as StoredMemo
+    } catch {
+      return empty('malformed memo')
+    }
+  }
+  const dirs = new Map<string, StoredDir>()
+  let first = 0
+  for (let d = 0; d < count; d++) {
+    const f = [field(), field(), field(), field(), field(), field()]
+    if (f.some((x) => x === null)) return empty('truncated record')
+    const types = f[5]!
+    if (!/^[0-3]*$/.test(types)) return empty('malformed record')
+    dirs.set(f[0]!, { key: `${f[1]}:${f[2]}:${f[3]}:${f[4]}`, types, names: null, first })
+    first += types.length
+  }
+  const namesStart = at
+  const total = first
+  if (total > 0 ? text.charCodeAt(text.length - 1) !== 0 : at !== text.length) return empty('malformed record')
+  let names: string[] | null = null
+  const split = () => {
+    names ??= total === 0 ? [] : text.slice(namesStart, text.length - 1).split('\0')
+    // only a writer bug could get a wrong count past the digest; then no listing is trusted
+    return names.length === total ? names : null
+  }
+  return { memo, dirs, names: split, rejected: null }
 }
 
-function writeCacheFile(file: string, dirs: Map<string, Remembered>): void {
-  const fields: string[] = []
-  for (const [abs, d] of dirs) {
-    fields.push(abs, ...d.key.split(':'), d.types)
-    for (const name of d.names) fields.push(name)
+function writeCacheFile(file: string, memo: StoredMemo | null, seen: Map<string, StoredDir>, namesOf: (d: StoredDir) => string[] | null): void {
+  const dirs: Array<[string, StoredDir, string[]]> = []
+  for (const [abs, d] of seen) {
+    const names = namesOf(d)
+    if (names !== null) dirs.push([abs, d, names])
   }
-  const body = Buffer.from(fields.join('\0'), 'utf8')
+  if (dirs.length !== seen.size) memo = null
+  const fields: string[] = [memo === null ? '' : JSON.stringify(memo), String(dirs.length)]
+  for (const [abs, d] of dirs) fields.push(abs, ...d.key.split(':'), d.types)
+  for (const [, , names] of dirs) if (names.length) fields.push(names.join('\0'))
+  const body = Buffer.from(`${fields.join('\0')}\0`, 'utf8')
   const digest = crypto.createHash('sha256').update(body).digest('hex')
   // One writer at a time (the lock), so a fixed temporary name: a killed writer's leftover is simply overwritten.
   const tmp = `${file}.tmp`

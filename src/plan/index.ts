@@ -8,16 +8,25 @@ import { fsPath } from '../fs.js'
 import { ViewError } from '../errors.js'
 import type { Manifest } from '../manifest/types.js'
 import { makeFilter, rootIncludeState } from './filters.js'
-import { mergedWalk, type WalkPackage } from './merge.js'
+import { mergedWalk, sameContent, type WalkPackage } from './merge.js'
 import { readDirListing, type DirReader } from './scan.js'
-import { hashPlan, planChunks } from './hash.js'
-import type { Conflict, Plan } from './types.js'
+import { hashPlan, parsePlanText, planChunks, PLAN_FORMAT } from './hash.js'
+import type { PlanMemo, RecalledPlan } from './cache.js'
+import type { Conflict, Plan, PlanOptions } from './types.js'
+import { toolVersion } from '../version.js'
 
 export * from './types.js'
 
 export interface PlanInputs {
   /** Override how directories are listed (the scan cache does). */
   readDir?: DirReader
+  /**
+   * The last plan made from the same inputs, recalled while nothing it was
+   * made from has changed (the scan cache does this, cache.ts). A recalled
+   * plan is read back from its generation's plan text and checked against its
+   * hash; anything amiss and the plan is made afresh.
+   */
+  memo?: PlanMemo
 }
 
 export interface PlanResult extends Plan {
@@ -27,6 +36,13 @@ export interface PlanResult extends Plan {
 
 export function createPlan(manifest: Manifest, inputs: PlanInputs = {}): PlanResult {
   const table = [...new Set(manifest.packages.map((p) => p.path))].sort()
+  const options = { link: manifest.link, fold: manifest.fold, relative: manifest.relative }
+  const memoKey = inputs.memo ? planInputsKey(manifest) : ''
+  if (inputs.memo) {
+    const recalled = inputs.memo.recall(memoKey)
+    const plan = recalled && planFromText(recalled, options, table)
+    if (plan) return plan
+  }
   const tableIndex = new Map(table.map((p, i) => [p, i]))
   const packages: WalkPackage[] = manifest.packages.map((p, order) => ({
     order,
@@ -41,17 +57,61 @@ export function createPlan(manifest: Manifest, inputs: PlanInputs = {}): PlanRes
   const onDir = manifest.link === 'hardlink' ? (abs: string) => identity.update(statIdentity(abs, false)) : undefined
   const onFile = manifest.link === 'copy' ? (abs: string) => identity.update(statIdentity(abs, true)) : undefined
 
+  let comparisons = 0
   const walked = mergedWalk(packages, {
     fold: manifest.fold && manifest.link === 'symlink',
     conflicts: manifest.conflicts,
     readDir: inputs.readDir ?? readDirListing,
     onDir,
     onFile,
+    sameContent: (a, b) => {
+      comparisons++
+      return sameContent(a, b)
+    },
   })
-  const options = { link: manifest.link, fold: manifest.fold, relative: manifest.relative }
   const chunks = planChunks(table, walked.paths, walked.kinds, walked.sources)
-  const hash = hashPlan(options, chunks, onDir || onFile ? identity.digest('hex') : '-')
+  const identityDigest = onDir || onFile ? identity.digest('hex') : '-'
+  const hash = hashPlan(options, chunks, identityDigest)
+  // Only a plan that depends on nothing but the directory listings can be recalled by them:
+  // not when file contents were compared, nor for hardlink/copy views (their identity is per inode).
+  if (inputs.memo && manifest.link === 'symlink' && comparisons === 0 && walked.conflicts.length === 0) {
+    inputs.memo.remember(memoKey, { hash, identity: identityDigest, excluded: walked.excluded, warnings: walked.warnings })
+  }
   return { options, prefixes: table, ...walked, hash, chunks }
+}
+
+/**
+ * Everything a plan is made from besides the directory listings: the format,
+ * the tool version (a new planner may plan differently), the options and the
+ * packages with their order, priorities and filters.
+ */
+function planInputsKey(manifest: Manifest): string {
+  const inputs = {
+    format: PLAN_FORMAT,
+    tool: toolVersion(),
+    link: manifest.link,
+    fold: manifest.fold,
+    relative: manifest.relative,
+    conflicts: manifest.conflicts,
+    include: manifest.include,
+    exclude: manifest.exclude,
+    packages: manifest.packages.map((p) => [p.path, p.priority, p.include, p.exclude]),
+  }
+  return crypto.createHash('sha256').update(JSON.stringify(inputs)).digest('hex')
+}
+
+/** A recalled plan: its text parsed back, used only if it hashes to the remembered hash. */
+function planFromText(recalled: RecalledPlan, options: PlanOptions, table: string[]): PlanResult | null {
+  let parsed
+  try {
+    parsed = parsePlanText(recalled.text)
+  } catch {
+    return null
+  }
+  const chunks = [recalled.text]
+  if (parsed.prefixes.length !== table.length || parsed.prefixes.some((p, i) => p !== table[i])) return null
+  if (hashPlan(options, chunks, recalled.identity) !== recalled.hash) return null
+  return { options, prefixes: table, paths: parsed.paths, kinds: parsed.kinds, sources: parsed.sources, conflicts: [], warnings: [...recalled.warnings], excluded: recalled.excluded, hash: recalled.hash, chunks }
 }
 
 /**
@@ -60,11 +120,12 @@ export function createPlan(manifest: Manifest, inputs: PlanInputs = {}): PlanRes
  * (device, inode, ctime): replacing a file by rename, the way installers do,
  * updates its directory's ctime, and a file rewritten in place is the same
  * inode the view already shares. Copy views hash each file's (device, inode,
- * size, mtime, mode), since a copy would not see a rewrite in place.
+ * size, mtime, ctime, mode), since a copy would not see a rewrite in place
+ * (ctime too: `touch -r` can restore an mtime, nothing restores a ctime).
  */
 function statIdentity(abs: string, file: boolean): string {
   const st = fs.lstatSync(fsPath(abs), { bigint: true })
-  return file ? `${st.dev}:${st.ino}:${st.size}:${st.mtimeNs}:${st.mode}\n` : `${st.dev}:${st.ino}:${st.ctimeNs}\n`
+  return file ? `${st.dev}:${st.ino}:${st.size}:${st.mtimeNs}:${st.ctimeNs}:${st.mode}\n` : `${st.dev}:${st.ino}:${st.ctimeNs}\n`
 }
 
 export const CONFLICT_LIST_LIMIT = 20

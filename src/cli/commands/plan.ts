@@ -19,7 +19,8 @@ export async function run(args: GlobalArgs & { manifest: string; list: boolean }
     out.result(
       {
         view: manifest.view,
-        hash: plan.hash,
+        // with unresolved conflicts there is no view to name: regenerate would refuse
+        hash: open.length ? null : plan.hash,
         link: manifest.link,
         entries: plan.paths.length,
         counts,
@@ -33,7 +34,7 @@ export async function run(args: GlobalArgs & { manifest: string; list: boolean }
       () => {
         const lines = [
           `view:      ${manifest.view} (${manifest.link}${manifest.link === 'symlink' && manifest.fold ? ', folded' : ''})`,
-          `hash:      ${plan.hash}`,
+          `hash:      ${open.length ? `none (${open.length} unresolved conflict${open.length === 1 ? '' : 's'})` : plan.hash}`,
           `prefixes:  ${plan.prefixes.length}`,
           `entries:   ${plan.paths.length.toLocaleString('en-US')} (${counts.dir} dirs, ${counts.file} files, ${counts.symlink} symlinks, ${counts.folded} folded dirs; ${plan.excluded} excluded by filters)`,
         ]
