@@ -120,6 +120,20 @@ describe('scan cache', () => {
     expect(openScanCache(cacheFile, { now: later }).stats.rejected).toBeNull()
   })
 
+  it('does not store a directory whose names are not valid UTF-8, and plans them the same', async () => {
+    const { prefixes, manifest, cacheFile } = await setup(false)
+    const odd = Buffer.concat([Buffer.from(path.join(prefixes[0]!, 'bin') + '/'), Buffer.from([0x6f, 0xff, 0x64, 0x64])])
+    fs.writeFileSync(odd, 'x')
+    const first = openScanCache(cacheFile, { now: later })
+    const plan1 = planWith(manifest, first)
+    const second = openScanCache(cacheFile, { now: later })
+    const plan2 = planWith(manifest, second)
+    expect(second.stats.loaded).toBe(first.stats.misses - 1)
+    expect(second.stats.misses).toBe(1)
+    expect(plan2.hash).toBe(plan1.hash)
+    expect(plan2.paths).toContain('bin/o\udcffdd')
+  })
+
   it('a cache that cannot be written costs nothing but speed', async () => {
     const { manifest } = await setup()
     const cache = openScanCache('/proc/viewctl-no-such-dir/scan-cache', { now: later })

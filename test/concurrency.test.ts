@@ -15,6 +15,7 @@ import {
   leftovers,
   lockHolderPid,
   makeWidePrefixes,
+  scratchDir,
   stagingDirs,
   storeOf,
   waitFor,
@@ -147,7 +148,9 @@ describe('six writers at once', () => {
 describe('a writer stopped while it holds the lock', () => {
   it('makes the next writer time out naming it (exit 4, LOCK_TIMEOUT); once it is killed the lock is free at once', async () => {
     const root = tempDir()
-    const pkgs = makeWidePrefixes(path.join(root, 'p'), 40, 50) // 8,000 files
+    const prefixRoot = scratchDir('viewctl-stop-prefixes-')
+    onTestFinished(() => fs.rmSync(prefixRoot, { recursive: true, force: true }))
+    const pkgs = makeWidePrefixes(prefixRoot, 40, 50) // 8,000 files
     const view = path.join(root, 'view')
     const { a, b } = twoManifests(root, view, pkgs)
     const first = viewctl(['regenerate', a, '--json'])

@@ -17,6 +17,7 @@ import {
   leftovers,
   lockHolderPid,
   makeWidePrefixes,
+  scratchDir,
   stagingDirs,
   storeOf,
   waitFor,
@@ -126,10 +127,13 @@ describe('a big view (20,000 entries): kill -9 and signals while the lock is hel
   let prefixRoot = ''
   beforeAll(() => {
     root = fs.mkdtempSync(path.join(os.tmpdir(), 'viewctl-crash-big-'))
-    prefixRoot = path.join(root, 'p')
+    prefixRoot = scratchDir('viewctl-crash-prefixes-')
     makeWidePrefixes(prefixRoot, 100, 50)
   })
-  afterAll(() => fs.rmSync(root, { recursive: true, force: true }))
+  afterAll(() => {
+    fs.rmSync(root, { recursive: true, force: true })
+    fs.rmSync(prefixRoot, { recursive: true, force: true })
+  })
 
   /** A view in its own directory with a small manifest A (10 packages) and the big B (all 100), A published. */
   function viewWithSmallGeneration(name: string) {

@@ -4,6 +4,7 @@
  * or failed writer may not leave behind, and small process utilities.
  */
 import fs from 'node:fs'
+import os from 'node:os'
 import path from 'node:path'
 import type { ChildProcess } from 'node:child_process'
 import { expect } from 'vitest'
@@ -226,6 +227,20 @@ export function lockHolderPid(view: string): number | null {
   } catch {
     return null
   }
+}
+
+/**
+ * A directory for big read-only fixtures (prefixes): on /dev/shm when there is one, so that
+ * making tens of thousands of files does not depend on the disk; views stay in os.tmpdir().
+ * The caller removes it.
+ */
+export function scratchDir(prefix: string): string {
+  try {
+    if (fs.statSync('/dev/shm').isDirectory()) return fs.mkdtempSync(path.join('/dev/shm', prefix))
+  } catch {
+    // no /dev/shm (or not writable): the disk will do
+  }
+  return fs.mkdtempSync(path.join(os.tmpdir(), prefix))
 }
 
 /**

@@ -211,9 +211,8 @@ function statDir(abs: string): fs.BigIntStats | null {
 
 function storable(key: string, listing: DirListing, abs: string): StoredDir | null {
   if (NOT_UNICODE.test(abs)) return null
-  const { names, types } = listing
-  for (const name of names) if (NOT_UNICODE.test(name)) return null
-  return { key, types: types.join(''), names, first: -1 }
+  // names that are not valid Unicode are found when the listing is written (one test of the joined names)
+  return { key, types: listing.types.join(''), names: listing.names, first: -1 }
 }
 
 function decodeTypes(digits: string): EntryType[] {
@@ -288,15 +287,15 @@ function loadCacheFile(file: string): LoadedCache {
 }
 
 function writeCacheFile(file: string, memo: StoredMemo | null, seen: Map<string, StoredDir>, namesOf: (d: StoredDir) => string[] | null): void {
-  const dirs: Array<[string, StoredDir, string[]]> = []
+  const dirs: Array<[string, StoredDir, string]> = []
   for (const [abs, d] of seen) {
-    const names = namesOf(d)
-    if (names !== null) dirs.push([abs, d, names])
+    const names = namesOf(d)?.join('\0')
+    if (names !== undefined && !NOT_UNICODE.test(names)) dirs.push([abs, d, names])
   }
-  if (dirs.length !== seen.size) memo = null
+  if (dirs.length !== seen.size) memo = null // a listing it was made from is missing
   const fields: string[] = [memo === null ? '' : JSON.stringify(memo), String(dirs.length)]
   for (const [abs, d] of dirs) fields.push(abs, ...d.key.split(':'), d.types)
-  for (const [, , names] of dirs) if (names.length) fields.push(names.join('\0'))
+  for (const [, d, names] of dirs) if (d.types.length) fields.push(names)
   const body = Buffer.from(`${fields.join('\0')}\0`, 'utf8')
   const digest = crypto.createHash('sha256').update(body).digest('hex')
   // One writer at a time (the lock), so a fixed temporary name: a killed writer's leftover is simply overwritten.

@@ -72,7 +72,7 @@ export interface LinkSchedule {
   bounds: Int32Array
 }
 
-/** Links a chunk holds at most; also how often the main thread looks at signals and progress. */
+/** Links a chunk holds (a packed one may run over by less than one small directory); also how often the main thread looks at signals and progress. */
 export const CHUNK = 1024
 
 /**

@@ -1,0 +1,86 @@
+/**
+ * Linking over several threads (src/store/linker.ts): the schedule covers
+ * every link once, in chunks that keep threads in different directories; a
+ * large view built with a worker thread is the same view, entry for entry, as
+ * one built on the main thread alone; and an error in a worker fails the
+ * build like an error on the main thread.
+ *
+ * The worker exists only in the compiled package, so the worker tests run the
+ * real CLI, or import the compiled linker from dist/ (built by pretest).
+ */
+import fs from 'node:fs'
+import path from 'node:path'
+import { describe, expect, it } from 'vitest'
+import { CHUNK, PARALLEL_MIN_LINKS, scheduleLinks } from '../src/store/linker.js'
+import { ROOT, makePrefixes, tempDir, viewctl, writeManifest } from './helpers.js'
+
+describe('scheduleLinks', () => {
+  const plan = (dirs: Record<string, number>) => {
+    const paths: string[] = []
+    for (const [dir, n] of Object.entries(dirs)) for (let i = 0; i < n; i++) paths.push(`${dir}/f${i}`)
+    return paths
+  }
+
+  it('takes every link exactly once, in chunks of at most CHUNK', () => {
+    const paths = plan({ bin: 3000, lib: 5000, 'share/man/man1': 2500, 'include/a': 10, 'include/b': 7 })
+    const links = paths.map((_, i) => i)
+    const { order, bounds } = scheduleLinks(paths, links)
+    expect([...order].sort((a, b) => a - b)).toEqual(links)
+    for (let c = 0; c + 1 < bounds.length; c++) expect(bounds[c + 1]! - bounds[c]!).toBeLessThanOrEqual(CHUNK)
+    expect(bounds[bounds.length - 1]).toBe(paths.length)
+  })
+
+  it('interleaves the chunks of big directories, so that neighbours in the queue are in different directories', () => {
+    const paths = plan({ bin: 4 * CHUNK, lib: 4 * CHUNK })
+    const { order, bounds } = scheduleLinks(paths, paths.map((_, i) => i))
+    const dirOf = (c: number) => paths[order[bounds[c]!]!]!.split('/')[0]
+    for (let c = 0; c + 2 < bounds.length; c++) expect(dirOf(c)).not.toBe(dirOf(c + 1))
+  })
+
+  it('packs small directories together', () => {
+    const dirs: Record<string, number> = {}
+    for (let d = 0; d < 500; d++) dirs[`include/p${d}`] = 3
+    const paths = plan(dirs)
+    const { bounds } = scheduleLinks(paths, paths.map((_, i) => i))
+    expect(bounds.length - 1).toBe(2) // 1500 links of 500 directories: two chunks, not 500
+  })
+})
+
+describe('linking with a worker thread (compiled package)', () => {
+  it('builds the same view as the main thread alone, and it verifies', { timeout: 180_000 }, () => {
+    const dir = tempDir('viewctl-linker-')
+    const perPrefix = Math.ceil(PARALLEL_MIN_LINKS / 3 / 4) + 50
+    const prefixes = makePrefixes(path.join(dir, 'p'), 3, perPrefix) // 4 files each: above the parallel threshold
+    const hashes: string[] = []
+    for (const threads of ['1', '2', '3']) {
+      const view = path.join(dir, `view-${threads}`)
+      const manifest = writeManifest(dir, [`view: ${view}`, 'fold: false', 'packages:', ...prefixes.map((p) => `  - ${p}`), ''].join('\n'), `m${threads}.yaml`)
+      const r = viewctl(['regenerate', manifest, '--json'], { env: { VIEWCTL_LINK_THREADS: threads } })
+      expect(r.code, r.stderr).toBe(0)
+      expect(r.json.entries).toBeGreaterThan(PARALLEL_MIN_LINKS)
+      hashes.push(r.json.hash)
+      const v = viewctl(['verify', view, '--json'])
+      expect(v.code, v.stdout + v.stderr).toBe(0)
+      expect(fs.readlinkSync(path.join(view, 'bin', 'pkg1-tool7'))).toBe(path.join(prefixes[1]!, 'bin', 'pkg1-tool7'))
+    }
+    expect(new Set(hashes).size).toBe(1)
+  })
+
+  it('fails the whole build on an error in any thread, with the errno for translateOsError', { timeout: 60_000 }, async () => {
+    const { linkAll } = (await import(path.join(ROOT, 'dist', 'store', 'linker.js'))) as typeof import('../src/store/linker.js')
+    const staging = tempDir('viewctl-linker-staging-')
+    const n = PARALLEL_MIN_LINKS + 4000
+    // "b/" is never made: every link there fails with ENOENT, whichever thread takes it
+    const paths = Array.from({ length: n }, (_, i) => (i < n / 2 ? `a/f${i}` : `b/f${i}`))
+    fs.mkdirSync(path.join(staging, 'a'))
+    const text = ['# viewctl plan 1\n', 'P\t0\t/nonexistent/prefix\n', ...paths.map((p) => `f\t0\t${p}\n`)]
+    const ctx = { staging, mode: 'symlink' as const, relative: false, prefixes: ['/nonexistent/prefix'], prefixFromRoot: ['../x'], paths, kinds: paths.map(() => 1), sources: paths.map(() => 0) }
+    const err = await linkAll(ctx, paths.map((_, i) => i), { planText: text, checkpoint: () => {} }).then(
+      () => null,
+      (e: unknown) => e as NodeJS.ErrnoException,
+    )
+    expect(err).not.toBeNull()
+    expect(err!.code).toBe('ENOENT')
+    expect(err!.syscall).toBe('symlink')
+  })
+})
