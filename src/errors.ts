@@ -122,6 +122,7 @@ export function translateOsError(err: unknown, doing: string): ViewError {
     case 'ENOLCK':
     case 'EOPNOTSUPP':
     case 'ENOTSUP':
+    case 'ENOSYS':
       return new ViewError('LOCK_UNSUPPORTED', `the filesystem refused a lock${where} while ${doing}`, 'NFS mounted with `nolock` or Lustre without `-o flock` cannot lock; mount with locking, or pass --no-lock if you are sure no other writer runs', undefined, cause)
     default:
       return new ViewError('IO', `${err.code}${where} while ${doing}: ${err.message}`, 'check the path and the filesystem, then retry; the view was left on its previous generation', undefined, cause)

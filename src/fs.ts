@@ -201,9 +201,85 @@ export function fsyncDir(p: string): void {
   }
 }
 
+/**
+ * Remove a tree, like `rm -rf`: gone already is fine, symlinks are removed,
+ * never followed. Node's rmSync(recursive) lstat()s every entry before
+ * unlinking it; here the file types come with the directory listing (d_type,
+ * the way rm does it), which halves the system calls for a tree of links
+ * (docs/benchmarks.md). A directory that is not empty when removed (an NFS
+ * client's .nfsXXXX file of something still open appearing) is listed and
+ * tried again, twice, then the error stands.
+ */
 export function rmTree(p: string): void {
   maybeFail('rm', p)
-  fs.rmSync(fsPath(p), { recursive: true, force: true, maxRetries: 2 })
+  removeTree(asBuffer(fsPath(p)))
+}
+
+const SLASH = Buffer.from('/')
+
+function asBuffer(p: string | Buffer): Buffer {
+  return typeof p === 'string' ? Buffer.from(p, 'utf8') : p
+}
+
+function ignoreGone(err: unknown): void {
+  if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err
+}
+
+function removeTree(root: Buffer): void {
+  let isDir: boolean
+  try {
+    isDir = fs.lstatSync(root).isDirectory()
+  } catch (err) {
+    return ignoreGone(err)
+  }
+  if (!isDir) {
+    try {
+      fs.unlinkSync(root)
+    } catch (err) {
+      ignoreGone(err)
+    }
+    return
+  }
+  // Depth first without recursion: a directory is removed once everything listed in it is.
+  const stack: Array<{ dir: Buffer; listed: boolean; tries: number }> = [{ dir: root, listed: false, tries: 0 }]
+  while (stack.length > 0) {
+    const top = stack[stack.length - 1]!
+    if (!top.listed) {
+      top.listed = true
+      let entries: fs.Dirent<Buffer>[]
+      try {
+        entries = fs.readdirSync(top.dir, { withFileTypes: true, encoding: 'buffer' })
+      } catch (err) {
+        ignoreGone(err)
+        stack.pop()
+        continue
+      }
+      for (const entry of entries) {
+        const child = Buffer.concat([top.dir, SLASH, entry.name])
+        if (entry.isDirectory()) {
+          stack.push({ dir: child, listed: false, tries: 0 })
+          continue
+        }
+        try {
+          fs.unlinkSync(child)
+        } catch (err) {
+          ignoreGone(err)
+        }
+      }
+      continue
+    }
+    try {
+      fs.rmdirSync(top.dir)
+      stack.pop()
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code
+      if (code === 'ENOENT') stack.pop()
+      else if ((code === 'ENOTEMPTY' || code === 'EEXIST' || code === 'EBUSY') && top.tries < 2) {
+        top.tries++
+        top.listed = false
+      } else throw err
+    }
+  }
 }
 
 export function unlink(p: string): void {

@@ -224,13 +224,13 @@ describe('plan memo', () => {
     same(createPlan(other), second.plan)
   })
 
-  it('plans afresh when the generation holding the plan text is gone or its text does not match the hash', async () => {
+  it('plans afresh when the generation holding the plan text is gone or its text is not what was hashed', async () => {
     const { store, manifest, plan } = await memoSetup()
     const first = plan(manifest)
     const text = path.join(store, first.plan.hash, '.viewctl', 'plan.tsv')
     fs.writeFileSync(text, fs.readFileSync(text, 'utf8').replace('bin/pkg0-tool0', 'bin/pkg0-tool9'))
     const tampered = plan(manifest) // writes the right text back (as a rebuild would)
-    expect(tampered.stats.memo).toBe('recalled') // the memo was consulted, its text refused by the hash
+    expect(tampered.stats.memo).toBe('recalled') // the memo was consulted, its text refused by the digest
     same(first.plan, tampered.plan)
     fs.rmSync(path.join(store, first.plan.hash), { recursive: true })
     const cache = openScanCache(path.join(store, '.scan-cache'), { now: later })

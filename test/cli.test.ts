@@ -513,7 +513,7 @@ describe.concurrent('viewctl end to end', () => {
       const r = await viewctl(['diff', f.view, '--json'])
       expect(r.code).toBe(2)
       expect(r.json.error.code).toBe('GENERATION_NOT_FOUND')
-      expect(r.json.error.message).toContain('generation 1 is the first')
+      expect(r.json.error.message).toContain('no earlier generation on disk to compare generation 1 with')
     })
   })
 

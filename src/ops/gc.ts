@@ -149,16 +149,13 @@ function lastRecordedGc(state: ViewState) {
 export function leftCurrentAt(state: ViewState): Map<string, number> {
   const sw = switches(state.records)
   const left = new Map<string, number>()
-  for (let i = 0; i < sw.length; i++) {
-    const hash = sw[i]!.hash
-    let at = Date.parse(sw[i]!.at) // never current after this record: its own time
-    for (let j = i + 1; j < sw.length; j++) {
-      if (sw[j]!.hash !== hash) {
-        at = Date.parse(sw[j]!.at)
-        break
-      }
-    }
-    left.set(hash, at) // later records of the same tree overwrite earlier ones
+  // walking backwards, `until` is when the run of records for one tree ended (never: its own time)
+  let until = NaN
+  for (let i = sw.length - 1; i >= 0; i--) {
+    const next = sw[i + 1]
+    if (!next) until = Date.parse(sw[i]!.at)
+    else if (next.hash !== sw[i]!.hash) until = Date.parse(next.at)
+    if (!left.has(sw[i]!.hash)) left.set(sw[i]!.hash, until) // the last switch to a tree decides
   }
   return left
 }
@@ -269,7 +266,9 @@ function checkInUse(state: ViewState & { hash: string }, policy: Policy, decisio
     try {
       sfs.rename(dir, trash)
     } catch (err) {
-      keepTree(hash, `could not be retired: ${translateOsError(err, `renaming ${dir} to ${path.basename(trash)}`).message}`)
+      const why = translateOsError(err, `renaming ${dir} to ${path.basename(trash)}`).message
+      keepTree(hash, `could not be retired: ${why}`)
+      warnings.push(`generation tree ${hash} stays: ${why}`)
       continue
     } finally {
       // released only after the rename: an exec that waited on the lease re-resolves the view
@@ -285,6 +284,7 @@ function checkInUse(state: ViewState & { hash: string }, policy: Policy, decisio
       // the renames happened; a power cut could only bring a tree back, never lose a kept one
     }
   }
+  // removed under the writer lock: the next writer treats any trash it finds as a dead writer's
   for (const r of retired) {
     try {
       sfs.rmTree(r.trash)

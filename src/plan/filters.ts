@@ -5,7 +5,11 @@
  * directory be affected by a pattern?", which is what lets the walker fold a
  * single-owner directory without descending into it.
  */
-import picomatch from 'picomatch'
+import { createRequire } from 'node:module'
+
+// Loaded on first use (CommonJS, so synchronously): a manifest without patterns never needs it.
+let picomatch: typeof import('picomatch') | undefined
+const matcher = () => (picomatch ??= createRequire(import.meta.url)('picomatch') as typeof import('picomatch'))
 
 interface Pattern {
   test: (path: string) => boolean
@@ -16,8 +20,8 @@ interface Pattern {
 function compile(patterns: string[]): Pattern[] {
   return patterns.map((raw) => {
     const glob = raw.replace(/^\.\/+/, '').replace(/\/+$/, '')
-    const test = picomatch(glob, { dot: true })
-    const scanned = picomatch.scan(glob)
+    const test = matcher()(glob, { dot: true })
+    const scanned = matcher().scan(glob)
     const base = scanned.isGlob ? scanned.base.split('/').filter(Boolean) : glob.split('/').filter(Boolean)
     return { test, base }
   })

@@ -14,7 +14,7 @@
  * written as a JSON string.
  */
 import crypto from 'node:crypto'
-import objectHash from 'object-hash'
+import { createRequire } from 'node:module'
 import { KIND_LETTERS, NO_SOURCE, type PlanOptions } from './types.js'
 
 export const PLAN_FORMAT = 1
@@ -52,13 +52,25 @@ export function planChunks(prefixes: string[], paths: string[], kinds: number[],
   return chunks
 }
 
+let objectHash: typeof import('object-hash') | undefined
+
+/**
+ * object-hash of the normalized options. The module is loaded on first use
+ * (a CommonJS file, so synchronously): a no-op regenerate that recalls its
+ * plan (cache.ts) and the link worker never hash, and need not load it.
+ */
+function optionsDigest(opts: PlanOptions): string {
+  objectHash ??= createRequire(import.meta.url)('object-hash') as typeof import('object-hash')
+  return objectHash(normalizedOptions(opts))
+}
+
 /**
  * hash = sha256(format, object-hash of the normalized options, plan text,
  * source identity digest), as 32 lowercase hex characters (128 bits).
  */
 export function hashPlan(opts: PlanOptions, chunks: string[], identity: string): string {
   const h = crypto.createHash('sha256')
-  h.update(`viewctl-hash ${PLAN_FORMAT}\n${objectHash(normalizedOptions(opts))}\n`)
+  h.update(`viewctl-hash ${PLAN_FORMAT}\n${optionsDigest(opts)}\n`)
   for (const c of chunks) h.update(c)
   h.update(`identity\t${identity}\n`)
   return h.digest('hex').slice(0, 32)

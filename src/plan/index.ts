@@ -75,7 +75,7 @@ export function createPlan(manifest: Manifest, inputs: PlanInputs = {}): PlanRes
   // Only a plan that depends on nothing but the directory listings can be recalled by them:
   // not when file contents were compared, nor for hardlink/copy views (their identity is per inode).
   if (inputs.memo && manifest.link === 'symlink' && comparisons === 0 && walked.conflicts.length === 0) {
-    inputs.memo.remember(memoKey, { hash, identity: identityDigest, excluded: walked.excluded, warnings: walked.warnings })
+    inputs.memo.remember(memoKey, { hash, textDigest: textDigest(chunks), excluded: walked.excluded, warnings: walked.warnings })
   }
   return { options, prefixes: table, ...walked, hash, chunks }
 }
@@ -100,17 +100,26 @@ function planInputsKey(manifest: Manifest): string {
   return crypto.createHash('sha256').update(JSON.stringify(inputs)).digest('hex')
 }
 
-/** A recalled plan: its text parsed back, used only if it hashes to the remembered hash. */
+function textDigest(chunks: string[]): string {
+  const h = crypto.createHash('sha256')
+  for (const c of chunks) h.update(c)
+  return h.digest('hex')
+}
+
+/**
+ * A recalled plan: its text parsed back, used only if it is the text that
+ * was hashed (its digest matches) and names the same prefixes.
+ */
 function planFromText(recalled: RecalledPlan, options: PlanOptions, table: string[]): PlanResult | null {
+  const chunks = [recalled.text]
+  if (textDigest(chunks) !== recalled.textDigest) return null
   let parsed
   try {
     parsed = parsePlanText(recalled.text)
   } catch {
     return null
   }
-  const chunks = [recalled.text]
   if (parsed.prefixes.length !== table.length || parsed.prefixes.some((p, i) => p !== table[i])) return null
-  if (hashPlan(options, chunks, recalled.identity) !== recalled.hash) return null
   return { options, prefixes: table, paths: parsed.paths, kinds: parsed.kinds, sources: parsed.sources, conflicts: [], warnings: [...recalled.warnings], excluded: recalled.excluded, hash: recalled.hash, chunks }
 }
 

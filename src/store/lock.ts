@@ -81,7 +81,7 @@ function tryLock(fd: number, lockFile: string): boolean {
     return fsx.tryLock(fd)
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code
-    if (code === 'ENOLCK' || code === 'EOPNOTSUPP' || code === 'ENOTSUP' || code === 'EINVAL') {
+    if (code === 'ENOLCK' || code === 'EOPNOTSUPP' || code === 'ENOTSUP' || code === 'ENOSYS' || code === 'EINVAL') {
       throw new ViewError(
         'LOCK_UNSUPPORTED',
         `the filesystem holding ${lockFile} refused a lock (${code})`,
