@@ -16,7 +16,8 @@ import { appendHistory, newRecord, retractHistory } from '../store/history.js'
 import { layoutFor, type Layout } from '../store/layout.js'
 import { publishGeneration } from '../store/publish.js'
 import { adoptDirectory, type AdoptResult } from '../store/adopt.js'
-import { nextGenerationNumber, readViewState, type ViewState } from '../store/state.js'
+import { isComplete, nextGenerationNumber, readViewState, type ViewState } from '../store/state.js'
+import { retireTree } from '../store/recover.js'
 import { ViewError } from '../errors.js'
 import { withWriter, type WriterOptions } from './writer.js'
 import type { GcResult } from './gc.js'
@@ -97,7 +98,8 @@ export async function regenerate(manifestFile: string, opts: RegenerateOptions =
       state = readViewState(layout)
     }
     const previous = state.current?.generation ?? null
-    if (state.kind === 'managed' && state.hash === plan.hash && state.current) {
+    // up to date only when the tree the view points at is really there; a deleted tree is rebuilt and republished
+    if (state.kind === 'managed' && state.hash === plan.hash && state.current && isComplete(layout, plan.hash)) {
       return { ...base, generation: previous, previousGeneration: previous, changed: adopted !== null, built: false, adopted, cleared, elapsedMs: performance.now() - started }
     }
     const { generation, built, warnings } = await switchToNewGeneration(layout, state, plan, manifest, opts)
@@ -127,7 +129,8 @@ export async function regenerate(manifestFile: string, opts: RegenerateOptions =
 }
 
 async function switchToNewGeneration(layout: Layout, state: ViewState, plan: PlanResult, manifest: Manifest, opts: RegenerateOptions) {
-  const { built } = await buildGeneration(layout, plan, manifest, { onProgress: opts.onProgress, signal: opts.signal })
+  const { built, dir } = await buildGeneration(layout, plan, manifest, { onProgress: opts.onProgress, signal: opts.signal })
+  if (opts.signal?.aborted && built) retireTree(layout, dir, plan.hash) // nobody will record it: leave nothing behind
   throwIfAborted(opts.signal)
   const generation = nextGenerationNumber(state)
   const record = newRecord({

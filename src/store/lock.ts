@@ -36,6 +36,9 @@ const POLL_MS = 25
 
 export async function acquireWriterLock(lockFile: string, opts: LockOptions): Promise<WriterLock> {
   if (opts.noLock) return { held: false, release() {} }
+  if (!Number.isFinite(opts.timeoutSeconds) || opts.timeoutSeconds < 0) {
+    throw new ViewError('USAGE', `--lock-timeout ${opts.timeoutSeconds}: expected a number of seconds, 0 or more`, 'e.g. --lock-timeout 30 (the default), or 0 to fail at once when another writer holds the lock')
+  }
   let fd: number
   try {
     fd = fs.openSync(lockFile, fs.constants.O_RDWR | fs.constants.O_CREAT, 0o644)
@@ -50,7 +53,7 @@ export async function acquireWriterLock(lockFile: string, opts: LockOptions): Pr
         throw new ViewError('INTERRUPTED', `interrupted while waiting for the lock on ${lockFile}`, 'nothing was changed')
       }
       if (Date.now() >= deadline) {
-        const holder = readLockHolder(lockFile)
+        const holder = liveHolder(readLockHolder(lockFile))
         throw new ViewError(
           'LOCK_TIMEOUT',
           `another viewctl holds the lock on ${lockFile}${holder ? `: pid ${holder.pid} on ${holder.host}, running \`${holder.command}\` since ${holder.started}` : ''}; waited ${opts.timeoutSeconds} s`,
@@ -71,6 +74,11 @@ export async function acquireWriterLock(lockFile: string, opts: LockOptions): Pr
     release() {
       if (released) return
       released = true
+      try {
+        fs.ftruncateSync(fd, 0) // a waiter must never name a holder that has gone
+      } catch {
+        // the lock is dropped by the close below all the same
+      }
       fs.closeSync(fd) // closing the last descriptor of the description drops the OFD lock
     },
   }
@@ -97,6 +105,17 @@ function writeHolder(fd: number, command: string): void {
   const text = JSON.stringify(holder) + '\n'
   fs.ftruncateSync(fd, 0)
   fs.writeSync(fd, text, 0)
+}
+
+/** A holder on this host whose pid is gone left its record behind (it died before truncating): don't name it. */
+function liveHolder(holder: LockHolder | null): LockHolder | null {
+  if (!holder || holder.host !== os.hostname()) return holder
+  try {
+    process.kill(holder.pid, 0)
+    return holder
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM' ? holder : null
+  }
 }
 
 export function readLockHolder(lockFile: string): LockHolder | null {

@@ -7,7 +7,8 @@
 import fs from 'node:fs'
 import path from 'node:path'
 import { removeQuietly } from './build.js'
-import { isTmpLinkName, type Layout } from './layout.js'
+import * as sfs from '../fs.js'
+import { isTmpLinkName, trashDir, type Layout } from './layout.js'
 
 export function clearLeftovers(layout: Layout): string[] {
   const removed: string[] = []
@@ -41,4 +42,15 @@ export function clearLeftovers(layout: Layout): string[] {
     // parent unreadable: nothing to clear there
   }
   return removed
+}
+
+/** Take a generation tree out of sight (one rename to `.trash-*`), then remove it; a crash between leaves trash. */
+export function retireTree(layout: Layout, dir: string, hash: string): void {
+  const trash = trashDir(layout, hash)
+  try {
+    sfs.rename(dir, trash)
+  } catch {
+    return // still there; gc or the next writer decides
+  }
+  removeQuietly(trash)
 }

@@ -110,7 +110,7 @@ export function requireManaged(state: ViewState): asserts state is ViewState & {
     throw new ViewError('NOT_A_VIEW', `${layout.view} does not exist`, 'build it first with `viewctl regenerate <manifest>`')
   }
   if (state.kind === 'directory') {
-    throw new ViewError('NOT_MANAGED', `${layout.view} is a real directory, not a view managed by viewctl`, 'regenerate with --adopt to move it into the store as generation 1')
+    throw new ViewError('NOT_A_VIEW', `${layout.view} is a real directory, not a view managed by viewctl`, 'regenerate with --adopt to move it into the store as generation 1')
   }
   if (state.kind === 'foreign') {
     throw new ViewError('NOT_A_VIEW', `${layout.view} is not a view managed by viewctl (it does not point into ${layout.store})`, 'check the path; viewctl views are symlinks to ._<name>/<hash>')
