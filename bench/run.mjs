@@ -18,7 +18,8 @@
  * - cases alternate within each round, and the round's starting case rotates,
  *   so drift (page cache, tmpfs growth, thermal) spreads over all of them;
  * - a cold case always writes into a fresh destination; removing the previous
- *   one is not timed;
+ *   one is not timed, and the filesystem is flushed (`sync -f`) after it, so
+ *   that on a disk the writeback of one case does not land in the next;
  * - `cp -rs /abs/p1/. /abs/p2/. … dest/` merges the prefixes into one farm
  *   (cp copies the contents of each `p/.` into the existing `dest/`, merging
  *   directories, and -s makes per-file symlinks; sources must be absolute). The
@@ -137,6 +138,16 @@ function rmrf(p) {
   fs.rmSync(p, { recursive: true, force: true })
 }
 
+/**
+ * Flush the filesystem after removing a tree (not timed): on a disk the
+ * writeback and block discards of a big deletion otherwise land in the next
+ * timed case. A no-op on tmpfs.
+ */
+let settleDir = null
+function settle() {
+  if (settleDir) spawnSync('sync', ['-f', settleDir], { stdio: 'ignore' })
+}
+
 function median(xs) {
   if (xs.length === 0) return null
   const s = [...xs].sort((a, b) => a - b)
@@ -159,9 +170,21 @@ function countTree(dir) {
   return { links, files }
 }
 
+/** The type of the filesystem holding `dir`, from the longest matching mount point in /proc/mounts. */
 function fsType(dir) {
-  const r = spawnSync('stat', ['-f', '-c', '%T', dir], { encoding: 'utf8' })
-  return r.status === 0 ? r.stdout.trim() : 'unknown'
+  try {
+    let best = { point: '', type: 'unknown' }
+    for (const line of fs.readFileSync('/proc/mounts', 'utf8').split('\n')) {
+      const [, point, type] = line.split(' ')
+      if (!point || !type) continue
+      const inside = dir === point || dir.startsWith(point.endsWith('/') ? point : `${point}/`)
+      if (inside && point.length >= best.point.length) best = { point, type }
+    }
+    return best.type
+  } catch {
+    const r = spawnSync('stat', ['-f', '-c', '%T', dir], { encoding: 'utf8' })
+    return r.status === 0 ? r.stdout.trim() : 'unknown'
+  }
 }
 
 // ---------------------------------------------------------------------------
@@ -183,10 +206,11 @@ function makePrefixes(root, n, files) {
     const dir = path.join(root, name)
     const dirs = { bin: `${dir}/bin`, lib: `${dir}/lib`, inc: `${dir}/include/${name}`, man: `${dir}/share/man/man1` }
     for (const d of Object.values(dirs)) fs.mkdirSync(d, { recursive: true })
-    for (let i = 0; i < c.bin; i++) fs.writeFileSync(`${dirs.bin}/${name}-tool${i}`, '#!/bin/sh\n', { mode: 0o755 })
-    for (let i = 0; i < c.lib; i++) fs.writeFileSync(`${dirs.lib}/lib${name}-${i}.so`, 'lib\n')
-    for (let i = 0; i < c.inc; i++) fs.writeFileSync(`${dirs.inc}/h${i}.h`, '/* h */\n')
-    for (let i = 0; i < c.man; i++) fs.writeFileSync(`${dirs.man}/${name}-tool${i}.1`, '.TH x\n')
+    // Empty files: no tool here reads them, and a million of them then cost inodes but no blocks.
+    for (let i = 0; i < c.bin; i++) fs.writeFileSync(`${dirs.bin}/${name}-tool${i}`, '', { mode: 0o755 })
+    for (let i = 0; i < c.lib; i++) fs.writeFileSync(`${dirs.lib}/lib${name}-${i}.so`, '')
+    for (let i = 0; i < c.inc; i++) fs.writeFileSync(`${dirs.inc}/h${i}.h`, '')
+    for (let i = 0; i < c.man; i++) fs.writeFileSync(`${dirs.man}/${name}-tool${i}.1`, '')
     names.push(name)
   }
   return names
@@ -240,6 +264,7 @@ function runBench() {
   const t0 = performance.now()
   const names = makePrefixes(prefixRoot, opts.prefixes, opts.files)
   const prefixes = names.map((n) => path.join(prefixRoot, n))
+  spawnSync('sync', ['-f', work], { stdio: 'ignore' })
   log(`made in ${Math.round(performance.now() - t0)} ms`)
 
   const tools = { stow: has('stow'), lndir: has('lndir'), time: haveTime }
@@ -274,15 +299,18 @@ function runBench() {
   const gcv = mk('gc', [])
   const gcSmall = path.join(gcv.dir, 'small.yaml')
   fs.writeFileSync(gcSmall, manifestText(gcv.view, prefixes.slice(0, 1), []))
+  settleDir = work
   const freshView = (v) => {
     rmrf(v.view)
     rmrf(v.store)
+    settle()
   }
 
   const dest = path.join(work, 'dest')
   const freshDest = () => {
     rmrf(dest)
     fs.mkdirSync(dest)
+    settle()
   }
   const sources = prefixes.map((p) => `${p}/.`)
 
@@ -374,11 +402,14 @@ function runBench() {
       rmrf(copy)
       const cp = spawnSync('cp', ['-a', bigTree, copy])
       if (cp.status !== 0) throw new Error(`cp -a ${bigTree} failed`)
+      settle()
       if (gcAvailable) {
         viewctl(['regenerate', gcSmall, '--quiet'])
+        settle()
         record('viewctl gc', viewctl(['gc', gcv.view, '--keep', '0', '--ttl', '0', '--force', '--quiet']))
         if (fs.existsSync(bigTree)) throw new Error(`viewctl gc left ${bigTree} in place`)
       }
+      settle()
       record('rm -rf', timed('rm', ['-rf', copy]))
       freshView(gcv)
     },

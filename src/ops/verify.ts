@@ -10,7 +10,7 @@ import { viewPathOf } from '../manifest/target.js'
 import { Kind, NO_SOURCE } from '../plan/types.js'
 import { EntryType, readDirListing } from '../plan/scan.js'
 import { readMeta } from '../store/build.js'
-import { generationDir, layoutFor, META_DIR } from '../store/layout.js'
+import { generationDir, layoutFor, META_DIR, realGenerationDir } from '../store/layout.js'
 import { readGenerationPlan } from '../store/plan-file.js'
 import { readViewState, requireManaged } from '../store/state.js'
 
@@ -36,6 +36,7 @@ export function verify(target: string): VerifyResult {
   const state = readViewState(layout)
   requireManaged(state)
   const root = generationDir(layout, state.hash)
+  const realRoot = realGenerationDir(layout, state.hash)
   const plan = readGenerationPlan(layout, state.hash, state.current?.generation)
   const meta = readMeta(root)
   const mode = meta?.options.link ?? 'symlink'
@@ -62,7 +63,7 @@ export function verify(target: string): VerifyResult {
     }
     const source = src === NO_SOURCE ? null : `${plan.prefixes[src]}/${rel}`
     if (source === null) continue
-    if (mode === 'symlink') checkSymlink(rel, abs, st, source, relative, root, problems)
+    if (mode === 'symlink') checkSymlink(rel, abs, st, source, relative, realRoot, problems)
     else if (mode === 'hardlink') checkHardlink(rel, st, source, problems)
     else checkCopy(rel, st, source, kind, problems)
   }
@@ -71,14 +72,14 @@ export function verify(target: string): VerifyResult {
   return { view: layout.view, generation: state.current?.generation ?? null, hash: state.hash, checked: plan.paths.length, ok: problems.length === 0, problems }
 }
 
-function checkSymlink(rel: string, abs: string, st: fs.Stats, source: string, relative: boolean, root: string, problems: VerifyProblem[]) {
+function checkSymlink(rel: string, abs: string, st: fs.Stats, source: string, relative: boolean, realRoot: string, problems: VerifyProblem[]) {
   if (!st.isSymbolicLink()) {
     problems.push({ path: rel, problem: 'wrong-type', detail: `should be a symlink to ${source}` })
     return
   }
   // read as bytes: a target with non-UTF-8 bytes is carried escaped, as the plan carries it
   const actual = decodeName(fs.readlinkSync(fsPath(abs), 'buffer'))
-  const expected = relative ? path.relative(path.dirname(path.join(root, rel)), source) : source
+  const expected = relative ? path.relative(path.dirname(path.join(realRoot, rel)), source) : source
   if (actual !== expected) {
     problems.push({ path: rel, problem: 'wrong-target', detail: `points to ${actual}, planned ${expected}` })
     return

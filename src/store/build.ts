@@ -12,7 +12,7 @@ import type { Manifest } from '../manifest/types.js'
 import { Kind } from '../plan/types.js'
 import type { PlanResult } from '../plan/index.js'
 import { toolVersion } from '../version.js'
-import { generationDir, isHashName, LEASE_FILE, MANIFEST_COPY, META_DIR, META_FILE, PLAN_FILE, stagingDir, trashDir, type Layout } from './layout.js'
+import { generationDir, realGenerationDir, isHashName, LEASE_FILE, MANIFEST_COPY, META_DIR, META_FILE, PLAN_FILE, stagingDir, trashDir, type Layout } from './layout.js'
 import { isComplete } from './state.js'
 import { linkAll } from './linker.js'
 
@@ -83,7 +83,7 @@ export async function buildGeneration(layout: Layout, plan: PlanResult, manifest
   const meta = metaFor(plan, manifest)
   try {
     sfs.mkdir(staging)
-    await linkEntries(staging, finalDir, plan, manifest, opts)
+    await linkEntries(staging, realGenerationDir(layout, plan.hash), plan, manifest, opts)
     throwIfAborted(opts.signal)
     const metaDir = path.join(staging, META_DIR)
     sfs.mkdir(metaDir)
@@ -121,7 +121,8 @@ const BATCH = 4096
  * before it), then the links — split over worker threads for a large plan
  * (linker.ts), serially and in plan order otherwise or while faults are armed.
  */
-async function linkEntries(staging: string, finalDir: string, plan: PlanResult, manifest: Manifest, opts: BuildOptions): Promise<void> {
+/** `realFinalDir`: where the tree will be, symlinks in its parents resolved (relative links are computed from it). */
+async function linkEntries(staging: string, realFinalDir: string, plan: PlanResult, manifest: Manifest, opts: BuildOptions): Promise<void> {
   const { paths, kinds, sources, prefixes } = plan
   const { onProgress, signal } = opts
   const total = paths.length
@@ -143,14 +144,15 @@ async function linkEntries(staging: string, finalDir: string, plan: PlanResult, 
   }
   const made = total - links.length
   let reported = 0
+  const relativeLinks = manifest.link === 'symlink' && manifest.relative
   await linkAll(
     {
       staging,
       mode: manifest.link,
-      relative: manifest.link === 'symlink' && manifest.relative,
+      relative: relativeLinks,
       prefixes,
       // Staging sits beside the final directory, so a link relative to one is relative to the other.
-      prefixFromRoot: prefixes.map((p) => path.relative(finalDir, p)),
+      prefixFromRoot: relativeLinks ? prefixes.map((p) => path.relative(realFinalDir, p)) : [],
       paths,
       kinds,
       sources,

@@ -9,6 +9,7 @@
  *   /opt/views/._hpc/.trash-*      generations being deleted
  *   /opt/views/.hpc.tmp-*          a publish in progress
  */
+import fs from 'node:fs'
 import path from 'node:path'
 import crypto from 'node:crypto'
 
@@ -55,6 +56,16 @@ export function isHashName(entry: string): boolean {
 
 export function generationDir(layout: Layout, hash: string): string {
   return path.join(layout.store, hash)
+}
+
+/**
+ * The generation's directory with every symlink in its parents resolved. The
+ * kernel resolves a relative link's `..` from where the link really is, so
+ * `relative: true` targets must be computed from here (on HPC, /opt/views is
+ * often a symlink into a parallel filesystem).
+ */
+export function realGenerationDir(layout: Layout, hash: string): string {
+  return path.join(fs.realpathSync(layout.store), hash)
 }
 
 /** The relative target the view symlink carries for a hash. */

@@ -1,0 +1,133 @@
+/**
+ * Regressions found in review: each case once misbehaved.
+ */
+import fs from 'node:fs'
+import path from 'node:path'
+import { spawnSync } from 'node:child_process'
+import { describe, expect, it, onTestFinished } from 'vitest'
+import { snapshot, tempDir, viewctl, writeManifest, writeTree } from './helpers.js'
+
+function storeOf(view: string): string {
+  return path.join(path.dirname(view), `._${path.basename(view)}`)
+}
+
+describe('relative links', () => {
+  it('resolve when the view parent is reached through a symlink (as /opt/views -> /gpfs/... on clusters)', () => {
+    const dir = tempDir()
+    fs.mkdirSync(path.join(dir, 'real/views'), { recursive: true })
+    fs.symlinkSync('real/views', path.join(dir, 'views'))
+    writeTree(path.join(dir, 'p'), { 'bin/tool': 'tool-bytes', 'share/x/y': 'y' })
+    const manifest = writeManifest(dir, `view: views/hpc\nrelative: true\nfold: false\npackages: [p]\n`)
+    expect(viewctl(['regenerate', manifest]).code).toBe(0)
+    const view = path.join(dir, 'views/hpc')
+    expect(fs.readlinkSync(path.join(view, 'bin/tool')).startsWith('../')).toBe(true)
+    expect(fs.readFileSync(path.join(view, 'bin/tool'), 'utf8')).toBe('tool-bytes')
+    expect(fs.readFileSync(path.join(view, 'share/x/y'), 'utf8')).toBe('y')
+    const v = viewctl(['verify', manifest, '--json'])
+    expect(v.code).toBe(0)
+    expect(v.json.problems).toEqual([])
+  })
+})
+
+describe('--lock-timeout', () => {
+  it.each(['abc', '-1'])('rejects %s with exit 2 instead of waiting forever', (value) => {
+    const dir = tempDir()
+    writeTree(path.join(dir, 'p'), { 'bin/a': 'a' })
+    const manifest = writeManifest(dir, 'view: v\npackages: [p]\n')
+    expect(viewctl(['regenerate', manifest]).code).toBe(0)
+    const before = snapshot(path.join(dir, 'v'))
+    const started = Date.now()
+    const r = viewctl(['rollback', path.join(dir, 'v'), `--lock-timeout=${value}`, '--json'])
+    expect(Date.now() - started).toBeLessThan(20_000)
+    expect(r.code).toBe(2)
+    expect(r.json.error.code).toBe('USAGE')
+    expect(r.json.error.message).toContain('--lock-timeout')
+    expect(snapshot(path.join(dir, 'v'))).toEqual(before)
+  })
+})
+
+describe('a current tree that went missing', () => {
+  it('is rebuilt and republished, not reported up to date', () => {
+    const dir = tempDir()
+    writeTree(path.join(dir, 'p'), { 'bin/a': 'a' })
+    const manifest = writeManifest(dir, 'view: v\npackages: [p]\n')
+    const first = viewctl(['regenerate', manifest, '--json'])
+    expect(first.code).toBe(0)
+    fs.rmSync(path.join(storeOf(path.join(dir, 'v')), first.json.hash), { recursive: true })
+    const again = viewctl(['regenerate', manifest, '--json'])
+    expect(again.code).toBe(0)
+    expect(again.json.changed).toBe(true)
+    expect(again.json.built).toBe(true)
+    expect(again.json.hash).toBe(first.json.hash)
+    expect(fs.readFileSync(path.join(dir, 'v/bin/a'), 'utf8')).toBe('a')
+  })
+})
+
+describe('--adopt', () => {
+  it('keeps each adopted directory even when two have the same file names', () => {
+    const dir = tempDir()
+    writeTree(path.join(dir, 'p'), { 'bin/new': 'new' })
+    const manifest = writeManifest(dir, 'view: v\npackages: [p]\n')
+    const view = path.join(dir, 'v')
+    writeTree(view, { 'etc/conf': 'version 1' })
+    const one = viewctl(['regenerate', manifest, '--adopt', '--json'])
+    expect(one.code).toBe(0)
+    // someone replaces the view by a directory again, with the same names and new contents
+    fs.unlinkSync(view)
+    writeTree(view, { 'etc/conf': 'version 2 - new data' })
+    const two = viewctl(['regenerate', manifest, '--adopt', '--json'])
+    expect(two.code).toBe(0)
+    expect(two.json.adopted.hash).not.toBe(one.json.adopted.hash)
+    const back = viewctl(['rollback', view, '--to', String(two.json.adopted.generation)])
+    expect(back.code).toBe(0)
+    expect(fs.readFileSync(path.join(view, 'etc/conf'), 'utf8')).toBe('version 2 - new data')
+    expect(viewctl(['rollback', view, '--to', String(one.json.adopted.generation)]).code).toBe(0)
+    expect(fs.readFileSync(path.join(view, 'etc/conf'), 'utf8')).toBe('version 1')
+  })
+
+  // needs root to mount a tmpfs; CI runs as root, so there it always runs (and fails if it cannot mount)
+  it.skipIf(process.getuid?.() !== 0 && process.env.CI !== 'true')('refuses a mount point before writing anything, and leaves its data alone', () => {
+    const dir = tempDir()
+    writeTree(path.join(dir, 'p'), { 'bin/new': 'new' })
+    const view = path.join(dir, 'v')
+    fs.mkdirSync(view)
+    const mount = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', view], { encoding: 'utf8' })
+    expect(mount.status, `mount failed: ${mount.stderr}`).toBe(0)
+    onTestFinished(() => {
+      spawnSync('umount', [view])
+    })
+    fs.writeFileSync(path.join(view, 'precious'), 'data')
+    const manifest = writeManifest(dir, 'view: v\npackages: [p]\n')
+    const r = viewctl(['regenerate', manifest, '--adopt', '--json'])
+    expect(r.code).toBe(1)
+    expect(r.json.error.message).toContain('mount point')
+    expect(fs.readFileSync(path.join(view, 'precious'), 'utf8')).toBe('data')
+    expect(fs.readdirSync(view)).toEqual(['precious'])
+    expect(fs.readdirSync(storeOf(view)).filter((n) => /^[0-9a-f]{16,}$/.test(n))).toEqual([])
+  })
+})
+
+describe('exec', () => {
+  it('refuses --json (the command owns stdout) with exit 2', () => {
+    const dir = tempDir()
+    writeTree(path.join(dir, 'p'), { 'bin/a': 'a' })
+    const manifest = writeManifest(dir, 'view: v\npackages: [p]\n')
+    expect(viewctl(['regenerate', manifest]).code).toBe(0)
+    const r = viewctl(['exec', path.join(dir, 'v'), '--json', '--', 'echo', 'hello'])
+    expect(r.code).toBe(2)
+    expect(r.stdout).not.toContain('hello')
+    expect(r.json.error.code).toBe('USAGE')
+  })
+})
+
+describe('status on a real directory', () => {
+  it('exits 2 (not a view), like a missing path', () => {
+    const dir = tempDir()
+    fs.mkdirSync(path.join(dir, 'v'))
+    const r = viewctl(['status', path.join(dir, 'v'), '--json'])
+    expect(r.code).toBe(2)
+    expect(r.json.error.code).toBe('NOT_A_VIEW')
+    const missing = viewctl(['status', path.join(dir, 'nothing'), '--json'])
+    expect(missing.code).toBe(2)
+  })
+})
