@@ -57,6 +57,15 @@ export function exitCodeFor(code: ErrorCode): number {
   return EXIT_CODES[code] ?? 1
 }
 
+/**
+ * errnos with which a filesystem refuses fcntl locks: ENOLCK (NFS without a
+ * lock manager, `nolock`), ENOSYS (Lustre without `-o flock`), EOPNOTSUPP /
+ * ENOTSUP, and EINVAL (filesystems without OFD lock support).
+ */
+export function isLockUnsupported(code: string | undefined): boolean {
+  return code === 'ENOLCK' || code === 'ENOSYS' || code === 'EOPNOTSUPP' || code === 'ENOTSUP' || code === 'EINVAL'
+}
+
 export class ViewError extends Error {
   readonly code: ErrorCode
   readonly hint: string

@@ -47,16 +47,6 @@ export function shortHash(hash: string): string {
   return hash.slice(0, 12)
 }
 
-export function formatAge(ms: number): string {
-  const s = Math.round(ms / 1000)
-  if (s < 60) return `${s}s`
-  const m = Math.round(s / 60)
-  if (m < 60) return `${m}m`
-  const h = Math.round(m / 60)
-  if (h < 48) return `${h}h`
-  return `${Math.round(h / 24)}d`
-}
-
 export function formatWhen(iso: string): string {
   const d = new Date(iso)
   if (Number.isNaN(d.getTime())) return iso

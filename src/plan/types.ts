@@ -60,14 +60,3 @@ export interface Plan {
   excluded: number
   hash: string
 }
-
-export function entryCount(plan: Plan): number {
-  return plan.paths.length
-}
-
-/** Absolute source of entry i (prefix + relative path), or null for a plain directory. */
-export function sourceOf(plan: Plan, i: number): string | null {
-  const src = plan.sources[i]!
-  if (src === NO_SOURCE) return null
-  return `${plan.prefixes[src]}/${plan.paths[i]}`
-}

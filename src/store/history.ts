@@ -95,14 +95,17 @@ export function retractHistory(file: string, size: number): void {
   }
 }
 
-export function newRecord(fields: Omit<HistoryRecord, 'at' | 'user' | 'host'>): HistoryRecord {
-  let user = process.env.USER ?? ''
+/** Who runs this: the passwd name, or $USER where the uid has no passwd entry (containers). */
+export function currentUser(): string {
   try {
-    user = os.userInfo().username
+    return os.userInfo().username
   } catch {
-    // no passwd entry for this uid (containers): keep $USER
+    return process.env.USER ?? ''
   }
-  return { ...fields, at: new Date().toISOString(), user, host: os.hostname() }
+}
+
+export function newRecord(fields: Omit<HistoryRecord, 'at' | 'user' | 'host'>): HistoryRecord {
+  return { ...fields, at: new Date().toISOString(), user: currentUser(), host: os.hostname() }
 }
 
 /** Switch records only (regenerate, rollback, adopt), in journal order. */

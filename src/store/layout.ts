@@ -92,9 +92,3 @@ export function tmpLinkPath(layout: Layout): string {
 export function isTmpLinkName(layout: Layout, entry: string): boolean {
   return entry.startsWith(`.${layout.name}.tmp-`)
 }
-
-/** pid encoded in a staging/trash/tmp name (`…-<pid>-<nonce>`), or null. */
-export function pidOfLeftover(entry: string): number | null {
-  const m = /-(\d+)-[0-9a-f]{8}$/.exec(entry)
-  return m ? Number(m[1]) : null
-}

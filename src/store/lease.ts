@@ -22,6 +22,7 @@ import fs from 'node:fs'
 import path from 'node:path'
 import { LEASE_FILE, META_DIR, META_FILE } from './layout.js'
 import { tryLockFd } from './lock.js'
+import { isLockUnsupported } from '../errors.js'
 
 /** The file whose lock is the lease of the generation tree `dir`. */
 export function leaseFileOf(dir: string): string {
@@ -35,8 +36,6 @@ export type ExclusiveLease =
   | { state: 'unsupported'; file: string; code: string }
   | { state: 'missing'; file: string }
 
-// ENOSYS: Lustre mounted without flock; ENOLCK: NFS without a lock manager
-const UNSUPPORTED = new Set(['ENOLCK', 'EOPNOTSUPP', 'ENOTSUP', 'EINVAL', 'ENOSYS'])
 
 /**
  * gc's side: try to take the lease exclusively without waiting. When it is
@@ -61,7 +60,7 @@ export function tryExclusiveLease(dir: string): ExclusiveLease {
   } catch (err) {
     fs.closeSync(fd)
     const code = (err as NodeJS.ErrnoException).code ?? ''
-    if (UNSUPPORTED.has(code)) return { state: 'unsupported', file, code }
+    if (isLockUnsupported(code)) return { state: 'unsupported', file, code }
     throw err
   }
 }
@@ -87,7 +86,7 @@ export function trySharedLease(dir: string): SharedLease {
     return { state: 'busy', file }
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code ?? ''
-    if (UNSUPPORTED.has(code)) return { state: 'unsupported', fd, file, code }
+    if (isLockUnsupported(code)) return { state: 'unsupported', fd, file, code }
     fs.closeSync(fd)
     throw err
   }

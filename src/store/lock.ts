@@ -8,7 +8,7 @@
 import fs from 'node:fs'
 import os from 'node:os'
 import fsx from 'fs-native-extensions'
-import { ViewError, translateOsError } from '../errors.js'
+import { ViewError, isLockUnsupported, translateOsError } from '../errors.js'
 
 export interface LockHolder {
   host: string
@@ -89,7 +89,7 @@ function tryLock(fd: number, lockFile: string): boolean {
     return fsx.tryLock(fd)
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code
-    if (code === 'ENOLCK' || code === 'EOPNOTSUPP' || code === 'ENOTSUP' || code === 'ENOSYS' || code === 'EINVAL') {
+    if (isLockUnsupported(code)) {
       throw new ViewError(
         'LOCK_UNSUPPORTED',
         `the filesystem holding ${lockFile} refused a lock (${code})`,

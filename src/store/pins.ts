@@ -8,11 +8,11 @@
  * which the rename makes safe.
  */
 import fs from 'node:fs'
-import os from 'node:os'
 import path from 'node:path'
 import crypto from 'node:crypto'
 import * as sfs from '../fs.js'
 import type { Layout } from './layout.js'
+import { currentUser } from './history.js'
 
 export const PINS_FILE = 'pins.json'
 
@@ -87,11 +87,5 @@ function clearStaleTmp(layout: Layout): void {
 }
 
 export function newPin(generation: number, hash: string): PinRecord {
-  let user = process.env.USER ?? ''
-  try {
-    user = os.userInfo().username
-  } catch {
-    // no passwd entry for this uid (containers): keep $USER
-  }
-  return { generation, hash, at: new Date().toISOString(), user }
+  return { generation, hash, at: new Date().toISOString(), user: currentUser() }
 }

@@ -1,5 +1,6 @@
 import { list, status } from '../../ops/inspect.js'
-import { formatAge, formatWhen, shortHash, type Output } from '../render.js'
+import { formatWhen, shortHash, type Output } from '../render.js'
+import { formatDuration } from '../../manifest/duration.js'
 import type { GlobalArgs } from '../main.js'
 
 export async function runStatus(args: GlobalArgs & { target: string }, out: Output): Promise<number> {
@@ -9,7 +10,7 @@ export async function runStatus(args: GlobalArgs & { target: string }, out: Outp
       `view:        ${s.view} -> ${s.target}`,
       `generation:  ${s.generation ?? 'unknown'} (hash ${s.hash})`,
       `canonical:   ${s.canonical}`,
-      `current for: ${s.ageMs === null ? 'unknown' : formatAge(s.ageMs)}${s.since ? ` (since ${formatWhen(s.since)})` : ''}`,
+      `current for: ${s.ageMs === null ? 'unknown' : formatDuration(s.ageMs)}${s.since ? ` (since ${formatWhen(s.since)})` : ''}`,
       `contents:    ${s.entries.toLocaleString('en-US')} entries from ${s.prefixes} prefixes`,
       `manifest:    ${s.manifest ?? 'unknown'}`,
       `on disk:     ${s.generationsOnDisk} generation tree${s.generationsOnDisk === 1 ? '' : 's'} in ${s.store}`,
