@@ -12,9 +12,9 @@
  * directory symlink per prefix and the rest one by one.
  *
  * Fairness:
- * - every command runs as a child process, wrapped in `/usr/bin/time -f %M`
- *   when present (peak RSS) — the comparison tools too, so all pay the same
- *   wrapper; times are wall clock around the spawn;
+ * - every command runs as a child process, wrapped in `/usr/bin/time -f
+ *   '%M %U %S'` when present (peak RSS, CPU time) — the comparison tools too,
+ *   so all pay the same wrapper; times are wall clock around the spawn;
  * - cases alternate within each round, and the round's starting case rotates,
  *   so drift (page cache, tmpfs growth, thermal) spreads over all of them;
  * - a cold case always writes into a fresh destination; removing the previous
@@ -88,6 +88,8 @@ function usage(problem) {
 
 const has = (cmd) => spawnSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ignore' }).status === 0
 const haveTime = fs.existsSync(TIME)
+/** Where /usr/bin/time writes; removed with the work directory's cleanup. */
+const RSS_FILE = path.join(os.tmpdir(), `viewctl-bench-rss-${process.pid}`)
 const childEnv = { ...process.env }
 delete childEnv.VIEWCTL_TEST_FAULTS
 
@@ -97,7 +99,7 @@ function timed(cmd, args, { cwd } = {}) {
   let argv = args
   let rssFile = null
   if (haveTime) {
-    rssFile = path.join(os.tmpdir(), `viewctl-bench-rss-${process.pid}`)
+    rssFile = RSS_FILE
     file = TIME
     argv = ['-f', '%M %U %S', '-o', rssFile, cmd, ...args]
   }
@@ -232,6 +234,7 @@ const parent = opts.dir ?? (fs.existsSync('/dev/shm') ? '/dev/shm' : os.tmpdir()
 fs.mkdirSync(parent, { recursive: true })
 const work = fs.mkdtempSync(path.join(parent, 'viewctl-bench-'))
 const cleanup = () => {
+  rmrf(RSS_FILE)
   if (!opts.keep) rmrf(work)
 }
 process.on('SIGINT', () => {

@@ -134,11 +134,15 @@ export function scheduleLinks(paths: string[], links: ArrayLike<number>, chunk =
 export const NEXT = 0
 export const DONE = 1
 export const STOP = 2
+/** Raised by a worker before it takes its first chunk: a worker that dies before that has lost nothing. */
+export const JOINED = 3
+const CONTROL_SLOTS = 4
 
 /** Take and link chunks until none is left or STOP is set (a worker's loop: no yielding). */
 export function drainChunks(ctx: LinkContext, schedule: LinkSchedule, control: Int32Array): void {
   const { order, bounds } = schedule
   const chunks = bounds.length - 1
+  Atomics.add(control, JOINED, 1)
   while (Atomics.load(control, STOP) === 0) {
     const c = Atomics.add(control, NEXT, 1)
     if (c >= chunks) return
@@ -208,20 +212,27 @@ export async function linkAll(ctx: LinkContext, links: ArrayLike<number>, opts: 
     return
   }
   const schedule = scheduleLinks(ctx.paths, links)
-  const control = new Int32Array(new SharedArrayBuffer(3 * Int32Array.BYTES_PER_ELEMENT))
+  const control = new Int32Array(new SharedArrayBuffer(CONTROL_SLOTS * Int32Array.BYTES_PER_ELEMENT))
   const workers: Array<{ worker: Worker; report: Promise<WorkerReport> }> = []
   // the first error any thread met; a worker's arrives while the main thread yields between chunks
   const failed: { error: WorkerError | null } = { error: null }
   const stopAll = () => Atomics.store(control, STOP, 1)
   try {
     for (let w = 0; w < extra; w++) {
-      const worker = new Worker(WORKER_FILE, {
-        workerData: { planText: opts.planText, count: ctx.paths.length, staging: ctx.staging, mode: ctx.mode, relative: ctx.relative, prefixFromRoot: ctx.prefixFromRoot, schedule, control } satisfies LinkWorkerData,
-      })
+      let worker: Worker
+      try {
+        worker = new Worker(WORKER_FILE, {
+          workerData: { planText: opts.planText, count: ctx.paths.length, staging: ctx.staging, mode: ctx.mode, relative: ctx.relative, prefixFromRoot: ctx.prefixFromRoot, schedule, control } satisfies LinkWorkerData,
+        })
+      } catch {
+        break // no thread to be had (limits, memory): the main thread does it all
+      }
       const report = new Promise<WorkerReport>((resolve) => {
         worker.once('message', (m: WorkerReport) => resolve(m))
-        worker.once('error', (err: Error) => resolve({ ok: false, error: { message: err.message, stack: err.stack } }))
-        worker.once('exit', (code) => resolve(code === 0 ? { ok: true } : { ok: false, error: { message: `link worker exited with code ${code}` } }))
+        // Died without a word (could not start, out of memory): harmless if it never took a chunk.
+        const died = (message: string, stack?: string): WorkerReport => (Atomics.load(control, JOINED) === 0 ? { ok: true } : { ok: false, error: { message, stack } })
+        worker.once('error', (err: Error) => resolve(died(err.message, err.stack)))
+        worker.once('exit', (code) => resolve(code === 0 ? { ok: true } : died(`link worker exited with code ${code}`)))
       })
       void report.then((r) => {
         if (!r.ok && failed.error === null) {
