@@ -131,3 +131,30 @@ describe('status on a real directory', () => {
     expect(missing.code).toBe(2)
   })
 })
+
+describe('recovery by the next writer', () => {
+  it('repairs a torn journal line and clears staging, trash and a dangling tmp symlink left by a dead writer', () => {
+    const dir = tempDir()
+    writeTree(path.join(dir, 'p'), { 'bin/a': 'a' })
+    writeTree(path.join(dir, 'q'), { 'bin/b': 'b' })
+    const one = writeManifest(dir, 'view: v\npackages: [p]\n', 'one.yaml')
+    const two = writeManifest(dir, 'view: v\npackages: [p, q]\n', 'two.yaml')
+    expect(viewctl(['regenerate', one]).code).toBe(0)
+    const store = storeOf(path.join(dir, 'v'))
+    // what a writer killed at the worst moments leaves behind
+    fs.appendFileSync(path.join(store, 'history.jsonl'), '{"generation":2,"hash":"abc')
+    fs.mkdirSync(path.join(store, '.staging-0123456789abcdef0123456789abcdef-99999-deadbeef/bin'), { recursive: true })
+    fs.mkdirSync(path.join(store, '.trash-0123456789abcdef0123456789abcdef-99999-deadbeef/lib'), { recursive: true })
+    fs.symlinkSync('._v/0000000000000000000000000000dead', path.join(dir, '.v.tmp-99999-deadbeef'))
+
+    const r = viewctl(['regenerate', two, '--json'])
+    expect(r.code).toBe(0)
+    expect(r.json.generation).toBe(2)
+    expect(fs.readdirSync(store).filter((n) => n.startsWith('.staging-') || n.startsWith('.trash-'))).toEqual([])
+    expect(fs.readdirSync(dir).filter((n) => n.includes('.tmp-'))).toEqual([])
+    const lines = fs.readFileSync(path.join(store, 'history.jsonl'), 'utf8').split('\n')
+    expect(lines.pop()).toBe('')
+    expect(lines.map((l) => JSON.parse(l).generation)).toEqual([1, 2])
+    expect(fs.readFileSync(path.join(dir, 'v/bin/b'), 'utf8')).toBe('b')
+  })
+})

@@ -11,21 +11,10 @@ import type { Manifest } from '../manifest/types.js'
 // plan/types.js, not plan/index.js: rollback and gc reach this module and need not load the planner
 import { Kind } from '../plan/types.js'
 import type { PlanResult } from '../plan/index.js'
-import { toolVersion } from '../version.js'
 import { generationDir, realGenerationDir, isHashName, LEASE_FILE, MANIFEST_COPY, META_DIR, META_FILE, PLAN_FILE, stagingDir, trashDir, type Layout } from './layout.js'
 import { isComplete } from './state.js'
 import { linkAll } from './linker.js'
-
-export interface GenerationMeta {
-  hash: string
-  format: number
-  tool: { name: string; version: string }
-  created: string
-  manifest: string
-  options: { link: string; fold: boolean; relative: boolean; conflicts: string }
-  prefixes: string[]
-  counts: { entries: number; dirs: number; files: number; symlinks: number; folded: number; excluded: number; conflicts: number }
-}
+import { generationMeta, kindCounts, readMeta, type GenerationMeta } from './meta.js'
 
 export interface BuildResult {
   dir: string
@@ -38,32 +27,8 @@ export interface BuildProgress {
   (done: number, total: number): void
 }
 
-export function readMeta(dir: string): GenerationMeta | null {
-  try {
-    return JSON.parse(fs.readFileSync(path.join(dir, META_DIR, META_FILE), 'utf8')) as GenerationMeta
-  } catch {
-    return null
-  }
-}
-
 export function metaFor(plan: PlanResult, manifest: Manifest): GenerationMeta {
-  const counts = { entries: plan.paths.length, dirs: 0, files: 0, symlinks: 0, folded: 0, excluded: plan.excluded, conflicts: plan.conflicts.length }
-  for (const k of plan.kinds) {
-    if (k === Kind.Dir) counts.dirs++
-    else if (k === Kind.File) counts.files++
-    else if (k === Kind.Symlink) counts.symlinks++
-    else counts.folded++
-  }
-  return {
-    hash: plan.hash,
-    format: 1,
-    tool: { name: 'viewctl', version: toolVersion() },
-    created: new Date().toISOString(),
-    manifest: manifest.file,
-    options: { link: manifest.link, fold: manifest.fold, relative: manifest.relative, conflicts: manifest.conflicts },
-    prefixes: plan.prefixes,
-    counts,
-  }
+  return generationMeta(plan.hash, manifest, manifest.file, plan.prefixes, kindCounts(plan.kinds, plan.excluded, plan.conflicts.length))
 }
 
 export interface BuildOptions {
