@@ -58,10 +58,12 @@ export function formatWhen(iso: string): string {
 export function progressReporter(flags: OutputFlags): ((done: number, total: number) => void) | undefined {
   if (flags.json || flags.quiet || !process.stderr.isTTY) return undefined
   const start = performance.now()
+  // VIEWCTL_PROGRESS_AFTER_MS: how long a build runs before the line appears (tests set 0)
+  const after = Number(process.env.VIEWCTL_PROGRESS_AFTER_MS ?? 1000)
   let shown = false
   return (done, total) => {
     const elapsed = performance.now() - start
-    if (elapsed < 1000 && done < total) return
+    if (elapsed < after && done < total) return
     if (!shown && done === total) return
     shown = true
     const rate = Math.round(done / (elapsed / 1000))
