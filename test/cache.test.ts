@@ -230,7 +230,7 @@ describe('plan memo', () => {
     const text = path.join(store, first.plan.hash, '.viewctl', 'plan.tsv')
     fs.writeFileSync(text, fs.readFileSync(text, 'utf8').replace('bin/pkg0-tool0', 'bin/pkg0-tool9'))
     const tampered = plan(manifest) // writes the right text back (as a rebuild would)
-    expect(tampered.stats.memo).toBe('recalled') // the memo was consulted, its text refused by the digest
+    expect(tampered.stats.memo).toBe('recalled') // the memo was consulted, its text refused: it no longer hashes to the remembered hash
     same(first.plan, tampered.plan)
     fs.rmSync(path.join(store, first.plan.hash), { recursive: true })
     const cache = openScanCache(path.join(store, '.scan-cache'), { now: later })

@@ -20,11 +20,11 @@
  *
  * The plan memo. When every directory a plan was made from is stored, the
  * cache also remembers that plan by the digest of its inputs (plan/index.ts):
- * the hash, the digest of the plan text, and what the text does not hold
- * (excluded count, warnings). If the inputs are the same and a stat of every
- * one of those directories still matches, the planner reads the plan text
- * back from the generation that holds it (`<hash>/.viewctl/plan.tsv`) and
- * checks its digest instead of walking: a no-op regenerate reads no directory.
+ * the hash and what the plan text does not hold (excluded count, warnings).
+ * If the inputs are the same and a stat of every one of those directories
+ * still matches, the planner reads the plan text back from the generation
+ * that holds it (`<hash>/.viewctl/plan.tsv`) and checks that it hashes to the
+ * same hash instead of walking: a no-op regenerate reads no directory.
  *
  * The file is one compact blob written atomically (temporary file + rename):
  *
@@ -50,9 +50,8 @@ import { readDirListing, type DirListing, type DirReader, type EntryType } from 
 
 /** What the memo keeps of a plan; the rest is in the plan text of generation `hash`. */
 export interface RememberedPlan {
+  /** The plan's hash: what is read back is used only if it hashes to this again. */
   hash: string
-  /** sha256 of the plan text (hex): what is read back must be what was hashed. */
-  textDigest: string
   excluded: number
   warnings: string[]
 }
@@ -177,7 +176,7 @@ export function openScanCache(file: string, opts: ScanCacheOptions = {}): ScanCa
     stats.hits += previous.size
     stats.memo = 'recalled'
     memo = m
-    return { hash: m.hash, textDigest: m.textDigest, excluded: m.excluded, warnings: m.warnings, text }
+    return { hash: m.hash, excluded: m.excluded, warnings: m.warnings, text }
   }
 
   const remember = (key: string, plan: RememberedPlan) => {

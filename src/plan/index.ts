@@ -75,7 +75,7 @@ export function createPlan(manifest: Manifest, inputs: PlanInputs = {}): PlanRes
   // Only a plan that depends on nothing but the directory listings can be recalled by them:
   // not when file contents were compared, nor for hardlink/copy views (their identity is per inode).
   if (inputs.memo && manifest.link === 'symlink' && comparisons === 0 && walked.conflicts.length === 0) {
-    inputs.memo.remember(memoKey, { hash, textDigest: textDigest(chunks), excluded: walked.excluded, warnings: walked.warnings })
+    inputs.memo.remember(memoKey, { hash, excluded: walked.excluded, warnings: walked.warnings })
   }
   return { options, prefixes: table, ...walked, hash, chunks }
 }
@@ -100,19 +100,14 @@ function planInputsKey(manifest: Manifest): string {
   return crypto.createHash('sha256').update(JSON.stringify(inputs)).digest('hex')
 }
 
-function textDigest(chunks: string[]): string {
-  const h = crypto.createHash('sha256')
-  for (const c of chunks) h.update(c)
-  return h.digest('hex')
-}
-
 /**
- * A recalled plan: its text parsed back, used only if it is the text that
- * was hashed (its digest matches) and names the same prefixes.
+ * A recalled plan: its text parsed back, used only if it hashes to the
+ * remembered hash again (only symlink views are remembered, whose hash has no
+ * source identity) and names the same prefixes.
  */
 function planFromText(recalled: RecalledPlan, options: PlanOptions, table: string[]): PlanResult | null {
   const chunks = [recalled.text]
-  if (textDigest(chunks) !== recalled.textDigest) return null
+  if (hashPlan(options, chunks, '-') !== recalled.hash) return null
   let parsed
   try {
     parsed = parsePlanText(recalled.text)
