@@ -360,6 +360,15 @@ describe('no write permission on the view parent', () => {
   })
 })
 
+/** A build that ran out of space: exit 1 checked by the caller; DISK_FULL, a plain message, the view as it was, nothing left. */
+function expectDiskFullAndUnchanged(r: RunResult, view: string, before: ReturnType<typeof fullSnapshot>): void {
+  expect(r.json?.error?.code).toBe('DISK_FULL')
+  expect(r.stderr).toMatch(/no space/i)
+  noStackTrace(r.stderr)
+  expect(fullSnapshot(view)).toEqual(before)
+  expect(leftovers(view)).toEqual([])
+}
+
 describe('disk full on a small tmpfs', () => {
   it('out of blocks (a copy view of big files): exit 1, "no space", view unchanged, staging removed', (ctx) => {
     requireMount(ctx)
@@ -376,11 +385,7 @@ describe('disk full on a small tmpfs', () => {
 
     const r = viewctl(['regenerate', writeManifest(root, `view: ${view}\nlink: copy\npackages:\n  - ${small}\n  - ${big}\n`, 'big.yaml'), '--json'])
     expect(r.code, r.stderr).toBe(1)
-    expect(r.json?.error?.code).toBe('DISK_FULL')
-    expect(r.stderr).toMatch(/no space/i)
-    noStackTrace(r.stderr)
-    expect(fullSnapshot(view)).toEqual(before)
-    expect(leftovers(view)).toEqual([])
+    expectDiskFullAndUnchanged(r, view, before)
     expect(fs.readFileSync(path.join(view, 'bin', 'tool'), 'utf8')).toBe('small tool\n')
   })
 
@@ -397,11 +402,7 @@ describe('disk full on a small tmpfs', () => {
 
     const r = viewctl(['regenerate', writeManifest(root, `view: ${view}\nfold: false\npackages:\n  - glob: ${root}/p/pkg*\n`, 'big.yaml'), '--json'])
     expect(r.code, r.stderr).toBe(1)
-    expect(r.json?.error?.code).toBe('DISK_FULL')
-    expect(r.stderr).toMatch(/no space/i)
-    noStackTrace(r.stderr)
-    expect(fullSnapshot(view)).toEqual(before)
-    expect(leftovers(view)).toEqual([])
+    expectDiskFullAndUnchanged(r, view, before)
     expect(fs.statfsSync(mnt).ffree, 'inodes of the failed build were not all freed').toBe(inodesBefore)
   })
   // Plans of 12,000+ links are linked by the main thread and a worker thread (src/store/linker.ts);
@@ -421,11 +422,7 @@ describe('disk full on a small tmpfs', () => {
     const big = writeManifest(root, `view: ${view}\nfold: false\npackages:\n  - glob: ${root}/p/pkg*\n`, 'big.yaml')
     const r = await viewctlRun(['regenerate', big, '--json'], { env: { VIEWCTL_LINK_THREADS: '2' } })
     expect(r.code, r.stderr).toBe(1)
-    expect(r.json?.error?.code).toBe('DISK_FULL')
-    expect(r.stderr).toMatch(/no space/i)
-    noStackTrace(r.stderr)
-    expect(fullSnapshot(view)).toEqual(before)
-    expect(leftovers(view)).toEqual([])
+    expectDiskFullAndUnchanged(r, view, before)
     expect(fs.statfsSync(mnt).ffree, 'inodes of the failed build were not all freed').toBe(inodesBefore)
   })
 })

@@ -61,15 +61,17 @@ export function viewctl(args: string[], opts: { cwd?: string; env?: NodeJS.Proce
     input: opts.input,
     timeout: 120_000,
   })
-  let json: any = undefined
-  if (args.includes('--json')) {
-    try {
-      json = JSON.parse(r.stdout)
-    } catch {
-      json = undefined
-    }
+  return { code: r.status ?? (r.signal ? 128 : -1), stdout: r.stdout, stderr: r.stderr, json: jsonOutput(args, r.stdout) }
+}
+
+/** With --json, stdout is one JSON object: parsed, or undefined when it is not (a test then fails on it). */
+export function jsonOutput(args: string[], stdout: string): any {
+  if (!args.includes('--json')) return undefined
+  try {
+    return JSON.parse(stdout)
+  } catch {
+    return undefined
   }
-  return { code: r.status ?? (r.signal ? 128 : -1), stdout: r.stdout, stderr: r.stderr, json }
 }
 
 /** Start the real CLI without waiting. */

@@ -8,7 +8,7 @@ import os from 'node:os'
 import path from 'node:path'
 import type { ChildProcess } from 'node:child_process'
 import { expect } from 'vitest'
-import { linkTarget, snapshot, viewctlAsync, type RunResult } from './helpers.js'
+import { jsonOutput, linkTarget, snapshot, viewctlAsync, type RunResult } from './helpers.js'
 
 export function storeOf(view: string): string {
   return path.join(path.dirname(view), `._${path.basename(view)}`)
@@ -196,15 +196,7 @@ export async function finishedWithin(child: ChildProcess, ms: number): Promise<E
 /** The real CLI, like `viewctl()` but without blocking, so that independent runs can overlap. */
 export async function viewctlRun(args: string[], opts: { env?: NodeJS.ProcessEnv } = {}): Promise<RunResult> {
   const r = await finishedWithin(viewctlAsync(args, opts), 120_000)
-  let json: any = undefined
-  if (args.includes('--json')) {
-    try {
-      json = JSON.parse(r.stdout)
-    } catch {
-      json = undefined
-    }
-  }
-  return { code: r.code ?? (r.signal ? 128 : -1), stdout: r.stdout, stderr: r.stderr + (r.timedOut ? '\n(test: killed after 120 s)' : ''), json }
+  return { code: r.code ?? (r.signal ? 128 : -1), stdout: r.stdout, stderr: r.stderr + (r.timedOut ? '\n(test: killed after 120 s)' : ''), json: jsonOutput(args, r.stdout) }
 }
 
 export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms))
