@@ -158,3 +158,55 @@ describe('recovery by the next writer', () => {
     expect(fs.readFileSync(path.join(dir, 'v/bin/b'), 'utf8')).toBe('b')
   })
 })
+
+describe('--no-lock', () => {
+  it('is the explicit way past a held lock: without it exit 4, with it the switch happens', async () => {
+    const { default: fsx } = await import('fs-native-extensions')
+    const dir = tempDir()
+    writeTree(path.join(dir, 'p'), { 'bin/a': 'a' })
+    writeTree(path.join(dir, 'q'), { 'bin/b': 'b' })
+    const one = writeManifest(dir, 'view: v\npackages: [p]\n', 'one.yaml')
+    const two = writeManifest(dir, 'view: v\npackages: [p, q]\n', 'two.yaml')
+    expect(viewctl(['regenerate', one]).code).toBe(0)
+    // this test process holds the writer lock, as another writer would
+    const fd = fs.openSync(path.join(storeOf(path.join(dir, 'v')), '.lock'), 'r+')
+    onTestFinished(() => fs.closeSync(fd))
+    expect(fsx.tryLock(fd)).toBe(true)
+
+    const refused = viewctl(['regenerate', two, '--lock-timeout', '0', '--json'])
+    expect(refused.code).toBe(4)
+    expect(refused.json.error.code).toBe('LOCK_TIMEOUT')
+    expect(fs.existsSync(path.join(dir, 'v/bin/b'))).toBe(false)
+
+    const forced = viewctl(['regenerate', two, '--no-lock', '--json'])
+    expect(forced.code).toBe(0)
+    expect(forced.json.generation).toBe(2)
+    expect(fs.readFileSync(path.join(dir, 'v/bin/b'), 'utf8')).toBe('b')
+  })
+})
+
+describe('plan --list', () => {
+  it('prints every entry with its kind and source, and writes nothing', () => {
+    const dir = tempDir()
+    writeTree(path.join(dir, 'p'), { 'bin/a': 'a', 'include/p/p.h': 'h' })
+    writeTree(path.join(dir, 'q'), { 'bin/b': 'b' })
+    const manifest = writeManifest(dir, 'view: v\npackages: [p, q]\n')
+    const before = fs.readdirSync(dir).sort()
+    const r = viewctl(['plan', manifest, '--list'])
+    expect(r.code).toBe(0)
+    const p = path.join(dir, 'p')
+    const q = path.join(dir, 'q')
+    expect(r.stdout).toContain(`d bin\n`)
+    expect(r.stdout).toContain(`f bin/a  <- ${p}\n`)
+    expect(r.stdout).toContain(`f bin/b  <- ${q}\n`)
+    expect(r.stdout).toContain(`F include  <- ${p}\n`)
+    const json = viewctl(['plan', manifest, '--list', '--json']).json
+    expect(json.plan).toEqual([
+      { path: 'bin', kind: 'dir', source: null },
+      { path: 'bin/a', kind: 'file', source: `${p}/bin/a` },
+      { path: 'bin/b', kind: 'file', source: `${q}/bin/b` },
+      { path: 'include', kind: 'folded', source: `${p}/include` },
+    ])
+    expect(fs.readdirSync(dir).sort()).toEqual(before)
+  })
+})
