@@ -185,6 +185,39 @@ describe('--no-lock', () => {
   })
 })
 
+describe('a no-op regenerate', () => {
+  it('needs no lock when the scan cache recalls the plan the view already shows; anything changed still waits for the lock', async () => {
+    const { default: fsx } = await import('fs-native-extensions')
+    const dir = tempDir()
+    writeTree(path.join(dir, 'p'), { 'bin/a': 'a' })
+    writeTree(path.join(dir, 'q'), { 'bin/b': 'b' })
+    const one = writeManifest(dir, 'view: v\npackages: [p]\n', 'one.yaml')
+    const two = writeManifest(dir, 'view: v\npackages: [p, q]\n', 'two.yaml')
+    const first = viewctl(['regenerate', one, '--json'])
+    expect(first.code).toBe(0)
+    // the scan cache does not remember a directory changed within the last 2 s (the racy window, plan/cache.ts)
+    await new Promise((resolve) => setTimeout(resolve, 2100))
+    expect(viewctl(['regenerate', one]).code).toBe(0) // remembers the listings and the plan, under the lock
+
+    const fd = fs.openSync(path.join(storeOf(path.join(dir, 'v')), '.lock'), 'r+')
+    onTestFinished(() => fs.closeSync(fd))
+    expect(fsx.tryLock(fd)).toBe(true)
+
+    const noop = viewctl(['regenerate', one, '--lock-timeout', '0', '--json'])
+    expect(noop.code).toBe(0)
+    expect(noop.json).toMatchObject({ changed: false, generation: 1, hash: first.json.hash, entries: first.json.entries, prefixes: 1 })
+    // another manifest: a new plan, so the lock is needed
+    const other = viewctl(['regenerate', two, '--lock-timeout', '0', '--json'])
+    expect(other.code).toBe(4)
+    expect(other.json.error.code).toBe('LOCK_TIMEOUT')
+    // the same manifest, but the prefix gained a directory: the cache sees its root changed
+    writeTree(path.join(dir, 'p'), { 'share/c': 'c' })
+    const changed = viewctl(['regenerate', one, '--lock-timeout', '0', '--json'])
+    expect(changed.code).toBe(4)
+    expect(fs.existsSync(path.join(dir, 'v/share'))).toBe(false)
+  })
+})
+
 describe('plan --list', () => {
   it('prints every entry with its kind and source, and writes nothing', () => {
     const dir = tempDir()

@@ -9,8 +9,8 @@
  */
 import { loadManifest } from '../manifest/load.js'
 import type { Manifest } from '../manifest/types.js'
-import { assertNoConflicts, createPlan, type PlanResult } from '../plan/index.js'
-import { openScanCache } from '../plan/cache.js'
+import { assertNoConflicts, createPlan, recallPlanSummary, type PlanResult } from '../plan/index.js'
+import { openScanCache, type ScanCache } from '../plan/cache.js'
 import { buildGeneration, throwIfAborted, type BuildProgress } from '../store/build.js'
 import { appendHistory, newRecord, retractHistory } from '../store/history.js'
 import { layoutFor, type Layout } from '../store/layout.js'
@@ -57,8 +57,11 @@ export async function regenerate(manifestFile: string, opts: RegenerateOptions =
   const started = performance.now()
   const manifest = await loadManifest(manifestFile)
   const layout = layoutFor(manifest.view)
-  assertPublishable(readViewState(layout), opts)
+  const before = readViewState(layout)
+  assertPublishable(before, opts)
   const cache = openScanCache(layout.scanCache)
+  const unchanged = alreadyShown(layout, before, manifest, cache, !!opts.dryRun)
+  if (unchanged) return { ...unchanged, elapsedMs: performance.now() - started }
   const plan = createPlan(manifest, { readDir: cache.readDir, memo: cache })
   assertNoConflicts(plan, manifestFile)
   throwIfAborted(opts.signal)
@@ -126,6 +129,38 @@ export async function regenerate(manifestFile: string, opts: RegenerateOptions =
     }
   }
   return result
+}
+
+/**
+ * The no-op, decided without the writer lock: the scan cache recalls the plan
+ * these inputs made while every directory it was made from is unchanged, and
+ * the view already shows that plan's complete tree. Nothing would be written
+ * (not even the cache, which has nothing new), so nothing needs the lock; a
+ * writer switching the view at this moment is simply ordered after this run.
+ * Leftovers of a dead writer stay until the next run that writes.
+ */
+function alreadyShown(layout: Layout, state: ViewState, manifest: Manifest, cache: ScanCache, dryRun: boolean): Omit<RegenerateResult, 'elapsedMs'> | null {
+  if (state.kind !== 'managed' || state.current === null) return null
+  const recalled = recallPlanSummary(manifest, cache)
+  if (recalled === null || recalled.hash !== state.hash || cache.dirty || !isComplete(layout, recalled.hash)) return null
+  const generation = state.current.generation
+  return {
+    view: layout.view,
+    store: layout.store,
+    hash: recalled.hash,
+    dryRun,
+    entries: recalled.entries,
+    prefixes: recalled.prefixes,
+    conflicts: 0, // a plan with conflicts is never remembered
+    excluded: recalled.excluded,
+    warnings: [...recalled.warnings],
+    generation,
+    previousGeneration: generation,
+    changed: false,
+    built: false,
+    adopted: null,
+    cleared: [],
+  }
 }
 
 async function switchToNewGeneration(layout: Layout, state: ViewState, plan: PlanResult, manifest: Manifest, opts: RegenerateOptions) {

@@ -52,6 +52,8 @@ import { readDirListing, type DirListing, type DirReader, type EntryType } from 
 export interface RememberedPlan {
   /** The plan's hash: what is read back is used only if it hashes to this again. */
   hash: string
+  /** Entries in the plan (what a no-op reports without reading the plan text). */
+  entries: number
   excluded: number
   warnings: string[]
 }
@@ -63,6 +65,9 @@ export interface RecalledPlan extends RememberedPlan {
 
 /** Remembers the last plan and recalls it while nothing it was made from has changed. */
 export interface PlanMemo {
+  /** The plan remembered under `key`, if every directory it was made from is unchanged; its text is not read. */
+  recallSummary(key: string): RememberedPlan | null
+  /** The same, with the plan text read back from its generation. */
   recall(key: string): RecalledPlan | null
   remember(key: string, plan: RememberedPlan): void
 }
@@ -71,6 +76,8 @@ export interface ScanCache extends PlanMemo {
   readDir: DirReader
   /** Persist what was learned (called under the writer lock, store existing). Never throws. */
   save(): void
+  /** Whether save() has anything to write. */
+  readonly dirty: boolean
   /** What this run did, for tests and benchmarks. */
   readonly stats: ScanCacheStats
 }
@@ -98,7 +105,7 @@ export interface ScanCacheOptions {
 }
 
 const MAGIC = 'viewctl-scan-cache'
-const VERSION = 2
+const VERSION = 3
 /** Changes younger than this at scan time are "racy" and not remembered. */
 export const RACY_NS = 2_000_000_000n
 const NOT_UNICODE = /[\uD800-\uDFFF]/
@@ -155,16 +162,34 @@ export function openScanCache(file: string, opts: ScanCacheOptions = {}): ScanCa
     return listing
   }
 
-  const recall = (key: string): RecalledPlan | null => {
+  let summary: { key: string; plan: StoredMemo | null } | null = null
+  const recallSummary = (key: string): RememberedPlan | null => {
+    if (summary?.key === key) return summary.plan
     const m = loaded.memo
-    if (m === null || m.key !== key) return null
-    for (const [abs, d] of previous) {
-      const st = statDir(abs)
-      if (st === null || `${st.dev}:${st.ino}:${st.mtimeNs}:${st.ctimeNs}` !== d.key) {
-        stats.memo = 'stale'
-        return null
+    let plan: StoredMemo | null = m !== null && m.key === key ? m : null
+    if (plan !== null) {
+      for (const [abs, d] of previous) {
+        const st = statDir(abs)
+        if (st === null || `${st.dev}:${st.ino}:${st.mtimeNs}:${st.ctimeNs}` !== d.key) {
+          stats.memo = 'stale'
+          plan = null
+          break
+        }
       }
     }
+    if (plan !== null) {
+      for (const [abs, d] of previous) seen.set(abs, d)
+      stats.hits += previous.size
+      stats.memo = 'recalled'
+      memo = plan
+    }
+    summary = { key, plan }
+    return plan === null ? null : { hash: plan.hash, entries: plan.entries, excluded: plan.excluded, warnings: plan.warnings }
+  }
+
+  const recall = (key: string): RecalledPlan | null => {
+    const m = recallSummary(key)
+    if (m === null) return null
     let text: string
     try {
       text = fs.readFileSync(path.join(path.dirname(file), m.hash, META_DIR, PLAN_FILE), 'utf8')
@@ -172,11 +197,7 @@ export function openScanCache(file: string, opts: ScanCacheOptions = {}): ScanCa
       stats.memo = 'stale' // that generation was collected
       return null
     }
-    for (const [abs, d] of previous) seen.set(abs, d)
-    stats.hits += previous.size
-    stats.memo = 'recalled'
-    memo = m
-    return { hash: m.hash, excluded: m.excluded, warnings: m.warnings, text }
+    return { ...m, text }
   }
 
   const remember = (key: string, plan: RememberedPlan) => {
@@ -184,8 +205,9 @@ export function openScanCache(file: string, opts: ScanCacheOptions = {}): ScanCa
     learned = true
   }
 
+  const isDirty = () => learned || stats.rejected !== null || seen.size !== previous.size
   const save = () => {
-    if (!learned && stats.rejected === null && seen.size === previous.size) return // nothing new to say
+    if (!isDirty()) return // nothing new to say
     // A memo is only as good as the listings behind it: all of them must be stored.
     const keepMemo = memo !== null && stats.racy === 0 ? memo : null
     try {
@@ -196,7 +218,17 @@ export function openScanCache(file: string, opts: ScanCacheOptions = {}): ScanCa
     }
   }
 
-  return { readDir, recall, remember, save, stats }
+  return {
+    readDir,
+    recallSummary,
+    recall,
+    remember,
+    save,
+    stats,
+    get dirty() {
+      return isDirty()
+    },
+  }
 }
 
 function statDir(abs: string): fs.BigIntStats | null {

@@ -11,7 +11,7 @@ import { makeFilter, rootIncludeState } from './filters.js'
 import { mergedWalk, sameContent, type WalkPackage } from './merge.js'
 import { readDirListing, type DirReader } from './scan.js'
 import { hashPlan, parsePlanText, planChunks, PLAN_FORMAT } from './hash.js'
-import type { PlanMemo, RecalledPlan } from './cache.js'
+import type { PlanMemo, RecalledPlan, RememberedPlan } from './cache.js'
 import type { Conflict, Plan, PlanOptions } from './types.js'
 import { toolVersion } from '../version.js'
 
@@ -75,9 +75,20 @@ export function createPlan(manifest: Manifest, inputs: PlanInputs = {}): PlanRes
   // Only a plan that depends on nothing but the directory listings can be recalled by them:
   // not when file contents were compared, nor for hardlink/copy views (their identity is per inode).
   if (inputs.memo && manifest.link === 'symlink' && comparisons === 0 && walked.conflicts.length === 0) {
-    inputs.memo.remember(memoKey, { hash, excluded: walked.excluded, warnings: walked.warnings })
+    inputs.memo.remember(memoKey, { hash, entries: walked.paths.length, excluded: walked.excluded, warnings: walked.warnings })
   }
   return { options, prefixes: table, ...walked, hash, chunks }
+}
+
+/**
+ * What createPlan would return, in summary, when the memo remembers a plan
+ * made from these same inputs and nothing it was made from has changed: the
+ * hash and the counts, without reading the plan text. A no-op regenerate
+ * needs no more (ops/regenerate.ts).
+ */
+export function recallPlanSummary(manifest: Manifest, memo: PlanMemo): (RememberedPlan & { prefixes: number }) | null {
+  const recalled = memo.recallSummary(planInputsKey(manifest))
+  return recalled && { ...recalled, prefixes: new Set(manifest.packages.map((p) => p.path)).size }
 }
 
 /**

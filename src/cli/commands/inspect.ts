@@ -1,5 +1,5 @@
 import { list, status } from '../../ops/inspect.js'
-import { formatWhen, shortHash, type Output } from '../render.js'
+import { formatCount, formatWhen, shortHash, type Output } from '../render.js'
 import { formatDuration } from '../../manifest/duration.js'
 import type { GlobalArgs } from '../main.js'
 
@@ -11,7 +11,7 @@ export async function runStatus(args: GlobalArgs & { target: string }, out: Outp
       `generation:  ${s.generation ?? 'unknown'} (hash ${s.hash})`,
       `canonical:   ${s.canonical}`,
       `current for: ${s.ageMs === null ? 'unknown' : formatDuration(s.ageMs)}${s.since ? ` (since ${formatWhen(s.since)})` : ''}`,
-      `contents:    ${s.entries.toLocaleString('en-US')} entries from ${s.prefixes} prefixes`,
+      `contents:    ${formatCount(s.entries)} entries from ${s.prefixes} prefixes`,
       `manifest:    ${s.manifest ?? 'unknown'}`,
       `on disk:     ${s.generationsOnDisk} generation tree${s.generationsOnDisk === 1 ? '' : 's'} in ${s.store}`,
       `health:      ${s.health}${s.problems.map((p) => `\n  - ${p}`).join('')}`,

@@ -1,7 +1,7 @@
 import { loadManifest } from '../../manifest/load.js'
 import { createPlan, unresolvedConflicts, KIND_LETTERS, NO_SOURCE, type Conflict } from '../../plan/index.js'
 import { exitCodeFor } from '../../errors.js'
-import { shortHash, type Output } from '../render.js'
+import { formatCount, shortHash, type Output } from '../render.js'
 import type { GlobalArgs } from '../main.js'
 
 const KIND_NAMES = ['dir', 'file', 'symlink', 'folded'] as const
@@ -36,7 +36,7 @@ export async function run(args: GlobalArgs & { manifest: string; list: boolean }
           `view:      ${manifest.view} (${manifest.link}${manifest.link === 'symlink' && manifest.fold ? ', folded' : ''})`,
           `hash:      ${open.length ? `none (${open.length} unresolved conflict${open.length === 1 ? '' : 's'})` : plan.hash}`,
           `prefixes:  ${plan.prefixes.length}`,
-          `entries:   ${plan.paths.length.toLocaleString('en-US')} (${counts.dir} dirs, ${counts.file} files, ${counts.symlink} symlinks, ${counts.folded} folded dirs; ${plan.excluded} excluded by filters)`,
+          `entries:   ${formatCount(plan.paths.length)} (${counts.dir} dirs, ${counts.file} files, ${counts.symlink} symlinks, ${counts.folded} folded dirs; ${plan.excluded} excluded by filters)`,
         ]
         if (plan.conflicts.length) {
           lines.push(`conflicts: ${plan.conflicts.length} (${open.length} unresolved)`)

@@ -1,5 +1,5 @@
 import { regenerate } from '../../ops/regenerate.js'
-import { progressReporter, shortHash, type Output } from '../render.js'
+import { formatCount, progressReporter, shortHash, type Output } from '../render.js'
 import type { GlobalArgs } from '../main.js'
 import { interruptible } from '../signals.js'
 
@@ -22,7 +22,7 @@ export async function run(args: GlobalArgs & { manifest: string; dryRun: boolean
     })
     return 0
     function describe(): string {
-      const what = `${r.entries.toLocaleString('en-US')} entries from ${r.prefixes} prefix${r.prefixes === 1 ? '' : 'es'}`
+      const what = `${formatCount(r.entries)} entries from ${r.prefixes} prefix${r.prefixes === 1 ? '' : 'es'}`
       if (r.dryRun) {
         return r.changed
           ? `would switch ${r.view} to hash ${shortHash(r.hash)} (${what}); nothing written`

@@ -1,13 +1,13 @@
 import { verify } from '../../ops/verify.js'
 import { exitCodeFor } from '../../errors.js'
-import { shortHash, type Output } from '../render.js'
+import { formatCount, shortHash, type Output } from '../render.js'
 import type { GlobalArgs } from '../main.js'
 
 export async function run(args: GlobalArgs & { target: string }, out: Output): Promise<number> {
   try {
     const v = verify(args.target)
     out.result(v, () => {
-      if (v.ok) return `ok: ${v.view} generation ${v.generation ?? '?'} (${shortHash(v.hash)}) matches its plan (${v.checked.toLocaleString('en-US')} entries)`
+      if (v.ok) return `ok: ${v.view} generation ${v.generation ?? '?'} (${shortHash(v.hash)}) matches its plan (${formatCount(v.checked)} entries)`
       const lines = v.problems.slice(0, 200).map((p) => `${p.problem.padEnd(12)} ${p.path}: ${p.detail}`)
       if (v.problems.length > 200) lines.push(`… and ${v.problems.length - 200} more`)
       lines.push(`${v.problems.length} problem${v.problems.length === 1 ? '' : 's'} in ${v.view} generation ${v.generation ?? '?'} (${shortHash(v.hash)})`)

@@ -1,0 +1,156 @@
+/**
+ * The command line, as data: every command, its positionals and options.
+ * Both parsers read this table: the quick one (parse.ts) for a command line
+ * that is complete and valid, and yargs (yargs.ts) for help, `--version` in
+ * odd places, and every error message. One table, so the two cannot drift.
+ */
+export interface OptionSpec {
+  type: 'boolean' | 'number' | 'string'
+  describe: string
+  default?: boolean | number
+  alias?: string
+  choices?: readonly string[]
+}
+
+export type Options = Record<string, OptionSpec>
+
+// Each runner declares the arguments its command defines; the parser has checked them by then.
+export type Runner = (args: never, out: import('./render.js').Output) => Promise<number>
+
+export interface CommandSpec {
+  /** yargs syntax: `name <required> [optional]`; every positional is a string. */
+  command: string
+  describe: string
+  example: [string, string]
+  options?: Options
+  /** Arguments after `--` are the command's (exec). */
+  passThrough?: boolean
+  load: () => Promise<Runner>
+}
+
+export const USAGE = '$0 <command> <target> [options]\n\nAtomic, content-addressed environment views. A target is a manifest (*.yaml) or a view path.'
+
+export const GLOBAL_OPTIONS: Options = {
+  json: { type: 'boolean', default: false, describe: 'print one JSON object on stdout' },
+  quiet: { type: 'boolean', default: false, alias: 'q', describe: 'print nothing but errors' },
+  debug: { type: 'boolean', default: false, describe: 'print stack traces on errors' },
+}
+
+const WRITER_OPTIONS: Options = {
+  'lock-timeout': { type: 'number', default: 30, describe: 'seconds to wait for another writer (0 = fail at once)' },
+  lock: { type: 'boolean', default: true, describe: 'take the writer lock (--no-lock only where the filesystem cannot lock)' },
+}
+
+export const COMMANDS: CommandSpec[] = [
+  {
+    command: 'regenerate <manifest>',
+    describe: 'plan, build if needed, publish atomically, record a generation',
+    example: ['$0 regenerate /etc/views/hpc.yaml', 'build and switch the view the manifest describes'],
+    options: {
+      ...WRITER_OPTIONS,
+      'dry-run': { type: 'boolean', default: false, describe: 'plan and report, write nothing' },
+      adopt: { type: 'boolean', default: false, describe: 'move a real directory at the view path into the store first' },
+    },
+    load: async () => (await import('./commands/regenerate.js')).run,
+  },
+  {
+    command: 'plan <manifest>',
+    describe: 'show what would be linked, the conflicts and the hash; writes nothing',
+    example: ['$0 plan env.yaml --list', 'print every entry of the plan'],
+    options: { list: { type: 'boolean', default: false, describe: 'print every entry (path, kind, source)' } },
+    load: async () => (await import('./commands/plan.js')).run,
+  },
+  {
+    command: 'status <target>',
+    describe: 'current generation, hash, age, prefix count, health',
+    example: ['$0 status /opt/views/hpc', 'show what the view points at'],
+    load: async () => (await import('./commands/inspect.js')).runStatus,
+  },
+  {
+    command: 'list <target>',
+    describe: 'the generations, oldest first, with the current one marked',
+    example: ['$0 list /opt/views/hpc', 'like nix-env --list-generations'],
+    load: async () => (await import('./commands/inspect.js')).runList,
+  },
+  {
+    command: 'rollback <target>',
+    describe: 'switch the view back to an earlier generation in one rename',
+    example: ['$0 rollback /opt/views/hpc --to 3', 'switch to generation 3 (or give a hash prefix)'],
+    options: { ...WRITER_OPTIONS, to: { type: 'string', describe: 'generation number or hash prefix (default: the previous one on disk)' } },
+    load: async () => (await import('./commands/rollback.js')).run,
+  },
+  {
+    command: 'diff <target> [from] [to]',
+    describe: 'prefixes and paths added, removed or changed between two generations',
+    example: ['$0 diff /opt/views/hpc 3 5', 'compare generation 3 with generation 5 (default: previous vs current)'],
+    load: async () => (await import('./commands/diff.js')).run,
+  },
+  {
+    command: 'verify <target>',
+    describe: 'check the current tree against its recorded plan (exit 5 on problems)',
+    example: ['$0 verify /opt/views/hpc', 'report missing, extra, wrong and dangling entries'],
+    load: async () => (await import('./commands/verify.js')).run,
+  },
+  {
+    command: 'gc <target>',
+    describe: 'delete old generation trees that nothing needs (current, spares, young, pinned, in use and leased ones stay)',
+    example: ['$0 gc /opt/views/hpc --dry-run', 'list what would go and why each survivor stays'],
+    options: {
+      ...WRITER_OPTIONS,
+      keep: { type: 'number', describe: "spare generations kept besides the current one, whatever their age (default: the manifest's gc.keep, else 2)" },
+      ttl: { type: 'string', describe: "delete only generations not current for longer than this, e.g. 7d, 12h (default: the manifest's gc.ttl, else 7d)" },
+      'dry-run': { type: 'boolean', default: false, describe: 'decide and report, delete nothing' },
+      force: { type: 'boolean', default: false, describe: 'accept a ttl under 5 minutes (no other host reads this view)' },
+    },
+    load: async () => (await import('./commands/gc.js')).run,
+  },
+  {
+    command: 'pin <target> <generation>',
+    describe: 'protect a generation from gc',
+    example: ['$0 pin /opt/views/hpc 7', 'keep generation 7 until it is unpinned'],
+    options: WRITER_OPTIONS,
+    load: async () => (await import('./commands/pin.js')).runPin,
+  },
+  {
+    command: 'unpin <target> <generation>',
+    describe: 'let gc remove a pinned generation again',
+    example: ['$0 unpin /opt/views/hpc 7', 'generation 7 is subject to keep and ttl again'],
+    options: WRITER_OPTIONS,
+    load: async () => (await import('./commands/pin.js')).runUnpin,
+  },
+  {
+    command: 'exec <target>',
+    describe: 'run a command against the current generation, held by a lease until it ends: exec <target> -- cmd …',
+    example: ['$0 exec /opt/views/hpc -- make -j8', 'the job keeps one generation even if the view is regenerated meanwhile'],
+    passThrough: true,
+    load: async () => (await import('./commands/exec.js')).run,
+  },
+  {
+    command: 'activate <target>',
+    describe: 'print shell code that puts the view in PATH, MANPATH, … (for eval)',
+    example: ['eval "$($0 activate /opt/views/hpc)"', 'in sh, bash or zsh; fish: `$0 activate … --shell fish | source`'],
+    options: {
+      shell: { type: 'string', choices: ['sh', 'bash', 'zsh', 'fish', 'csh'], describe: 'the shell to write for (default: from $SHELL, else sh)' },
+      canonical: { type: 'boolean', default: false, describe: "name the current generation's tree instead of the view path (the shell keeps that generation)" },
+      deactivate: { type: 'boolean', default: false, describe: "print the undo: remove the view's entries, unset what becomes empty" },
+    },
+    load: async () => (await import('./commands/activate.js')).run,
+  },
+]
+
+export interface Positional {
+  name: string
+  required: boolean
+}
+
+/** The positionals of `regenerate <manifest>`, `diff <target> [from] [to]`, … */
+export function positionalsOf(spec: CommandSpec): Positional[] {
+  return spec.command
+    .split(' ')
+    .slice(1)
+    .map((p) => ({ name: p.slice(1, -1), required: p.startsWith('<') }))
+}
+
+export function commandName(spec: CommandSpec): string {
+  return spec.command.split(' ', 1)[0]!
+}
