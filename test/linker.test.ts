@@ -10,7 +10,7 @@
  */
 import fs from 'node:fs'
 import path from 'node:path'
-import { describe, expect, it } from 'vitest'
+import { describe, expect, it, onTestFinished } from 'vitest'
 import { CHUNK, PARALLEL_MIN_LINKS, scheduleLinks } from '../src/store/linker.js'
 import { ROOT, makePrefixes, tempDir, viewctl, writeManifest } from './helpers.js'
 
@@ -82,5 +82,49 @@ describe('linking with a worker thread (compiled package)', () => {
     expect(err).not.toBeNull()
     expect(err!.code).toBe('ENOENT')
     expect(err!.syscall).toBe('symlink')
+  })
+  it('hands the queue to workers started ahead of the plan; an error in one fails the build the same way', { timeout: 60_000 }, async () => {
+    const { linkAll, startLinkHelpers } = (await import(path.join(ROOT, 'dist', 'store', 'linker.js'))) as typeof import('../src/store/linker.js')
+    const threads = process.env.VIEWCTL_LINK_THREADS
+    process.env.VIEWCTL_LINK_THREADS = '2' // one worker even on a one-CPU machine
+    onTestFinished(() => {
+      if (threads === undefined) delete process.env.VIEWCTL_LINK_THREADS
+      else process.env.VIEWCTL_LINK_THREADS = threads
+    })
+    const n = PARALLEL_MIN_LINKS + 4000
+    const run = async (paths: string[], staging: string) => {
+      const helpers = startLinkHelpers()
+      expect(helpers?.helpers.length).toBe(1)
+      await new Promise((resolve) => setTimeout(resolve, 200)) // booted and waiting, as while a plan is made
+      const text = ['# viewctl plan 1\n', 'P\t0\t/nonexistent/prefix\n', ...paths.map((p) => `f\t0\t${p}\n`)]
+      const ctx = { staging, mode: 'symlink' as const, relative: false, prefixes: ['/nonexistent/prefix'], prefixFromRoot: ['../x'], paths, kinds: paths.map(() => 1), sources: paths.map(() => 0) }
+      let worked = 0
+      try {
+        await linkAll(ctx, paths.map((_, i) => i), { planText: text, helpers, checkpoint: (done) => (worked = done) })
+        // the helper got the queue and reported (one that never got it would still be waiting)
+        return { err: null, worked, report: await helpers!.helpers[0]!.ended }
+      } catch (e) {
+        return { err: e as NodeJS.ErrnoException, worked, report: null }
+      } finally {
+        helpers!.release()
+      }
+    }
+
+    const good = tempDir('viewctl-linker-staging-')
+    fs.mkdirSync(path.join(good, 'a'))
+    fs.mkdirSync(path.join(good, 'b'))
+    const paths = Array.from({ length: n }, (_, i) => (i % 2 ? `a/f${i}` : `b/f${i}`))
+    const ok = await run(paths, good)
+    expect(ok.err).toBeNull()
+    expect(ok.worked).toBe(n)
+    expect(ok.report).toEqual({ ok: true })
+    expect(fs.readdirSync(path.join(good, 'a')).length + fs.readdirSync(path.join(good, 'b')).length).toBe(n)
+    expect(fs.readlinkSync(path.join(good, 'a/f1'))).toBe('/nonexistent/prefix/a/f1')
+
+    const bad = tempDir('viewctl-linker-staging-')
+    fs.mkdirSync(path.join(bad, 'a')) // "b/" is never made
+    const failed = await run(paths, bad)
+    expect(failed.err?.code).toBe('ENOENT')
+    expect(failed.err?.syscall).toBe('symlink')
   })
 })

@@ -15,6 +15,7 @@ import { buildGeneration, throwIfAborted, type BuildProgress } from '../store/bu
 import { appendHistory, newRecord, retractHistory } from '../store/history.js'
 import { layoutFor, type Layout } from '../store/layout.js'
 import { publishGeneration } from '../store/publish.js'
+import { startLinkHelpers, type LinkHelpers } from '../store/linker.js'
 import { adoptDirectory, type AdoptResult } from '../store/adopt.js'
 import { isComplete, nextGenerationNumber, readViewState, type ViewState } from '../store/state.js'
 import { retireTree } from '../store/recover.js'
@@ -62,6 +63,16 @@ export async function regenerate(manifestFile: string, opts: RegenerateOptions =
   const cache = openScanCache(layout.scanCache)
   const unchanged = alreadyShown(layout, before, manifest, cache, !!opts.dryRun)
   if (unchanged) return { ...unchanged, elapsedMs: performance.now() - started }
+  // a build is likely: let link workers boot while the prefixes are walked
+  const helpers = opts.dryRun ? null : startLinkHelpers()
+  try {
+    return await planAndSwitch(manifestFile, manifest, layout, cache, { ...opts, helpers }, started)
+  } finally {
+    helpers?.release()
+  }
+}
+
+async function planAndSwitch(manifestFile: string, manifest: Manifest, layout: Layout, cache: ScanCache, opts: RegenerateOptions & { helpers: LinkHelpers | null }, started: number): Promise<RegenerateResult> {
   const plan = createPlan(manifest, { readDir: cache.readDir, memo: cache })
   assertNoConflicts(plan, manifestFile)
   throwIfAborted(opts.signal)
@@ -163,8 +174,8 @@ function alreadyShown(layout: Layout, state: ViewState, manifest: Manifest, cach
   }
 }
 
-async function switchToNewGeneration(layout: Layout, state: ViewState, plan: PlanResult, manifest: Manifest, opts: RegenerateOptions) {
-  const { built, dir } = await buildGeneration(layout, plan, manifest, { onProgress: opts.onProgress, signal: opts.signal })
+async function switchToNewGeneration(layout: Layout, state: ViewState, plan: PlanResult, manifest: Manifest, opts: RegenerateOptions & { helpers: LinkHelpers | null }) {
+  const { built, dir } = await buildGeneration(layout, plan, manifest, { onProgress: opts.onProgress, signal: opts.signal, helpers: opts.helpers })
   if (opts.signal?.aborted && built) retireTree(layout, dir, plan.hash) // nobody will record it: leave nothing behind
   throwIfAborted(opts.signal)
   const generation = nextGenerationNumber(state)

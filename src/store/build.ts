@@ -13,7 +13,7 @@ import { Kind } from '../plan/types.js'
 import type { PlanResult } from '../plan/index.js'
 import { generationDir, realGenerationDir, isHashName, LEASE_FILE, MANIFEST_COPY, META_DIR, META_FILE, PLAN_FILE, stagingDir, trashDir, type Layout } from './layout.js'
 import { isComplete } from './state.js'
-import { linkAll } from './linker.js'
+import { linkAll, type LinkHelpers } from './linker.js'
 import { generationMeta, kindCounts, readMeta, type GenerationMeta } from './meta.js'
 
 export interface BuildResult {
@@ -35,6 +35,8 @@ export interface BuildOptions {
   onProgress?: BuildProgress
   /** Aborting (SIGINT/SIGTERM) stops the build at the next batch, removes staging and throws INTERRUPTED. */
   signal?: AbortSignal
+  /** Link workers started ahead of the plan (linker.ts); the caller releases them. */
+  helpers?: LinkHelpers | null
 }
 
 export async function buildGeneration(layout: Layout, plan: PlanResult, manifest: Manifest, opts: BuildOptions = {}): Promise<BuildResult> {
@@ -125,6 +127,7 @@ async function linkEntries(staging: string, realFinalDir: string, plan: PlanResu
     links,
     {
       planText: plan.chunks,
+      helpers: opts.helpers,
       checkpoint: (linked) => {
         throwIfAborted(signal)
         if (onProgress && linked - reported >= BATCH) {

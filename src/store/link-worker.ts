@@ -7,15 +7,20 @@ import { parentPort, workerData } from 'node:worker_threads'
 import { parsePlanText } from '../plan/hash.js'
 import { describeError, drainChunks, STOP, type LinkWorkerData, type WorkerReport } from './linker.js'
 
-const data = workerData as LinkWorkerData
-let report: WorkerReport
-try {
-  const plan = parsePlanText(data.planText.join(''))
-  if (plan.paths.length !== data.count) throw new Error(`link worker parsed ${plan.paths.length} plan entries, expected ${data.count}`)
-  drainChunks({ staging: data.staging, mode: data.mode, relative: data.relative, prefixes: plan.prefixes, prefixFromRoot: data.prefixFromRoot, paths: plan.paths, kinds: plan.kinds, sources: plan.sources }, data.schedule, data.control)
-  report = { ok: true }
-} catch (err) {
-  Atomics.store(data.control, STOP, 1)
-  report = { ok: false, error: describeError(err) }
+/** Started with its queue, or ahead of the plan (startLinkHelpers) and given it in the first message. */
+if (workerData === null) parentPort!.once('message', (data: LinkWorkerData) => run(data))
+else run(workerData as LinkWorkerData)
+
+function run(data: LinkWorkerData): void {
+  let report: WorkerReport
+  try {
+    const plan = parsePlanText(data.planText.join(''))
+    if (plan.paths.length !== data.count) throw new Error(`link worker parsed ${plan.paths.length} plan entries, expected ${data.count}`)
+    drainChunks({ staging: data.staging, mode: data.mode, relative: data.relative, prefixes: plan.prefixes, prefixFromRoot: data.prefixFromRoot, paths: plan.paths, kinds: plan.kinds, sources: plan.sources }, data.schedule, data.control)
+    report = { ok: true }
+  } catch (err) {
+    Atomics.store(data.control, STOP, 1)
+    report = { ok: false, error: describeError(err) }
+  }
+  parentPort!.postMessage(report)
 }
-parentPort!.postMessage(report)

@@ -189,6 +189,8 @@ export interface LinkAllOptions {
   planText: string[]
   /** Called between chunks on the main thread with the links done so far (all threads); may throw to stop. */
   checkpoint: (linksDone: number) => void
+  /** Workers started ahead (startLinkHelpers), used instead of starting new ones. linkAll does not release them. */
+  helpers?: LinkHelpers | null
 }
 
 /** Worker threads besides the main thread: VIEWCTL_LINK_THREADS - 1 (default 2 threads in all, at most the CPUs). */
@@ -203,44 +205,92 @@ export const PARALLEL_MIN_LINKS = 12_000
 
 const WORKER_FILE = new URL('./link-worker.js', import.meta.url)
 
+/** A link worker: started, possibly still booting, waiting for its queue (a LinkWorkerData message). */
+interface Helper {
+  worker: Worker
+  /** Settles when the worker reports or dies; `died` is set when it ended without a report. */
+  ended: Promise<WorkerReport & { died?: boolean }>
+}
+
+/**
+ * Link workers started before the plan is known, so that a worker's start-up
+ * (a fresh isolate loading the linker, 40-100 ms) overlaps the walk instead
+ * of the linking. Unused ones are released; they never keep the process alive.
+ */
+export interface LinkHelpers {
+  readonly helpers: Helper[]
+  release(): void
+}
+
+export function startLinkHelpers(): LinkHelpers | null {
+  const extra = sfs.faultsArmed() ? 0 : extraLinkThreads()
+  // Only the compiled package ships the worker; run from sources (the tests), everything stays on the main thread.
+  if (extra === 0 || !fs.existsSync(WORKER_FILE)) return null
+  const helpers: Helper[] = []
+  for (let w = 0; w < extra; w++) {
+    const helper = spawnHelper(null)
+    if (helper === null) break
+    helper.worker.unref()
+    helpers.push(helper)
+  }
+  if (helpers.length === 0) return null
+  return {
+    helpers,
+    release: () => {
+      for (const { worker } of helpers) void worker.terminate()
+    },
+  }
+}
+
+function spawnHelper(data: LinkWorkerData | null): Helper | null {
+  let worker: Worker
+  try {
+    worker = new Worker(WORKER_FILE, { workerData: data })
+  } catch {
+    return null // no thread to be had (limits, memory): the main thread does it all
+  }
+  const ended = new Promise<WorkerReport & { died?: boolean }>((resolve) => {
+    worker.once('message', (m: WorkerReport) => resolve(m))
+    worker.once('error', (err: Error) => resolve({ ok: false, error: { message: err.message, stack: err.stack }, died: true }))
+    worker.once('exit', (code) => resolve(code === 0 ? { ok: true } : { ok: false, error: { message: `link worker exited with code ${code}` }, died: true }))
+  })
+  return { worker, ended }
+}
+
 /** Link every entry in `links` (indices into ctx's plan). */
 export async function linkAll(ctx: LinkContext, links: ArrayLike<number>, opts: LinkAllOptions): Promise<void> {
   const extra = links.length >= PARALLEL_MIN_LINKS && !sfs.faultsArmed() ? extraLinkThreads() : 0
-  // Only the compiled package ships the worker; run from sources (the tests), everything stays here.
   if (extra === 0 || !fs.existsSync(WORKER_FILE)) {
     await linkSerially(ctx, links, opts)
     return
   }
   const schedule = scheduleLinks(ctx.paths, links)
   const control = new Int32Array(new SharedArrayBuffer(CONTROL_SLOTS * Int32Array.BYTES_PER_ELEMENT))
-  const workers: Array<{ worker: Worker; report: Promise<WorkerReport> }> = []
+  const data: LinkWorkerData = { planText: opts.planText, count: ctx.paths.length, staging: ctx.staging, mode: ctx.mode, relative: ctx.relative, prefixFromRoot: ctx.prefixFromRoot, schedule, control }
+  const ahead = opts.helpers?.helpers ?? []
+  const started: Helper[] = []
   // the first error any thread met; a worker's arrives while the main thread yields between chunks
   const failed: { error: WorkerError | null } = { error: null }
   const stopAll = () => Atomics.store(control, STOP, 1)
+  const reports: Array<Promise<WorkerReport>> = []
   try {
     for (let w = 0; w < extra; w++) {
-      let worker: Worker
-      try {
-        worker = new Worker(WORKER_FILE, {
-          workerData: { planText: opts.planText, count: ctx.paths.length, staging: ctx.staging, mode: ctx.mode, relative: ctx.relative, prefixFromRoot: ctx.prefixFromRoot, schedule, control } satisfies LinkWorkerData,
-        })
-      } catch {
-        break // no thread to be had (limits, memory): the main thread does it all
+      let helper: Helper | null = ahead[w] ?? null
+      if (helper !== null) {
+        helper.worker.ref() // it has work now: the process waits for its report
+        helper.worker.postMessage(data)
       }
-      const report = new Promise<WorkerReport>((resolve) => {
-        worker.once('message', (m: WorkerReport) => resolve(m))
-        // Died without a word (could not start, out of memory): harmless if it never took a chunk.
-        const died = (message: string, stack?: string): WorkerReport => (Atomics.load(control, JOINED) === 0 ? { ok: true } : { ok: false, error: { message, stack } })
-        worker.once('error', (err: Error) => resolve(died(err.message, err.stack)))
-        worker.once('exit', (code) => resolve(code === 0 ? { ok: true } : died(`link worker exited with code ${code}`)))
-      })
+      else if ((helper = spawnHelper(data)) !== null) started.push(helper)
+      else break
+      // Died without a word (could not start, out of memory): harmless if no worker ever took a chunk.
+      const report = helper.ended.then((r): WorkerReport => (r.died && Atomics.load(control, JOINED) === 0 ? { ok: true } : r))
       void report.then((r) => {
         if (!r.ok && failed.error === null) {
           failed.error = r.error
           stopAll()
         }
       })
-      workers.push({ worker, report })
+      reports.push(report)
     }
     const { order, bounds } = schedule
     const chunks = bounds.length - 1
@@ -255,7 +305,7 @@ export async function linkAll(ctx: LinkContext, links: ArrayLike<number>, opts: 
       // let signals and worker reports in
       await new Promise<void>((resolve) => setImmediate(resolve))
     }
-    for (const { report } of workers) {
+    for (const report of reports) {
       const r = await report
       if (!r.ok && failed.error === null) failed.error = r.error
     }
@@ -263,7 +313,7 @@ export async function linkAll(ctx: LinkContext, links: ArrayLike<number>, opts: 
     opts.checkpoint(Atomics.load(control, DONE))
   } finally {
     stopAll()
-    await Promise.all(workers.map(({ worker }) => worker.terminate()))
+    await Promise.all(started.map(({ worker }) => worker.terminate()))
   }
 }
 
