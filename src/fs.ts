@@ -206,26 +206,156 @@ export function fsyncDir(p: string): void {
  * never followed. Node's rmSync(recursive) lstat()s every entry before
  * unlinking it; here the file types come with the directory listing (d_type,
  * the way rm does it), which halves the system calls for a tree of links
- * (docs/benchmarks.md). A directory that is not empty when removed (an NFS
- * client's .nfsXXXX file of something still open appearing) is listed and
- * tried again, twice, then the error stands.
+ * (docs/benchmarks.md). Names are handled as strings, which Node lists and
+ * passes to the kernel faster than Buffers; a directory holding a name that
+ * is not valid UTF-8 is removed byte for byte instead. A directory that is
+ * not empty when removed (an NFS client's .nfsXXXX file of something still
+ * open appearing) is listed and tried again, twice, then the error stands.
+ *
+ * This runs on one thread. store/remover.ts spreads a large tree over worker
+ * threads with the pieces below (listForRemoval, unlinkNames, removeEmptyDir).
  */
 export function rmTree(p: string): void {
   maybeFail('rm', p)
-  removeTree(asBuffer(fsPath(p)))
+  const fp = fsPath(p)
+  if (typeof fp === 'string') removeTreeText(fp)
+  else removeTreeBytes(fp)
+}
+
+/**
+ * The first step of removing `p` (a path as the kernel sees it): a directory
+ * is left for the caller to empty; anything else is unlinked here, and a
+ * path that is gone is fine.
+ */
+export function removalStart(p: string): 'dir' | 'done' {
+  let isDir: boolean
+  try {
+    isDir = fs.lstatSync(p).isDirectory()
+  } catch (err) {
+    ignoreGone(err)
+    return 'done'
+  }
+  if (isDir) return 'dir'
+  try {
+    fs.unlinkSync(p)
+  } catch (err) {
+    ignoreGone(err)
+  }
+  return 'done'
+}
+
+/** A directory's entries, for removal: what to unlink, and the subdirectories to empty. */
+export interface RemovalListing {
+  /** Names of everything that is not a directory (files, symlinks, sockets, …). */
+  files: string[]
+  /** Names of subdirectories. */
+  dirs: string[]
+  /** Some name is not valid UTF-8 (it came back with U+FFFD): remove this directory with removeTreeBytes instead. */
+  odd: boolean
+}
+
+/** List `dir` for removal (file types from the listing, no stat); null when it is gone. */
+export function listForRemoval(dir: string): RemovalListing | null {
+  let entries: fs.Dirent[]
+  try {
+    entries = fs.readdirSync(dir, { withFileTypes: true })
+  } catch (err) {
+    ignoreGone(err)
+    return null
+  }
+  const files: string[] = []
+  const dirs: string[] = []
+  let odd = false
+  for (const entry of entries) {
+    const name = entry.name
+    if (name.includes('\uFFFD')) odd = true
+    if (entry.isDirectory()) dirs.push(name)
+    else files.push(name)
+  }
+  return { files, dirs, odd }
+}
+
+/** Unlink `dir/name` for each name; one already gone is fine. */
+export function unlinkNames(dir: string, names: readonly string[]): void {
+  for (let i = 0; i < names.length; i++) {
+    try {
+      fs.unlinkSync(`${dir}/${names[i]}`)
+    } catch (err) {
+      ignoreGone(err)
+    }
+  }
+}
+
+/**
+ * Remove a directory whose entries have all been removed. One that is not
+ * empty after all (an NFS client's .nfsXXXX file, an entry a listing missed)
+ * is removed as a whole tree, which lists it again; gone is fine.
+ */
+export function removeEmptyDir(dir: string): void {
+  for (let tries = 0; ; tries++) {
+    const outcome = tryRmdir(dir, tries)
+    if (outcome !== 'again') return
+    const listing = listForRemoval(dir)
+    if (listing === null) return
+    if (listing.odd) {
+      removeTreeBytes(Buffer.from(dir, 'utf8'))
+      return
+    }
+    unlinkNames(dir, listing.files)
+    for (const name of listing.dirs) removeTreeText(`${dir}/${name}`)
+  }
+}
+
+/** rmTree without its fault rule, for a path the kernel takes as a string. Depth first without recursion. */
+function removeTreeText(p: string): void {
+  if (removalStart(p) !== 'dir') return
+  const stack: Array<{ dir: string; listed: boolean; tries: number }> = [{ dir: p, listed: false, tries: 0 }]
+  while (stack.length > 0) {
+    const frame = stack[stack.length - 1]!
+    if (!frame.listed) {
+      frame.listed = true
+      const listing = listForRemoval(frame.dir)
+      if (listing === null) {
+        stack.pop()
+        continue
+      }
+      if (listing.odd) {
+        removeTreeBytes(Buffer.from(frame.dir, 'utf8'))
+        stack.pop()
+        continue
+      }
+      unlinkNames(frame.dir, listing.files)
+      for (const name of listing.dirs) stack.push({ dir: `${frame.dir}/${name}`, listed: false, tries: 0 })
+      continue
+    }
+    if (tryRmdir(frame.dir, frame.tries) === 'again') {
+      frame.tries++
+      frame.listed = false
+    } else stack.pop()
+  }
+}
+
+/** rmdir: 'done' (removed, or gone), 'again' (not empty, tries left), or the error is thrown. */
+function tryRmdir(dir: string | Buffer, tries: number): 'done' | 'again' {
+  try {
+    fs.rmdirSync(dir)
+    return 'done'
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code
+    if (code === 'ENOENT') return 'done'
+    if ((code === 'ENOTEMPTY' || code === 'EEXIST' || code === 'EBUSY') && tries < 2) return 'again'
+    throw err
+  }
 }
 
 const SLASH = Buffer.from('/')
-
-function asBuffer(p: string | Buffer): Buffer {
-  return typeof p === 'string' ? Buffer.from(p, 'utf8') : p
-}
 
 function ignoreGone(err: unknown): void {
   if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err
 }
 
-function removeTree(root: Buffer): void {
+/** rmTree by raw bytes, for paths and names that are not valid UTF-8. */
+function removeTreeBytes(root: Buffer): void {
   let isDir: boolean
   try {
     isDir = fs.lstatSync(root).isDirectory()
@@ -268,17 +398,10 @@ function removeTree(root: Buffer): void {
       }
       continue
     }
-    try {
-      fs.rmdirSync(top.dir)
-      stack.pop()
-    } catch (err) {
-      const code = (err as NodeJS.ErrnoException).code
-      if (code === 'ENOENT') stack.pop()
-      else if ((code === 'ENOTEMPTY' || code === 'EEXIST' || code === 'EBUSY') && top.tries < 2) {
-        top.tries++
-        top.listed = false
-      } else throw err
-    }
+    if (tryRmdir(top.dir, top.tries) === 'again') {
+      top.tries++
+      top.listed = false
+    } else stack.pop()
   }
 }
 

@@ -7,7 +7,7 @@
 import fs from 'node:fs'
 import path from 'node:path'
 import { describe, expect, it } from 'vitest'
-import { rmTree } from '../src/fs.js'
+import { listForRemoval, removeEmptyDir, rmTree, unlinkNames } from '../src/fs.js'
 import { tempDir, writeTree } from './helpers.js'
 
 describe('rmTree', () => {
@@ -38,6 +38,31 @@ describe('rmTree', () => {
     fs.writeFileSync(Buffer.concat([raw, Buffer.from('/f-'), Buffer.from([0xc3, 0x28])]), 'x')
     rmTree(`${dir}/odd-\udcff\udcfe`)
     expect(fs.readdirSync(dir)).toEqual([])
+  })
+
+  it('finds a name that is not UTF-8 deep inside a tree given by a plain path, and removes it byte for byte', () => {
+    const dir = tempDir('viewctl-rm-')
+    const tree = writeTree(path.join(dir, 'tree'), { 'a/b/plain': 'x', 'a/other': 'y' })
+    const odd = Buffer.concat([Buffer.from(`${tree}/a/b/bad-`), Buffer.from([0xc3, 0x28])])
+    fs.writeFileSync(odd, 'z')
+    fs.mkdirSync(Buffer.concat([odd, Buffer.from('-dir')]))
+    fs.writeFileSync(Buffer.concat([odd, Buffer.from('-dir/f-'), Buffer.from([0xff])]), 'z')
+    expect(listForRemoval(path.join(tree, 'a', 'b'))!.odd).toBe(true)
+    expect(listForRemoval(path.join(tree, 'a'))).toEqual({ files: ['other'], dirs: ['b'], odd: false })
+    rmTree(tree)
+    expect(fs.readdirSync(dir)).toEqual([])
+  })
+
+  it('removes a directory that is not empty after all (a name appeared after it was listed)', () => {
+    const dir = tempDir('viewctl-rm-')
+    const tree = writeTree(path.join(dir, 'tree'), { 'f1': '1', 'f2': '2' })
+    const listing = listForRemoval(tree)!
+    unlinkNames(tree, [...listing.files, 'gone-already'])
+    writeTree(tree, { 'late/file': 'x', '.nfs0000abcd': 'y' }) // what an NFS client's silly rename leaves
+    removeEmptyDir(tree)
+    expect(fs.existsSync(tree)).toBe(false)
+    expect(listForRemoval(tree)).toBeNull()
+    expect(() => removeEmptyDir(tree)).not.toThrow()
   })
 
   it('is fine with a path that is gone, and removes a single file or link', () => {
