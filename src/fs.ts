@@ -207,13 +207,14 @@ export function fsyncDir(p: string): void {
  * unlinking it; here the file types come with the directory listing (d_type,
  * the way rm does it), which halves the system calls for a tree of links
  * (docs/benchmarks.md). Names are handled as strings, which Node lists and
- * passes to the kernel faster than Buffers; a directory holding a name that
- * is not valid UTF-8 is removed byte for byte instead. A directory that is
+ * passes to the kernel faster than Buffers; only an entry whose name is not
+ * valid UTF-8 is removed byte for byte. A directory that is
  * not empty when removed (an NFS client's .nfsXXXX file of something still
  * open appearing) is listed and tried again, twice, then the error stands.
  *
  * This runs on one thread. store/remover.ts spreads a large tree over worker
- * threads with the pieces below (listForRemoval, unlinkNames, removeEmptyDir).
+ * threads with the pieces below (listForRemoval, unlinkNames, removeByBytes,
+ * removeEmptyDir).
  */
 export function rmTree(p: string): void {
   maybeFail('rm', p)
@@ -250,8 +251,8 @@ export interface RemovalListing {
   files: string[]
   /** Names of subdirectories. */
   dirs: string[]
-  /** Some name is not valid UTF-8 (it came back with U+FFFD): remove this directory with removeTreeBytes instead. */
-  odd: boolean
+  /** Entries whose names are not valid UTF-8, as full paths in bytes: for removeByBytes. */
+  odd: Buffer[]
 }
 
 /** List `dir` for removal (file types from the listing, no stat); null when it is gone. */
@@ -265,14 +266,38 @@ export function listForRemoval(dir: string): RemovalListing | null {
   }
   const files: string[] = []
   const dirs: string[] = []
-  let odd = false
   for (const entry of entries) {
     const name = entry.name
-    if (name.includes('\uFFFD')) odd = true
+    // a name that is not valid UTF-8 came back with U+FFFD in it: list again, by bytes
+    if (name.includes('\uFFFD')) return listBytes(dir)
     if (entry.isDirectory()) dirs.push(name)
     else files.push(name)
   }
-  return { files, dirs, odd }
+  return { files, dirs, odd: [] }
+}
+
+function listBytes(dir: string): RemovalListing | null {
+  let entries: fs.Dirent<Buffer>[]
+  try {
+    entries = fs.readdirSync(dir, { withFileTypes: true, encoding: 'buffer' })
+  } catch (err) {
+    ignoreGone(err)
+    return null
+  }
+  const base = Buffer.from(`${dir}/`, 'utf8')
+  const listing: RemovalListing = { files: [], dirs: [], odd: [] }
+  for (const entry of entries) {
+    const name = entry.name.toString('utf8')
+    if (name.includes('\uFFFD')) listing.odd.push(Buffer.concat([base, entry.name]))
+    else if (entry.isDirectory()) listing.dirs.push(name)
+    else listing.files.push(name)
+  }
+  return listing
+}
+
+/** Remove each path (given in bytes: a file, a link or a whole tree), like rmTree. */
+export function removeByBytes(paths: readonly Buffer[]): void {
+  for (const p of paths) removeTreeBytes(p)
 }
 
 /** Unlink `dir/name` for each name; one already gone is fine. */
@@ -297,10 +322,7 @@ export function removeEmptyDir(dir: string): void {
     if (outcome !== 'again') return
     const listing = listForRemoval(dir)
     if (listing === null) return
-    if (listing.odd) {
-      removeTreeBytes(Buffer.from(dir, 'utf8'))
-      return
-    }
+    removeByBytes(listing.odd)
     unlinkNames(dir, listing.files)
     for (const name of listing.dirs) removeTreeText(`${dir}/${name}`)
   }
@@ -319,11 +341,7 @@ function removeTreeText(p: string): void {
         stack.pop()
         continue
       }
-      if (listing.odd) {
-        removeTreeBytes(Buffer.from(frame.dir, 'utf8'))
-        stack.pop()
-        continue
-      }
+      removeByBytes(listing.odd)
       unlinkNames(frame.dir, listing.files)
       for (const name of listing.dirs) stack.push({ dir: `${frame.dir}/${name}`, listed: false, tries: 0 })
       continue

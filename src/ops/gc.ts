@@ -21,8 +21,11 @@
  * regenerate then costs a journal read). Otherwise everything is decided
  * again under the lock, the survivors of 1–4 are scanned for in /proc once,
  * and each remaining tree is try-locked exclusively, renamed to `.trash-*`
- * while that lease lock is held (so no exec can start on it), and removed.
- * A crash mid-removal leaves trash, which the next writer clears.
+ * while that lease lock is held (so no exec can start on it), and removed:
+ * a large one by the main thread and a worker thread together
+ * (store/remover.ts), the worker started before the lock is taken so that it
+ * has booted by the time the removal begins. A crash mid-removal leaves
+ * trash, which the next writer clears.
  *
  * Hash directories no journal record names are left alone: viewctl did not
  * record them, so it does not claim them.
@@ -37,9 +40,10 @@ import { DEFAULT_GC } from '../manifest/types.js'
 import { hashesOnDisk } from '../store/build.js'
 import { readMeta } from '../store/meta.js'
 import { switches } from '../store/history.js'
-import { generationDir, layoutFor, trashDir } from '../store/layout.js'
+import { generationDir, layoutFor, trashDir, type Layout } from '../store/layout.js'
 import { tryExclusiveLease } from '../store/lease.js'
 import { describeUse, findProcessUsers, type ProcessScan } from '../store/readers.js'
+import { startTreeRemover, type TreeRemover } from '../store/remover.js'
 import { listGenerations, readViewState, requireManaged, type GenerationInfo, type ViewState } from '../store/state.js'
 import { withWriter, type WriterOptions } from './writer.js'
 
@@ -120,13 +124,26 @@ export async function collectGarbage(target: string, opts: GcOptions = {}): Prom
   const now = Date.now()
   const quick = decide(first, policy, now)
   if (!opts.dryRun && quick.candidates.size === 0) return report(first, policy, quick, [], null, [], false)
-  if (opts.dryRun) return checkInUse(first, policy, quick, true)
+  if (opts.dryRun) return checkInUse(first, policy, quick, null)
 
-  return withWriter(layout, opts, () => {
-    const state = readViewState(layout)
-    requireManaged(state)
-    return checkInUse(state, policy, decide(state, policy, Date.now()), false)
-  })
+  // A removal thread for big trees boots now, while the lock is taken and the /proc scan runs.
+  const remover = startTreeRemover(entriesIn(layout, quick.candidates.keys()))
+  try {
+    return await withWriter(layout, opts, () => {
+      const state = readViewState(layout)
+      requireManaged(state)
+      return checkInUse(state, policy, decide(state, policy, Date.now()), remover)
+    })
+  } finally {
+    await remover.close()
+  }
+}
+
+/** Entries in the given generation trees, as their metadata counts them (0 for a tree without). */
+function entriesIn(layout: Layout, hashes: Iterable<string>): number {
+  let n = 0
+  for (const h of hashes) n += readMeta(generationDir(layout, h))?.counts.entries ?? 0
+  return n
 }
 
 function resolvePolicy(state: ViewState, opts: GcOptions): Policy {
@@ -212,8 +229,9 @@ function decide(state: ViewState & { hash: string }, policy: Policy, now: number
   return { rows, reasons, candidates }
 }
 
-/** Checks 5 and 6, then (unless a dry run) retire and remove the trees that pass. */
-function checkInUse(state: ViewState & { hash: string }, policy: Policy, decision: Decision, dryRun: boolean): GcResult {
+/** Checks 5 and 6, then (unless a dry run, which has no remover) retire and remove the trees that pass. */
+async function checkInUse(state: ViewState & { hash: string }, policy: Policy, decision: Decision, remover: TreeRemover | null): Promise<GcResult> {
+  const dryRun = remover === null
   const { layout } = state
   const warnings: string[] = []
   let scan: ProcessScan | null = null
@@ -288,7 +306,7 @@ function checkInUse(state: ViewState & { hash: string }, policy: Policy, decisio
   // removed under the writer lock: the next writer treats any trash it finds as a dead writer's
   for (const r of retired) {
     try {
-      sfs.rmTree(r.trash)
+      await remover!.remove(r.trash)
     } catch (err) {
       warnings.push(`${translateOsError(err, `removing ${r.trash}`).message}; the tree is out of the view's reach and the next writer removes it`)
     }
