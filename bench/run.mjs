@@ -226,7 +226,7 @@ function manifestText(view, prefixes, extra) {
 // main
 
 const opts = parseArgs(process.argv.slice(2))
-if (!fs.existsSync(path.join(ROOT, 'dist', 'cli', 'main.js'))) {
+if (!fs.existsSync(path.join(ROOT, 'dist', 'bundle', 'main.js'))) {
   process.stderr.write('bench: dist/ is missing; run `npm run build` first (or `npm run bench`)\n')
   process.exit(2)
 }
