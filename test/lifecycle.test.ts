@@ -7,9 +7,9 @@
  */
 import fs from 'node:fs'
 import path from 'node:path'
-import { spawn, type ChildProcess } from 'node:child_process'
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { describe, expect, it, onTestFinished } from 'vitest'
-import { tempDir, viewctl, writeManifest, writeTree, type RunResult } from './helpers.js'
+import { ROOT, tempDir, viewctl, writeManifest, writeTree, type RunResult } from './helpers.js'
 import { findProcessUsers } from '../src/store/readers.js'
 
 const HOUR = 3600_000
@@ -458,6 +458,33 @@ describe('in use on this host (/proc)', () => {
     expect(scan.uses.has('f'.repeat(32))).toBe(false)
     // a hash that is only a prefix of the one named does not match
     expect(findProcessUsers([store], [g1.hash.slice(0, 20)]).uses.size).toBe(0)
+  })
+})
+
+describe('in use on this host, seen by another user (/proc)', () => {
+  const isRoot = process.getuid?.() === 0
+  it.runIf(isRoot)("counts the processes it may not inspect, finds its user's own, and cannot see the others'", async () => {
+    const dir = tempDir('viewctl-life-')
+    fs.chmodSync(dir, 0o755)
+    const hash = 'cd'.repeat(16)
+    const tree = path.join(dir, hash)
+    fs.mkdirSync(path.join(tree, 'bin'), { recursive: true, mode: 0o755 })
+    const nobody = { uid: 65534, gid: 65534 }
+    const own = spawn('sleep', ['30'], { cwd: tree, stdio: 'ignore', ...nobody })
+    spawnSleep({ cwd: tree }) // root's: not for nobody to inspect, so not found
+    onTestFinished(() => {
+      own.kill('SIGKILL')
+    })
+    await new Promise((r) => setTimeout(r, 150))
+    const script = `const { findProcessUsers } = await import(${JSON.stringify(path.join(ROOT, 'dist', 'store', 'readers.js'))})
+const s = findProcessUsers([${JSON.stringify(dir)}], [${JSON.stringify(hash)}])
+console.log(JSON.stringify({ scanned: s.scanned, unreadable: s.unreadable, uses: s.uses.get(${JSON.stringify(hash)}) ?? [] }))`
+    const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', ...nobody })
+    expect(r.status, r.stderr).toBe(0)
+    const scan = JSON.parse(r.stdout)
+    expect(scan.uses).toEqual([{ pid: own.pid, command: 'sleep', how: 'cwd' }])
+    expect(scan.unreadable).toBeGreaterThan(0) // at least the root sleeper and this test's runner
+    expect(scan.unreadable).toBeLessThan(scan.scanned)
   })
 })
 

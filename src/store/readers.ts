@@ -25,6 +25,10 @@
  *   follows the view, which is what it asked for.
  * - Processes in other mount namespaces (containers) see other paths.
  *
+ * A process another user owns costs two failed calls (cwd, and the listing of
+ * fd/, which has a check of its own), not six: the kernel decides cwd, exe,
+ * root, maps and environ with the same check.
+ *
  * The scan compares bytes, not decoded strings, and looks each hit up in a
  * set of hashes, so its cost is one pass over /proc whatever the number of
  * candidate generations. Reading `maps` is the most expensive part and is
@@ -102,10 +106,17 @@ export function findProcessUsers(stores: string[], hashes: Iterable<string>, opt
       if (hash !== null && !found.has(hash)) found.set(hash, how)
     }
 
+    // cwd, exe, root, maps and environ are all behind one check (may this user read the
+    // process: ptrace_may_access, PTRACE_MODE_READ_FSCREDS): when cwd is refused, so is the rest
+    let inspectable = true
     for (const how of LINKS) {
       const target = readlink(`${base}/${how}`)
       if (typeof target === 'string') note(hashInPath(target, prefixes, wanted), how)
-      else if (target.denied) unreadable = true
+      else if (target.denied) {
+        unreadable = true
+        inspectable = false
+        break
+      }
     }
 
     let fds: string[] | null = null
@@ -121,7 +132,7 @@ export function findProcessUsers(stores: string[], hashes: Iterable<string>, opt
       }
     }
 
-    for (const [file, how] of files) {
+    for (const [file, how] of inspectable ? files : []) {
       const n = readProcFile(`${base}/${file}`, buf)
       if (n === DENIED) unreadable = true
       if (n < 0) continue
