@@ -234,7 +234,8 @@ class ParallelRemover implements TreeRemover {
     Atomics.store(control, TOTAL, -1)
     for (const h of helpers) h.worker.postMessage({ type: 'tree', id, control, taken, slot: JOIN + h.slot } satisfies RemoverMessage)
 
-    const chunks: Array<{ dir: string; names: string[] } | null> = []
+    // names joined, as sent to the workers: one string a chunk for the garbage collector to carry, not 512
+    const chunks: Array<{ dir: string; names: string } | null> = []
     const dirs: string[] = [] // in the order listed: parents before children
     let failure: unknown = null
     let oldest = 0 // the main thread takes from the front of the published chunks, workers from the back
@@ -246,7 +247,7 @@ class ParallelRemover implements TreeRemover {
         mainChunks++
         const chunk = chunks[c]!
         chunks[c] = null
-        sfs.unlinkNames(chunk.dir, chunk.names)
+        sfs.unlinkNames(chunk.dir, chunk.names.split('\0'))
         return true
       }
       return false
@@ -267,8 +268,9 @@ class ParallelRemover implements TreeRemover {
             sfs.unlinkNames(dir, names)
             continue
           }
-          chunks.push({ dir, names })
-          const message: RemoverMessage = { type: 'chunk', id, dir, names: names.join('\0') }
+          const chunk = { dir, names: names.join('\0') }
+          chunks.push(chunk)
+          const message: RemoverMessage = { type: 'chunk', ...chunk, id }
           for (const h of helpers) h.worker.postMessage(message)
           Atomics.store(control, PUBLISHED, chunks.length)
         }
