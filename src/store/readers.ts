@@ -27,7 +27,8 @@
  *
  * A process another user owns costs two failed calls (cwd, and the listing of
  * fd/, which has a check of its own), not six: the kernel decides cwd, exe,
- * root, maps and environ with the same check.
+ * root, maps and environ with the same check. A kernel thread (no exe) is
+ * not asked for its maps and environ, which it does not have.
  *
  * The scan compares bytes, not decoded strings, and looks each hit up in a
  * set of hashes, so its cost is one pass over /proc whatever the number of
@@ -107,16 +108,18 @@ export function findProcessUsers(stores: string[], hashes: Iterable<string>, opt
     }
 
     // cwd, exe, root, maps and environ are all behind one check (may this user read the
-    // process: ptrace_may_access, PTRACE_MODE_READ_FSCREDS): when cwd is refused, so is the rest
-    let inspectable = true
+    // process: ptrace_may_access, PTRACE_MODE_READ_FSCREDS): when cwd is refused, so is the rest.
+    // No exe means no memory of its own (a kernel thread, or a process that is exiting): its
+    // maps and environ are empty, and a user memory a kernel thread borrows is its owner's, scanned there.
+    let readMemory = true
     for (const how of LINKS) {
       const target = readlink(`${base}/${how}`)
       if (typeof target === 'string') note(hashInPath(target, prefixes, wanted), how)
       else if (target.denied) {
         unreadable = true
-        inspectable = false
+        readMemory = false
         break
-      }
+      } else if (how === 'exe') readMemory = false
     }
 
     let fds: string[] | null = null
@@ -132,7 +135,7 @@ export function findProcessUsers(stores: string[], hashes: Iterable<string>, opt
       }
     }
 
-    for (const [file, how] of inspectable ? files : []) {
+    for (const [file, how] of readMemory ? files : []) {
       const n = readProcFile(`${base}/${file}`, buf)
       if (n === DENIED) unreadable = true
       if (n < 0) continue
