@@ -2,8 +2,8 @@
  * Removing a large tree on the main thread and a worker thread at once
  * (src/store/remover.ts): the tree goes entirely, symlinks are never
  * followed, the worker really takes part, an error in the worker fails the
- * removal with its errno, and a gc killed with -9 mid-removal leaves trash
- * that the next writer clears.
+ * removal with its errno (which gc reports as a warning, leaving trash), and
+ * a gc killed with -9 mid-removal leaves trash that the next writer clears.
  *
  * The worker exists only in the compiled package, so these tests import the
  * compiled remover from dist/ (built by pretest) or run the real CLI.
@@ -205,6 +205,36 @@ describe('gc of a large generation (real CLI)', () => {
     expect(fs.readdirSync(g.store).filter((n) => n === g.big || n.startsWith('.trash-'))).toEqual([])
     const v = viewctl(['verify', g.view, '--json'])
     expect(v.code, v.stdout + v.stderr).toBe(0)
+  })
+
+  it('an unlink the filesystem refuses becomes a warning; the trash stays for the next writer', { timeout: 120_000 }, async (ctx) => {
+    const g = twoGenerations()
+    // bin/ is listed last, so its chunks are the newest: the worker's first pick once the listing is done
+    const bin = path.join(g.store, g.big, 'bin')
+    onTestFinished(() => {
+      // wherever bin/ went (into trash), let the scratch directory be removed
+      for (const n of fs.readdirSync(g.store).filter((n) => n.startsWith('.trash-'))) {
+        if (isRoot) spawnSync('chattr', ['-i', path.join(g.store, n, 'bin')])
+        else fs.chmodSync(path.join(g.store, n, 'bin'), 0o755)
+      }
+    })
+    const errno = lockEntriesIn(bin)
+    if (errno === null) ctx.skip()
+    const r = viewctl(['gc', g.view, '--keep', '0', '--ttl', '0', '--force', '--json'])
+    expect(r.code, r.stderr).toBe(0)
+    expect(r.json.removed).toEqual([{ generations: [1], hash: g.big }])
+    expect(r.json.warnings).toEqual([expect.stringMatching(/^permission denied at \/.*\/bin\/[^/]+ while removing \/.*\/\.trash-[^/]+; the tree is out of the view's reach and the next writer removes it$/)])
+    expect(r.stderr).toMatch(/warning: permission denied/)
+    const trash = fs.readdirSync(g.store).filter((n) => n.startsWith('.trash-'))
+    expect(trash).toHaveLength(1)
+    expect(fs.existsSync(path.join(g.store, g.big))).toBe(false)
+
+    const stuck = path.join(g.store, trash[0]!, 'bin')
+    if (isRoot) spawnSync('chattr', ['-i', stuck])
+    else fs.chmodSync(stuck, 0o755)
+    const pin = viewctl(['pin', g.view, '2'])
+    expect(pin.code, pin.stderr).toBe(0)
+    expect(fs.readdirSync(g.store).filter((n) => n.startsWith('.trash-'))).toEqual([])
   })
 
   it('killed with -9 mid-removal: only trash is left, which the next writer removes', { timeout: 120_000 }, async () => {
