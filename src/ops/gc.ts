@@ -37,10 +37,9 @@ import { ViewError, translateOsError } from '../errors.js'
 import { formatDuration, parseDuration } from '../manifest/duration.js'
 import { viewPathOf } from '../manifest/target.js'
 import { DEFAULT_GC } from '../manifest/types.js'
-import { hashesOnDisk } from '../store/build.js'
 import { readMeta } from '../store/meta.js'
 import { switches } from '../store/history.js'
-import { generationDir, layoutFor, trashDir, type Layout } from '../store/layout.js'
+import { generationDir, isHashName, layoutFor, trashDir, type Layout } from '../store/layout.js'
 import { tryExclusiveLease } from '../store/lease.js'
 import { describeUse, findProcessUsers, type ProcessScan } from '../store/readers.js'
 import { startTreeRemover, type TreeRemover } from '../store/remover.js'
@@ -321,7 +320,7 @@ function report(state: ViewState, policy: Policy, decision: Decision, removed: R
     .filter((g) => !going.has(g.hash))
     .map((g) => ({ generation: g.generation, hash: g.hash, reasons: decision.reasons.get(g.generation)! }))
   const recorded = new Set(state.records.map((r) => r.hash))
-  const untracked = hashesOnDisk(state.layout)
+  const untracked = hashDirs(state.layout)
     .filter((h) => !recorded.has(h))
     .sort()
     .map((hash) => ({ hash, note: 'no history record names this tree; gc leaves it alone (remove it by hand if nothing uses it)' }))
@@ -334,6 +333,18 @@ function report(state: ViewState, policy: Policy, decision: Decision, removed: R
     untracked,
     scan: scan ? { scanned: scan.scanned, unreadable: scan.unreadable, available: scan.available, elapsedMs: Math.round(scan.elapsedMs) } : null,
     warnings,
+  }
+}
+
+/**
+ * Names in the store that are generation trees (store/build.ts has the same;
+ * importing it would load the builder and the linker into every gc, 4-5 ms).
+ */
+function hashDirs(layout: Layout): string[] {
+  try {
+    return fs.readdirSync(layout.store).filter(isHashName)
+  } catch {
+    return []
   }
 }
 
