@@ -5,7 +5,8 @@
  */
 import { parentPort, workerData } from 'node:worker_threads'
 import { parsePlanText } from '../plan/hash.js'
-import { describeError, drainChunks, STOP, type LinkWorkerData, type WorkerReport } from './linker.js'
+import { drainChunks, STOP, type LinkWorkerData, type WorkerReport } from './linker.js'
+import { describeError } from './worker-error.js'
 
 /** Started with its queue, or ahead of the plan (startLinkHelpers) and given it in the first message. */
 if (workerData === null) parentPort!.once('message', (data: LinkWorkerData) => run(data))

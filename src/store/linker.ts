@@ -26,6 +26,7 @@ import { Worker } from 'node:worker_threads'
 import * as sfs from '../fs.js'
 import type { LinkMode } from '../manifest/types.js'
 import { Kind, NO_SOURCE } from '../plan/types.js'
+import { reviveError, type WorkerError } from './worker-error.js'
 
 /** What one thread needs to place entry i of a plan. */
 export interface LinkContext {
@@ -165,24 +166,8 @@ export interface LinkWorkerData {
   control: Int32Array
 }
 
-export interface WorkerError {
-  message: string
-  code?: string
-  errno?: number
-  syscall?: string
-  path?: string
-  dest?: string
-  stack?: string
-}
-
 /** What a worker reports: done, or the error it stopped on. */
 export type WorkerReport = { ok: true } | { ok: false; error: WorkerError }
-
-export function describeError(err: unknown): WorkerError {
-  if (!(err instanceof Error)) return { message: String(err) }
-  const e = err as NodeJS.ErrnoException & { dest?: string }
-  return { message: e.message, code: e.code, errno: e.errno, syscall: e.syscall, path: e.path, dest: e.dest, stack: e.stack }
-}
 
 export interface LinkAllOptions {
   /** The plan's text (hash.ts), which a worker parses instead of being sent every path. */
@@ -326,16 +311,4 @@ async function linkSerially(ctx: LinkContext, links: ArrayLike<number>, opts: Li
     }
   }
   opts.checkpoint(links.length)
-}
-
-/** An error a worker sent back, as an Error with its errno fields (for translateOsError). */
-function reviveError(e: WorkerError): Error {
-  const err = new Error(e.message) as NodeJS.ErrnoException & { dest?: string }
-  if (e.code !== undefined) err.code = e.code
-  if (e.errno !== undefined) err.errno = e.errno
-  if (e.syscall !== undefined) err.syscall = e.syscall
-  if (e.path !== undefined) err.path = e.path
-  if (e.dest !== undefined) err.dest = e.dest
-  if (e.stack !== undefined) err.stack = e.stack
-  return err
 }

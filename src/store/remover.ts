@@ -47,6 +47,7 @@ import fs from 'node:fs'
 import os from 'node:os'
 import { Worker } from 'node:worker_threads'
 import * as sfs from '../fs.js'
+import { reviveError, type WorkerError } from './worker-error.js'
 
 /** Below this many entries a worker's start-up (a fresh V8 isolate, ~20-40 ms of CPU) does not pay. */
 export const PARALLEL_MIN_ENTRIES = 12_000
@@ -73,19 +74,11 @@ export type RemoverMessage =
   | { type: 'tree'; id: number; control: Int32Array; taken: Uint8Array; slot: number }
   | { type: 'chunk'; id: number; dir: string; names: string }
 
-export interface RemoverError {
-  message: string
-  code?: string
-  errno?: number
-  syscall?: string
-  path?: string
-  stack?: string
-}
 
 /** What a worker that joined a tree reports when it leaves it. */
 export interface RemoverReport {
   id: number
-  error?: RemoverError
+  error?: WorkerError
 }
 
 /** Take chunk c unless someone has. */
@@ -96,23 +89,6 @@ export function take(taken: Uint8Array, c: number): boolean {
 export function signal(control: Int32Array): void {
   Atomics.add(control, SIGNAL, 1)
   Atomics.notify(control, SIGNAL)
-}
-
-export function describeError(err: unknown): RemoverError {
-  if (!(err instanceof Error)) return { message: String(err) }
-  const e = err as NodeJS.ErrnoException
-  return { message: e.message, code: e.code, errno: e.errno, syscall: e.syscall, path: e.path, stack: e.stack }
-}
-
-/** An error a worker sent back, as an Error with its errno fields. */
-function reviveError(e: RemoverError): Error {
-  const err = new Error(e.message) as NodeJS.ErrnoException
-  if (e.code !== undefined) err.code = e.code
-  if (e.errno !== undefined) err.errno = e.errno
-  if (e.syscall !== undefined) err.syscall = e.syscall
-  if (e.path !== undefined) err.path = e.path
-  if (e.stack !== undefined) err.stack = e.stack
-  return err
 }
 
 /** How a removal was shared out. */

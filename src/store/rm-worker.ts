@@ -7,7 +7,8 @@
  */
 import { parentPort, receiveMessageOnPort } from 'node:worker_threads'
 import { unlinkNames } from '../fs.js'
-import { describeError, PUBLISHED, signal, SIGNAL, STOP, take, TOTAL, type RemoverMessage, type RemoverReport } from './remover.js'
+import { PUBLISHED, signal, SIGNAL, STOP, take, TOTAL, type RemoverMessage, type RemoverReport } from './remover.js'
+import { describeError } from './worker-error.js'
 
 const port = parentPort!
 
