@@ -92,11 +92,13 @@ describe('linking with a worker thread (compiled package)', () => {
       else process.env.VIEWCTL_LINK_THREADS = threads
     })
     const n = PARALLEL_MIN_LINKS + 4000
-    const run = async (paths: string[], staging: string) => {
+    // sendAhead: the plan text goes first (parsed while the main thread prepares), the queue after
+    const run = async (paths: string[], staging: string, sendAhead: boolean) => {
       const helpers = startLinkHelpers()
       expect(helpers?.helpers.length).toBe(1)
       await new Promise((resolve) => setTimeout(resolve, 200)) // booted and waiting, as while a plan is made
       const text = ['# viewctl plan 1\n', 'P\t0\t/nonexistent/prefix\n', ...paths.map((p) => `f\t0\t${p}\n`)]
+      if (sendAhead) helpers!.sendPlan(text, paths.length)
       const ctx = { staging, mode: 'symlink' as const, relative: false, prefixes: ['/nonexistent/prefix'], prefixFromRoot: ['../x'], paths, kinds: paths.map(() => 1), sources: paths.map(() => 0) }
       let worked = 0
       try {
@@ -114,7 +116,7 @@ describe('linking with a worker thread (compiled package)', () => {
     fs.mkdirSync(path.join(good, 'a'))
     fs.mkdirSync(path.join(good, 'b'))
     const paths = Array.from({ length: n }, (_, i) => (i % 2 ? `a/f${i}` : `b/f${i}`))
-    const ok = await run(paths, good)
+    const ok = await run(paths, good, true)
     expect(ok.err).toBeNull()
     expect(ok.worked).toBe(n)
     expect(ok.report).toEqual({ ok: true })
@@ -123,8 +125,13 @@ describe('linking with a worker thread (compiled package)', () => {
 
     const bad = tempDir('viewctl-linker-staging-')
     fs.mkdirSync(path.join(bad, 'a')) // "b/" is never made
-    const failed = await run(paths, bad)
+    const failed = await run(paths, bad, false)
     expect(failed.err?.code).toBe('ENOENT')
     expect(failed.err?.syscall).toBe('symlink')
+
+    // and with the plan sent ahead, the same error
+    const bad2 = tempDir('viewctl-linker-staging-')
+    fs.mkdirSync(path.join(bad2, 'a'))
+    expect((await run(paths, bad2, true)).err?.code).toBe('ENOENT')
   })
 })

@@ -15,7 +15,7 @@ import { buildGeneration, throwIfAborted, type BuildProgress } from '../store/bu
 import { appendHistory, newRecord, retractHistory } from '../store/history.js'
 import { layoutFor, type Layout } from '../store/layout.js'
 import { publishGeneration } from '../store/publish.js'
-import { startLinkHelpers, type LinkHelpers } from '../store/linker.js'
+import { PARALLEL_MIN_LINKS, startLinkHelpers, type LinkHelpers } from '../store/linker.js'
 import { adoptDirectory, type AdoptResult } from '../store/adopt.js'
 import { isComplete, nextGenerationNumber, readViewState, type ViewState } from '../store/state.js'
 import { retireTree } from '../store/recover.js'
@@ -76,6 +76,7 @@ async function planAndSwitch(manifestFile: string, manifest: Manifest, layout: L
   const plan = createPlan(manifest, { readDir: cache.readDir, memo: cache })
   assertNoConflicts(plan, manifestFile)
   throwIfAborted(opts.signal)
+  if (plan.paths.length >= PARALLEL_MIN_LINKS) opts.helpers?.sendPlan(plan.chunks, plan.paths.length)
 
   const base = {
     view: layout.view,

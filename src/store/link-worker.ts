@@ -2,21 +2,50 @@
  * A link worker (see linker.ts): parses the plan text it was given, then
  * takes chunks from the shared queue until none is left, and reports done or
  * the first error. It writes only through the fs seam, like the main thread.
+ *
+ * Started with its queue (workerData), or ahead of the plan (startLinkHelpers):
+ * then it may get the plan text first, to parse while it waits, and its
+ * queue in a second message.
  */
 import { parentPort, workerData } from 'node:worker_threads'
 import { parsePlanText } from '../plan/hash.js'
-import { drainChunks, STOP, type LinkWorkerData, type WorkerReport } from './linker.js'
+import { drainChunks, STOP, type LinkWorkerData, type LinkWorkerMessage, type WorkerReport } from './linker.js'
 import { describeError } from './worker-error.js'
 
-/** Started with its queue, or ahead of the plan (startLinkHelpers) and given it in the first message. */
-if (workerData === null) parentPort!.once('message', (data: LinkWorkerData) => run(data))
-else run(workerData as LinkWorkerData)
+type Parsed = ReturnType<typeof parsePlanText>
 
-function run(data: LinkWorkerData): void {
+function parse(planText: string[], count: number): Parsed {
+  const plan = parsePlanText(planText.join(''))
+  if (plan.paths.length !== count) throw new Error(`link worker parsed ${plan.paths.length} plan entries, expected ${count}`)
+  return plan
+}
+
+if (workerData !== null) run(workerData as LinkWorkerData, null)
+else {
+  let early: { plan: Parsed } | { error: unknown } | null = null
+  const onMessage = (m: LinkWorkerMessage) => {
+    if (m.kind === 'plan') {
+      try {
+        early = { plan: parse(m.planText, m.count) }
+      } catch (error) {
+        early = { error }
+      }
+      return
+    }
+    parentPort!.off('message', onMessage) // nothing more to come: the worker ends after its report
+    run(m.data, early)
+  }
+  parentPort!.on('message', onMessage)
+}
+
+function run(data: LinkWorkerData, early: { plan: Parsed } | { error: unknown } | null): void {
   let report: WorkerReport
   try {
-    const plan = parsePlanText(data.planText.join(''))
-    if (plan.paths.length !== data.count) throw new Error(`link worker parsed ${plan.paths.length} plan entries, expected ${data.count}`)
+    let plan: Parsed
+    if (data.planText !== null) plan = parse(data.planText, data.count)
+    else if (early === null) throw new Error('link worker got its queue without a plan')
+    else if ('error' in early) throw early.error
+    else plan = early.plan
     drainChunks({ staging: data.staging, mode: data.mode, relative: data.relative, prefixes: plan.prefixes, prefixFromRoot: data.prefixFromRoot, paths: plan.paths, kinds: plan.kinds, sources: plan.sources }, data.schedule, data.control)
     report = { ok: true }
   } catch (err) {

@@ -155,7 +155,8 @@ export function drainChunks(ctx: LinkContext, schedule: LinkSchedule, control: I
 
 /** What a worker is started with. */
 export interface LinkWorkerData {
-  planText: string[]
+  /** null when the plan text went ahead in a LinkWorkerPlan message. */
+  planText: string[] | null
   /** Entries in the plan, to check the worker parsed the same plan. */
   count: number
   staging: string
@@ -190,11 +191,23 @@ export const PARALLEL_MIN_LINKS = 12_000
 
 const WORKER_FILE = new URL('./link-worker.js', import.meta.url)
 
+/** The plan text, sent to a helper as soon as the plan is made: it parses while the main thread takes the lock and makes the directories. */
+export interface LinkWorkerPlan {
+  kind: 'plan'
+  planText: string[]
+  count: number
+}
+
+/** What a helper is sent: the plan ahead of time, then its queue. */
+export type LinkWorkerMessage = LinkWorkerPlan | { kind: 'queue'; data: LinkWorkerData }
+
 /** A link worker: started, possibly still booting, waiting for its queue (a LinkWorkerData message). */
 interface Helper {
   worker: Worker
   /** Settles when the worker reports or dies; `died` is set when it ended without a report. */
   ended: Promise<WorkerReport & { died?: boolean }>
+  /** The plan text this helper was sent ahead (sendPlan), if any. */
+  planText?: string[]
 }
 
 /**
@@ -204,6 +217,8 @@ interface Helper {
  */
 export interface LinkHelpers {
   readonly helpers: Helper[]
+  /** Send the plan text ahead, to be parsed while the main thread prepares the build. */
+  sendPlan(planText: string[], count: number): void
   release(): void
 }
 
@@ -221,6 +236,12 @@ export function startLinkHelpers(): LinkHelpers | null {
   if (helpers.length === 0) return null
   return {
     helpers,
+    sendPlan: (planText, count) => {
+      for (const helper of helpers) {
+        helper.worker.postMessage({ kind: 'plan', planText, count } satisfies LinkWorkerMessage)
+        helper.planText = planText
+      }
+    },
     release: () => {
       for (const { worker } of helpers) void worker.terminate()
     },
@@ -263,7 +284,8 @@ export async function linkAll(ctx: LinkContext, links: ArrayLike<number>, opts: 
       let helper: Helper | null = ahead[w] ?? null
       if (helper !== null) {
         helper.worker.ref() // it has work now: the process waits for its report
-        helper.worker.postMessage(data)
+        const queue = helper.planText === opts.planText ? { ...data, planText: null } : data
+        helper.worker.postMessage({ kind: 'queue', data: queue } satisfies LinkWorkerMessage)
       }
       else if ((helper = spawnHelper(data)) !== null) started.push(helper)
       else break
