@@ -94,10 +94,11 @@ async function linkEntries(staging: string, realFinalDir: string, plan: PlanResu
   const { onProgress, signal } = opts
   const total = paths.length
   const dirs = new Set<string>([''])
+  const lastParent = { parent: '' }
   const links: number[] = []
   for (let i = 0; i < total; i++) {
     const rel = paths[i]!
-    assertContained(rel, dirs)
+    assertContained(rel, dirs, lastParent)
     if (kinds[i] === Kind.Dir) {
       sfs.mkdir(`${staging}/${rel}`)
       dirs.add(rel)
@@ -146,11 +147,20 @@ async function linkEntries(staging: string, realFinalDir: string, plan: PlanResu
  * symlinks a prefix holds, nothing is ever written through a link or
  * outside the staging tree.
  */
-function assertContained(rel: string, dirs: Set<string>): void {
+export function assertContained(rel: string, dirs: Set<string>, last: { parent: string }): void {
   const slash = rel.lastIndexOf('/')
-  const parent = slash === -1 ? '' : rel.slice(0, slash)
-  const name = rel.slice(slash + 1)
-  if (!dirs.has(parent) || name === '' || name === '.' || name === '..' || rel.startsWith('/')) {
+  const start = slash + 1
+  const length = rel.length - start
+  const dotName = rel.charCodeAt(start) === 46 && (length === 1 || (length === 2 && rel.charCodeAt(start + 1) === 46))
+  let contained: boolean
+  // most entries share the previous one's parent, already found in `dirs`: no slice, no lookup
+  if (slash === last.parent.length && (slash === -1 ? last.parent === '' : rel.startsWith(last.parent))) contained = true
+  else {
+    const parent = slash === -1 ? '' : rel.slice(0, slash)
+    contained = dirs.has(parent)
+    if (contained) last.parent = parent
+  }
+  if (!contained || length === 0 || dotName || rel.charCodeAt(0) === 47) {
     throw new ViewError('UNSAFE_PATH', `refusing to write ${JSON.stringify(rel)}: it is not a plain name inside a directory this build created`, 'this is a bug in viewctl; please report it with the manifest')
   }
 }

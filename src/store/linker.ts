@@ -84,13 +84,21 @@ export const CHUNK = 1024
  */
 export function scheduleLinks(paths: string[], links: ArrayLike<number>, chunk = CHUNK): LinkSchedule {
   const groups = new Map<string, number[]>()
+  // plan order keeps most siblings next to each other: compare with the last parent before slicing and looking up
+  let lastParent = ''
+  let lastGroup: number[] | null = null
   for (let k = 0; k < links.length; k++) {
     const i = links[k]!
     const rel = paths[i]!
-    const parent = rel.slice(0, Math.max(0, rel.lastIndexOf('/')))
-    const group = groups.get(parent)
-    if (group) group.push(i)
-    else groups.set(parent, [i])
+    const parentLength = Math.max(0, rel.lastIndexOf('/'))
+    if (lastGroup !== null && parentLength === lastParent.length && rel.startsWith(lastParent)) {
+      lastGroup.push(i)
+      continue
+    }
+    lastParent = rel.slice(0, parentLength)
+    lastGroup = groups.get(lastParent) ?? null
+    if (lastGroup === null) groups.set(lastParent, (lastGroup = []))
+    lastGroup.push(i)
   }
   const runs: number[][][] = []
   const packed: number[][] = []
