@@ -2,13 +2,14 @@
 /**
  * Summarize a V8 CPU profile (`node --cpu-prof`) of one viewctl run by phase.
  *
- *   node --cpu-prof --cpu-prof-dir=/tmp/prof bin/viewctl regenerate env.yaml
+ *   VIEWCTL_UNBUNDLED=1 node --cpu-prof --cpu-prof-dir=/tmp/prof bin/viewctl regenerate env.yaml
  *   node bench/profile-summary.mjs /tmp/prof/*.cpuprofile
  *
  * Each sample is charged to the innermost frame on its stack that names a
  * phase (linking, fsync, walk, merge, hash, …); samples in the garbage
  * collector are shown on their own. Time before the profiler starts (process
- * start-up, about the cost of `node -e ''`) is not in the profile.
+ * start-up, about the cost of `node -e ''`) is not in the profile. VIEWCTL_UNBUNDLED=1
+ * runs dist/cli/ rather than the bundle, so that the rules below can name modules.
  */
 import fs from 'node:fs'
 
