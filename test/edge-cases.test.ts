@@ -159,19 +159,27 @@ describe('recovery by the next writer', () => {
   })
 })
 
+/** Two prefixes and two manifests of one view `v`: one.yaml links p, two.yaml p and q. */
+function twoManifests(): { dir: string; one: string; two: string } {
+  const dir = tempDir()
+  writeTree(path.join(dir, 'p'), { 'bin/a': 'a' })
+  writeTree(path.join(dir, 'q'), { 'bin/b': 'b' })
+  return { dir, one: writeManifest(dir, 'view: v\npackages: [p]\n', 'one.yaml'), two: writeManifest(dir, 'view: v\npackages: [p, q]\n', 'two.yaml') }
+}
+
+/** This test process takes view v's writer lock, as another writer would; released when the test ends. */
+async function holdWriterLock(dir: string): Promise<void> {
+  const { default: fsx } = await import('fs-native-extensions')
+  const fd = fs.openSync(path.join(storeOf(path.join(dir, 'v')), '.lock'), 'r+')
+  onTestFinished(() => fs.closeSync(fd))
+  expect(fsx.tryLock(fd)).toBe(true)
+}
+
 describe('--no-lock', () => {
   it('is the explicit way past a held lock: without it exit 4, with it the switch happens', async () => {
-    const { default: fsx } = await import('fs-native-extensions')
-    const dir = tempDir()
-    writeTree(path.join(dir, 'p'), { 'bin/a': 'a' })
-    writeTree(path.join(dir, 'q'), { 'bin/b': 'b' })
-    const one = writeManifest(dir, 'view: v\npackages: [p]\n', 'one.yaml')
-    const two = writeManifest(dir, 'view: v\npackages: [p, q]\n', 'two.yaml')
+    const { dir, one, two } = twoManifests()
     expect(viewctl(['regenerate', one]).code).toBe(0)
-    // this test process holds the writer lock, as another writer would
-    const fd = fs.openSync(path.join(storeOf(path.join(dir, 'v')), '.lock'), 'r+')
-    onTestFinished(() => fs.closeSync(fd))
-    expect(fsx.tryLock(fd)).toBe(true)
+    await holdWriterLock(dir)
 
     const refused = viewctl(['regenerate', two, '--lock-timeout', '0', '--json'])
     expect(refused.code).toBe(4)
@@ -187,21 +195,13 @@ describe('--no-lock', () => {
 
 describe('a no-op regenerate', () => {
   it('needs no lock when the scan cache recalls the plan the view already shows; anything changed still waits for the lock', async () => {
-    const { default: fsx } = await import('fs-native-extensions')
-    const dir = tempDir()
-    writeTree(path.join(dir, 'p'), { 'bin/a': 'a' })
-    writeTree(path.join(dir, 'q'), { 'bin/b': 'b' })
-    const one = writeManifest(dir, 'view: v\npackages: [p]\n', 'one.yaml')
-    const two = writeManifest(dir, 'view: v\npackages: [p, q]\n', 'two.yaml')
+    const { dir, one, two } = twoManifests()
     const first = viewctl(['regenerate', one, '--json'])
     expect(first.code).toBe(0)
     // the scan cache does not remember a directory changed within the last 2 s (the racy window, plan/cache.ts)
     await new Promise((resolve) => setTimeout(resolve, 2100))
     expect(viewctl(['regenerate', one]).code).toBe(0) // remembers the listings and the plan, under the lock
-
-    const fd = fs.openSync(path.join(storeOf(path.join(dir, 'v')), '.lock'), 'r+')
-    onTestFinished(() => fs.closeSync(fd))
-    expect(fsx.tryLock(fd)).toBe(true)
+    await holdWriterLock(dir)
 
     const noop = viewctl(['regenerate', one, '--lock-timeout', '0', '--json'])
     expect(noop.code).toBe(0)
