@@ -5,18 +5,19 @@ let cached: string | null = null
 /** The package version: package.json sits one level above src/ and dist/, two above dist/bundle/. */
 export function toolVersion(): string {
   if (cached === null) {
-    let text: string | null = null
     for (const rel of ['../package.json', '../../package.json']) {
+      let pkg: { name?: string; version?: string }
       try {
-        text = fs.readFileSync(new URL(rel, import.meta.url), 'utf8')
-        if ((JSON.parse(text) as { name?: string }).name === 'viewctl') break
+        pkg = JSON.parse(fs.readFileSync(new URL(rel, import.meta.url), 'utf8')) as typeof pkg
       } catch {
-        // not at this level
+        continue // not at this level
       }
-      text = null
+      if (pkg.name === 'viewctl' && typeof pkg.version === 'string') {
+        cached = pkg.version
+        break
+      }
     }
-    if (text === null) throw new Error('viewctl: package.json not found above ' + import.meta.url)
-    cached = (JSON.parse(text) as { version: string }).version
+    if (cached === null) throw new Error(`viewctl: package.json not found above ${import.meta.url}`)
   }
   return cached
 }

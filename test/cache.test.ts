@@ -236,6 +236,8 @@ describe('plan memo', () => {
     const cache = openScanCache(path.join(store, '.scan-cache'), { now: later })
     same(first.plan, createPlan(manifest, { readDir: cache.readDir, memo: cache }))
     expect(cache.stats.memo).toBe('stale')
+    // the walk that followed was served by the listings, each counted once
+    expect(cache.stats).toMatchObject({ hits: cache.stats.loaded, misses: 0 })
   })
 
   it('does not remember a plan that compared file contents, nor one made from racy directories', async () => {

@@ -194,7 +194,8 @@ export function openScanCache(file: string, opts: ScanCacheOptions = {}): ScanCa
     try {
       text = fs.readFileSync(path.join(path.dirname(file), m.hash, META_DIR, PLAN_FILE), 'utf8')
     } catch {
-      stats.memo = 'stale' // that generation was collected
+      stats.memo = 'stale' // that generation was collected; the walk that follows counts its own hits
+      stats.hits -= previous.size
       return null
     }
     return { ...m, text }
