@@ -55,7 +55,7 @@ export function formatWhen(iso: string): string {
 }
 
 /** A progress line on stderr, only on a TTY and never with --json or --quiet; shown after about a second. */
-export function progressReporter(flags: OutputFlags): ((done: number, total: number) => void) | undefined {
+export function progressReporter(flags: OutputFlags): ((done: number, total: number | null) => void) | undefined {
   if (flags.json || flags.quiet || !process.stderr.isTTY) return undefined
   const start = performance.now()
   // VIEWCTL_PROGRESS_AFTER_MS: how long a build runs before the line appears (tests set 0)
@@ -63,11 +63,13 @@ export function progressReporter(flags: OutputFlags): ((done: number, total: num
   let shown = false
   return (done, total) => {
     const elapsed = performance.now() - start
-    if (elapsed < after && done < total) return
+    if (elapsed < after && (total === null || done < total)) return
     if (!shown && done === total) return
     shown = true
     const rate = Math.round(done / (elapsed / 1000))
-    process.stderr.write(`\r  linked ${formatCount(done)} / ${formatCount(total)} entries (${formatCount(rate)}/s)${done === total ? '\n' : ''}`)
+    // while a streamed build still walks the prefixes, the total is not known yet
+    const of = total === null ? 'so far, still walking the prefixes' : `/ ${formatCount(total)} entries`
+    process.stderr.write(`\r\x1b[K  linked ${formatCount(done)} ${of} (${formatCount(rate)}/s)${done === total ? '\n' : ''}`)
   }
 }
 

@@ -9,18 +9,22 @@
  */
 import { loadManifest } from '../manifest/load.js'
 import type { Manifest } from '../manifest/types.js'
-import { assertNoConflicts, createPlan, recallPlanSummary, type PlanResult } from '../plan/index.js'
+import fs from 'node:fs'
+import path from 'node:path'
+import { assertNoConflicts, createPlan, prefixTable, recallPlanSummary, type PlanResult } from '../plan/index.js'
+import { parsePlanText, type ParsedPlan } from '../plan/hash.js'
 import { openScanCache, type ScanCache } from '../plan/cache.js'
-import { buildGeneration, throwIfAborted, type BuildProgress } from '../store/build.js'
+import { assertSameFilesystem, buildGeneration, throwIfAborted, type BuildProgress } from '../store/build.js'
 import { appendHistory, newRecord, retractHistory } from '../store/history.js'
-import { layoutFor, type Layout } from '../store/layout.js'
+import { generationDir, layoutFor, META_DIR, PLAN_FILE, type Layout } from '../store/layout.js'
 import { publishGeneration } from '../store/publish.js'
 import { PARALLEL_MIN_LINKS, startLinkHelpers, type LinkHelpers } from '../store/linker.js'
+import { StreamingBuild } from '../store/stream.js'
 import { adoptDirectory, type AdoptResult } from '../store/adopt.js'
 import { isComplete, nextGenerationNumber, readViewState, type ViewState } from '../store/state.js'
 import { retireTree } from '../store/recover.js'
 import { ViewError } from '../errors.js'
-import { withWriter, type WriterOptions } from './writer.js'
+import { withWriter, withWriterIfFree, type WriterOptions } from './writer.js'
 import type { GcResult } from './gc.js'
 
 export interface RegenerateOptions extends WriterOptions {
@@ -66,29 +70,28 @@ export async function regenerate(manifestFile: string, opts: RegenerateOptions =
   // a build is likely: let link workers boot while the prefixes are walked
   const helpers = opts.dryRun ? null : startLinkHelpers()
   try {
-    return await planAndSwitch(manifestFile, manifest, layout, cache, { ...opts, helpers }, started)
+    let result: RegenerateResult | null = null
+    // The prefixes must be walked (the scan cache recalls no plan): with the lock free, link while walking.
+    if (helpers !== null && before.kind !== 'directory' && recallPlanSummary(manifest, cache) === null) {
+      const streamed = await withWriterIfFree(layout, opts, (cleared) => streamAndSwitch(manifestFile, manifest, layout, cache, { ...opts, helpers }, cleared, started))
+      result = streamed?.value ?? null
+    }
+    result ??= await planAndSwitch(manifestFile, manifest, layout, cache, { ...opts, helpers }, started)
+    if (result.changed && !result.dryRun && manifest.gc.auto) await collectAfterSwitch(result, manifest, layout, opts)
+    return result
   } finally {
     helpers?.release()
   }
 }
 
+/** Plan first, then take the lock and build: dry runs, a recalled plan, a busy lock, no link workers. */
 async function planAndSwitch(manifestFile: string, manifest: Manifest, layout: Layout, cache: ScanCache, opts: RegenerateOptions & { helpers: LinkHelpers | null }, started: number): Promise<RegenerateResult> {
   const plan = createPlan(manifest, { readDir: cache.readDir, memo: cache })
   assertNoConflicts(plan, manifestFile)
   throwIfAborted(opts.signal)
   if (plan.paths.length >= PARALLEL_MIN_LINKS) opts.helpers?.sendPlan(plan.chunks, plan.paths.length)
 
-  const base = {
-    view: layout.view,
-    store: layout.store,
-    hash: plan.hash,
-    dryRun: !!opts.dryRun,
-    entries: plan.paths.length,
-    prefixes: plan.prefixes.length,
-    conflicts: plan.conflicts.length,
-    excluded: plan.excluded,
-    warnings: [...plan.warnings],
-  }
+  const base = summaryOf(layout, plan, !!opts.dryRun)
   if (opts.dryRun) {
     const state = readViewState(layout)
     return {
@@ -103,7 +106,7 @@ async function planAndSwitch(manifestFile: string, manifest: Manifest, layout: L
     }
   }
 
-  const result: RegenerateResult = await withWriter(layout, opts, async (cleared) => {
+  return withWriter(layout, opts, async (cleared) => {
     cache.save()
     let state = readViewState(layout)
     assertPublishable(state, opts)
@@ -113,34 +116,95 @@ async function planAndSwitch(manifestFile: string, manifest: Manifest, layout: L
       state = readViewState(layout)
     }
     const previous = state.current?.generation ?? null
-    // up to date only when the tree the view points at is really there; a deleted tree is rebuilt and republished
-    if (state.kind === 'managed' && state.hash === plan.hash && state.current && isComplete(layout, plan.hash)) {
+    if (showsPlan(layout, state, plan)) {
       return { ...base, generation: previous, previousGeneration: previous, changed: adopted !== null, built: false, adopted, cleared, elapsedMs: performance.now() - started }
     }
-    const { generation, built, warnings } = await switchToNewGeneration(layout, state, plan, manifest, opts)
-    return {
-      ...base,
-      warnings: [...base.warnings, ...warnings],
-      generation,
-      previousGeneration: previous,
-      changed: true,
-      built,
-      adopted,
-      cleared,
-      elapsedMs: performance.now() - started,
-    }
+    const build = () => buildGeneration(layout, plan, manifest, { onProgress: opts.onProgress, signal: opts.signal, helpers: opts.helpers })
+    const { generation, built, warnings } = await switchToNewGeneration(layout, state, plan, manifest, opts, build)
+    return { ...base, warnings: [...base.warnings, ...warnings], generation, previousGeneration: previous, changed: true, built, adopted, cleared, elapsedMs: performance.now() - started }
   })
-  // gc runs after the lock is released (DESIGN §5.5); its failure does not undo the switch
-  if (result.changed && manifest.gc.auto) {
-    try {
-      const { collectGarbage } = await import('./gc.js')
-      result.gc = await collectGarbage(layout.view, { keep: manifest.gc.keep, ttl: manifest.gc.ttl, lockTimeout: opts.lockTimeout, noLock: opts.noLock, argv: opts.argv })
-      result.warnings.push(...result.gc.warnings.map((w) => `gc: ${w}`))
-    } catch (err) {
-      result.warnings.push(`automatic gc did not run: ${err instanceof Error ? err.message : String(err)} (the view was switched; run \`viewctl gc\` later)`)
-    }
+}
+
+/**
+ * Link while walking (store/stream.ts), under the writer lock the caller
+ * took before the walk. A plan that is refused, or that the view or the
+ * store already has, removes what was linked; the view is never touched
+ * before the plan is complete and accepted.
+ */
+async function streamAndSwitch(manifestFile: string, manifest: Manifest, layout: Layout, cache: ScanCache, opts: RegenerateOptions & { helpers: LinkHelpers }, cleared: string[], started: number): Promise<RegenerateResult> {
+  const state = readViewState(layout)
+  assertPublishable(state, opts)
+  const prefixes = prefixTable(manifest)
+  if (manifest.link === 'hardlink') assertSameFilesystem(layout, prefixes)
+  const stream = new StreamingBuild({ layout, manifest, prefixes, helpers: opts.helpers, baseline: shownPlan(layout, state), onProgress: opts.onProgress })
+  let plan: PlanResult
+  try {
+    plan = createPlan(manifest, { readDir: cache.readDir, memo: cache, onRelease: stream.onRelease })
+    cache.save()
+    assertNoConflicts(plan, manifestFile)
+    throwIfAborted(opts.signal)
+  } catch (err) {
+    await stream.abandon()
+    throw err
   }
-  return result
+  const base = summaryOf(layout, plan, false)
+  const previous = state.current?.generation ?? null
+  if (showsPlan(layout, state, plan)) {
+    await stream.abandon()
+    return { ...base, generation: previous, previousGeneration: previous, changed: false, built: false, adopted: null, cleared, elapsedMs: performance.now() - started }
+  }
+  const build = async () => {
+    const dir = generationDir(layout, plan.hash)
+    // a tree with this hash is on disk already (a rollback, then the same manifest again): keep it
+    if (isComplete(layout, plan.hash)) {
+      await stream.abandon()
+      return { dir, built: false }
+    }
+    await stream.finish(plan, { signal: opts.signal })
+    return { dir, built: true }
+  }
+  const { generation, built, warnings } = await switchToNewGeneration(layout, state, plan, manifest, opts, build)
+  return { ...base, warnings: [...base.warnings, ...warnings], generation, previousGeneration: previous, changed: true, built, adopted: null, cleared, elapsedMs: performance.now() - started }
+}
+
+function summaryOf(layout: Layout, plan: PlanResult, dryRun: boolean) {
+  return {
+    view: layout.view,
+    store: layout.store,
+    hash: plan.hash,
+    dryRun,
+    entries: plan.paths.length,
+    prefixes: plan.prefixes.length,
+    conflicts: plan.conflicts.length,
+    excluded: plan.excluded,
+    warnings: [...plan.warnings],
+  }
+}
+
+/** Up to date only when the tree the view points at is really there; a deleted tree is rebuilt and republished. */
+function showsPlan(layout: Layout, state: ViewState, plan: PlanResult): boolean {
+  return state.kind === 'managed' && state.hash === plan.hash && state.current !== null && isComplete(layout, plan.hash)
+}
+
+/** The plan of the tree the view shows, read back from its plan file; null when there is none or it cannot be read. */
+function shownPlan(layout: Layout, state: ViewState): ParsedPlan | null {
+  if (state.kind !== 'managed' || state.hash === null || !isComplete(layout, state.hash)) return null
+  try {
+    return parsePlanText(fs.readFileSync(path.join(generationDir(layout, state.hash), META_DIR, PLAN_FILE), 'utf8'))
+  } catch {
+    return null
+  }
+}
+
+/** The automatic gc (manifest `gc.auto`) runs after the lock is released (DESIGN §5.5); its failure does not undo the switch. */
+async function collectAfterSwitch(result: RegenerateResult, manifest: Manifest, layout: Layout, opts: RegenerateOptions): Promise<void> {
+  try {
+    const { collectGarbage } = await import('./gc.js')
+    result.gc = await collectGarbage(layout.view, { keep: manifest.gc.keep, ttl: manifest.gc.ttl, lockTimeout: opts.lockTimeout, noLock: opts.noLock, argv: opts.argv })
+    result.warnings.push(...result.gc.warnings.map((w) => `gc: ${w}`))
+  } catch (err) {
+    result.warnings.push(`automatic gc did not run: ${err instanceof Error ? err.message : String(err)} (the view was switched; run \`viewctl gc\` later)`)
+  }
 }
 
 /**
@@ -175,8 +239,8 @@ function alreadyShown(layout: Layout, state: ViewState, manifest: Manifest, cach
   }
 }
 
-async function switchToNewGeneration(layout: Layout, state: ViewState, plan: PlanResult, manifest: Manifest, opts: RegenerateOptions & { helpers: LinkHelpers | null }) {
-  const { built, dir } = await buildGeneration(layout, plan, manifest, { onProgress: opts.onProgress, signal: opts.signal, helpers: opts.helpers })
+async function switchToNewGeneration(layout: Layout, state: ViewState, plan: PlanResult, manifest: Manifest, opts: RegenerateOptions, build: () => Promise<{ built: boolean; dir: string }>) {
+  const { built, dir } = await build()
   if (opts.signal?.aborted && built) retireTree(layout, dir, plan.hash) // nobody will record it: leave nothing behind
   throwIfAborted(opts.signal)
   const generation = nextGenerationNumber(state)

@@ -4,7 +4,7 @@
  * dead writers left, run, release.
  */
 import fs from 'node:fs'
-import { translateOsError } from '../errors.js'
+import { ViewError, translateOsError } from '../errors.js'
 import { acquireWriterLock } from '../store/lock.js'
 import { clearLeftovers } from '../store/recover.js'
 import type { Layout } from '../store/layout.js'
@@ -39,5 +39,25 @@ export async function withWriter<T>(layout: Layout, opts: WriterOptions, fn: (cl
     return await fn(cleared)
   } finally {
     lock.release()
+  }
+}
+
+/**
+ * withWriter, only if no other writer holds the lock at this moment: null
+ * when one does (nothing was run). A streamed build (ops/regenerate.ts)
+ * takes the lock before it plans; when the lock is busy it plans first and
+ * waits afterwards, as before.
+ */
+export async function withWriterIfFree<T>(layout: Layout, opts: WriterOptions, fn: (cleared: string[]) => T | Promise<T>): Promise<{ value: T } | null> {
+  let entered = false
+  try {
+    const value = await withWriter(layout, { ...opts, lockTimeout: 0 }, (cleared) => {
+      entered = true
+      return fn(cleared)
+    })
+    return { value }
+  } catch (err) {
+    if (!entered && err instanceof ViewError && err.code === 'LOCK_TIMEOUT') return null
+    throw err
   }
 }

@@ -8,7 +8,7 @@ import { fsPath } from '../fs.js'
 import { ViewError } from '../errors.js'
 import type { Manifest } from '../manifest/types.js'
 import { makeFilter, rootIncludeState } from './filters.js'
-import { mergedWalk, sameContent, type WalkPackage } from './merge.js'
+import { mergedWalk, sameContent, type Release, type WalkPackage } from './merge.js'
 import { readDirListing, type DirReader } from './scan.js'
 import { hashPlan, parsePlanText, planChunks, PLAN_FORMAT } from './hash.js'
 import type { PlanMemo, RecalledPlan, RememberedPlan } from './cache.js'
@@ -27,6 +27,8 @@ export interface PlanInputs {
    * hash; anything amiss and the plan is made afresh.
    */
   memo?: PlanMemo
+  /** Told of entries as the walk settles them (merge.ts); not called for a recalled plan. */
+  onRelease?: Release
 }
 
 export interface PlanResult extends Plan {
@@ -34,8 +36,13 @@ export interface PlanResult extends Plan {
   chunks: string[]
 }
 
+/** The plan's prefix table: every package path once, sorted. */
+export function prefixTable(manifest: Manifest): string[] {
+  return [...new Set(manifest.packages.map((p) => p.path))].sort()
+}
+
 export function createPlan(manifest: Manifest, inputs: PlanInputs = {}): PlanResult {
-  const table = [...new Set(manifest.packages.map((p) => p.path))].sort()
+  const table = prefixTable(manifest)
   const options = { link: manifest.link, fold: manifest.fold, relative: manifest.relative }
   const memoKey = inputs.memo ? planInputsKey(manifest) : ''
   if (inputs.memo) {
@@ -62,6 +69,7 @@ export function createPlan(manifest: Manifest, inputs: PlanInputs = {}): PlanRes
     fold: manifest.fold && manifest.link === 'symlink',
     conflicts: manifest.conflicts,
     readDir: inputs.readDir ?? readDirListing,
+    onRelease: inputs.onRelease,
     onDir,
     onFile,
     sameContent: (a, b) => {

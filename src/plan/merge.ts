@@ -40,7 +40,20 @@ export interface WalkOptions {
   onFile?: (abs: string) => void
   /** Compares two files found at one path (default: sameContent); the planner counts the calls. */
   sameContent?: (a: string, b: string) => boolean
+  /** Told of entries as soon as they are final (see `Release`), so that a build can start before the walk ends. */
+  onRelease?: Release
 }
+
+/**
+ * Entries `from` … `to - 1` of the walk's output so far are settled: no
+ * later step of the walk removes a file, symlink or folded entry among them.
+ * A directory entry may still vanish, when everything below it is filtered
+ * away; `from` then starts below an earlier `to`, over entries told before.
+ * (So a consumer makes a directory only once something is placed in it.)
+ * `blocked` is set once a conflict that stops the run (`conflicts: error`)
+ * has been met: nothing told from then on will be built.
+ */
+export type Release = (out: { paths: string[]; kinds: number[]; sources: number[] }, from: number, to: number, blocked: boolean) => void
 
 export interface WalkResult {
   paths: string[]
@@ -69,6 +82,20 @@ export function mergedWalk(packages: WalkPackage[], opts: WalkOptions): WalkResu
   const conflicts: Conflict[] = []
   const warnings: string[] = []
   let excluded = 0
+  const out = { paths, kinds, sources }
+  // Entries below `released` were told to onRelease. A directory folded after
+  // descending may still replace everything from its mark on: `holding` counts
+  // such directories open, and `holdFrom` is the outermost one's mark.
+  let released = 0
+  let holding = 0
+  let holdFrom = 0
+  let blocked = false
+  const release = () => {
+    if (!opts.onRelease) return
+    const to = holding > 0 ? holdFrom : paths.length
+    if (to > released) opts.onRelease(out, released, to, blocked)
+    released = Math.max(released, to)
+  }
 
   const push = (path: string, kind: number, source: number) => {
     paths.push(path)
@@ -76,6 +103,7 @@ export function mergedWalk(packages: WalkPackage[], opts: WalkOptions): WalkResu
     sources.push(source)
   }
   const truncate = (length: number) => {
+    if (released > length) released = length // only directory entries are ever taken back below it
     paths.length = length
     kinds.length = length
     sources.length = length
@@ -198,18 +226,27 @@ export function mergedWalk(packages: WalkPackage[], opts: WalkOptions): WalkResu
         return 0
       }
       push(rel, Kind.Dir, NO_SOURCE)
-      const dropped = walk(rel, dirs)
+      if (holding++ === 0) holdFrom = mark
+      let dropped: number
+      try {
+        dropped = walk(rel, dirs)
+      } finally {
+        holding--
+      }
       if (dropped === 0) {
         truncate(mark)
         push(rel, Kind.Folded, only.pkg.table)
+        release()
         return 0
       }
       if (paths.length === mark + 1) truncate(mark) // filters emptied it: no empty directory in the view
+      release()
       return dropped
     }
     push(rel, Kind.Dir, NO_SOURCE)
     const dropped = walk(rel, dirs)
     if (dropped > 0 && paths.length === mark + 1) truncate(mark)
+    release()
     return dropped
   }
 
@@ -256,6 +293,7 @@ export function mergedWalk(packages: WalkPackage[], opts: WalkOptions): WalkResu
     } else {
       winner = null
       resolution = 'error'
+      blocked = true
     }
     const listed = [...cands].sort((a, b) => a.pkg.order - b.pkg.order)
     conflicts.push({
@@ -274,6 +312,7 @@ export function mergedWalk(packages: WalkPackage[], opts: WalkOptions): WalkResu
 
   const roots: Candidate[] = packages.map((pkg) => ({ pkg, type: EntryType.Dir, abs: pkg.path, inc: pkg.rootInclude }))
   walk('', roots)
+  release()
   return { paths, kinds, sources, conflicts, warnings, excluded }
 }
 

@@ -23,8 +23,9 @@ export interface BuildResult {
   meta: GenerationMeta
 }
 
+/** Entries placed so far, of `total`; a streamed build (stream.ts) tells links made while it still walks, with `total` null. */
 export interface BuildProgress {
-  (done: number, total: number): void
+  (done: number, total: number | null): void
 }
 
 export function metaFor(plan: PlanResult, manifest: Manifest): GenerationMeta {
@@ -52,25 +53,35 @@ export async function buildGeneration(layout: Layout, plan: PlanResult, manifest
     sfs.mkdir(staging)
     await linkEntries(staging, realGenerationDir(layout, plan.hash), plan, manifest, opts)
     throwIfAborted(opts.signal)
-    const metaDir = path.join(staging, META_DIR)
-    sfs.mkdir(metaDir)
-    sfs.writeFileDurable(path.join(metaDir, MANIFEST_COPY), manifest.text)
-    sfs.writeFileDurable(path.join(metaDir, PLAN_FILE), plan.chunks.join(''))
-    sfs.writeFileDurable(path.join(metaDir, LEASE_FILE), '')
-    sfs.writeFileDurable(path.join(metaDir, META_FILE), JSON.stringify(meta, null, 2) + '\n')
-    sfs.fsyncDir(metaDir)
-    sfs.fsyncDir(staging)
-    if (fs.existsSync(finalDir)) {
-      // an incomplete tree under the final name (meta.json removed by hand): retire it first
-      sfs.rename(finalDir, trashDir(layout, plan.hash))
-    }
-    sfs.rename(staging, finalDir)
-    sfs.fsyncDir(layout.store)
+    sealGeneration(layout, staging, plan, manifest, meta)
   } catch (err) {
     removeQuietly(staging)
     throw translateOsError(err, `building generation ${plan.hash} in ${layout.store}`)
   }
   return { dir: finalDir, built: true, meta }
+}
+
+/**
+ * The last steps of every build, once the tree is linked in staging: the
+ * metadata (`meta.json` last), a flush, and the rename that makes staging
+ * the generation `<hash>`.
+ */
+export function sealGeneration(layout: Layout, staging: string, plan: PlanResult, manifest: Manifest, meta: GenerationMeta): void {
+  const finalDir = generationDir(layout, plan.hash)
+  const metaDir = path.join(staging, META_DIR)
+  sfs.mkdir(metaDir)
+  sfs.writeFileDurable(path.join(metaDir, MANIFEST_COPY), manifest.text)
+  sfs.writeFileDurable(path.join(metaDir, PLAN_FILE), plan.chunks.join(''))
+  sfs.writeFileDurable(path.join(metaDir, LEASE_FILE), '')
+  sfs.writeFileDurable(path.join(metaDir, META_FILE), JSON.stringify(meta, null, 2) + '\n')
+  sfs.fsyncDir(metaDir)
+  sfs.fsyncDir(staging)
+  if (fs.existsSync(finalDir)) {
+    // an incomplete tree under the final name (meta.json removed by hand): retire it first
+    sfs.rename(finalDir, trashDir(layout, plan.hash))
+  }
+  sfs.rename(staging, finalDir)
+  sfs.fsyncDir(layout.store)
 }
 
 export function throwIfAborted(signal: AbortSignal | undefined): void {
@@ -166,7 +177,7 @@ export function assertContained(rel: string, dirs: Set<string>, last: { parent: 
 }
 
 /** Hardlinks cannot cross filesystems: say which two, before writing anything. */
-function assertSameFilesystem(layout: Layout, prefixes: string[]): void {
+export function assertSameFilesystem(layout: Layout, prefixes: string[]): void {
   const storeDev = fs.statSync(layout.store).dev
   for (const p of prefixes) {
     if (fs.statSync(sfs.fsPath(p)).dev !== storeDev) {

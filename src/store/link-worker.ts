@@ -5,12 +5,14 @@
  *
  * Started with its queue (workerData), or ahead of the plan (startLinkHelpers):
  * then it may get the plan text first, to parse while it waits, and its
- * queue in a second message.
+ * queue in a second message; or it joins a streamed build (stream-queue.ts),
+ * linking chunks while the main thread is still walking.
  */
 import { parentPort, workerData } from 'node:worker_threads'
 import { parsePlanText } from '../plan/hash.js'
 import { drainChunks, STOP, type LinkWorkerData, type LinkWorkerMessage, type WorkerReport } from './linker.js'
 import { describeError } from './worker-error.js'
+import { drainStream, STOP as STREAM_STOP, type StreamSetup } from './stream-queue.js'
 
 type Parsed = ReturnType<typeof parsePlanText>
 
@@ -33,7 +35,8 @@ else {
       return
     }
     parentPort!.off('message', onMessage) // nothing more to come: the worker ends after its report
-    run(m.data, early)
+    if (m.kind === 'stream') stream(m.setup)
+    else run(m.data, early)
   }
   parentPort!.on('message', onMessage)
 }
@@ -52,5 +55,18 @@ function run(data: LinkWorkerData, early: { plan: Parsed } | { error: unknown } 
     Atomics.store(data.control, STOP, 1)
     report = { ok: false, error: describeError(err) }
   }
+  parentPort!.postMessage(report)
+}
+
+function stream(setup: StreamSetup): void {
+  let report: WorkerReport
+  try {
+    drainStream(setup)
+    report = { ok: true }
+  } catch (err) {
+    Atomics.store(setup.control, STREAM_STOP, 1)
+    report = { ok: false, error: describeError(err) }
+  }
+  setup.port.close()
   parentPort!.postMessage(report)
 }

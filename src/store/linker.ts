@@ -27,6 +27,7 @@ import * as sfs from '../fs.js'
 import type { LinkMode } from '../manifest/types.js'
 import { Kind, NO_SOURCE } from '../plan/types.js'
 import { reviveError, type WorkerError } from './worker-error.js'
+import type { StreamSetup } from './stream-queue.js'
 
 /** What one thread needs to place entry i of a plan. */
 export interface LinkContext {
@@ -206,11 +207,11 @@ export interface LinkWorkerPlan {
   count: number
 }
 
-/** What a helper is sent: the plan ahead of time, then its queue. */
-export type LinkWorkerMessage = LinkWorkerPlan | { kind: 'queue'; data: LinkWorkerData }
+/** What a helper is sent: the plan ahead of time, then its queue; or, instead, a streamed build's queue (stream-queue.ts). */
+export type LinkWorkerMessage = LinkWorkerPlan | { kind: 'queue'; data: LinkWorkerData } | { kind: 'stream'; setup: StreamSetup }
 
 /** A link worker: started, possibly still booting, waiting for its queue (a LinkWorkerData message). */
-interface Helper {
+export interface Helper {
   worker: Worker
   /** Settles when the worker reports or dies; `died` is set when it ended without a report. */
   ended: Promise<WorkerReport & { died?: boolean }>

@@ -1,0 +1,92 @@
+/**
+ * The queue of a streamed build (stream.ts): the main thread walks the
+ * prefixes and, as the walk settles entries, cuts their links into chunks and
+ * hands each chunk to the link workers while it goes on walking. A worker
+ * links chunks in the order they come; when the walk is over, the main
+ * thread takes chunks from the other end, so the two meet in the middle and
+ * are most of the time in different directories.
+ *
+ * Every chunk has a claim slot in shared memory: 0 free, 1 taken by a worker,
+ * 2 taken by the main thread. A chunk is linked by whoever wins the slot, and
+ * only by them. Workers pull chunk messages synchronously
+ * (receiveMessageOnPort) and sleep on the SEQ slot, which the main thread
+ * bumps on every publish, on sealing and on stop.
+ */
+import { receiveMessageOnPort, type MessagePort } from 'node:worker_threads'
+import type { LinkMode } from '../manifest/types.js'
+import { linkEntry, type LinkContext } from './linker.js'
+
+/** Slots of the shared control array. */
+export const SEQ = 0
+/** Chunks posted to the workers so far. */
+export const PUBLISHED = 1
+/** Set when the walk is over: no chunk will be added. */
+export const SEALED = 2
+/** Set to stop every thread at its next chunk (an error, an abandoned build). */
+export const STOP = 3
+/** Links made by the workers. */
+export const DONE = 4
+export const CONTROL_SLOTS = 5
+
+export const FREE = 0
+export const BY_WORKER = 1
+export const BY_MAIN = 2
+
+/** What a worker gets to join a streamed build; `port` is transferred with it. */
+export interface StreamSetup {
+  port: MessagePort
+  control: Int32Array
+  /** One claim slot per chunk; chunks past its length are never posted and stay with the main thread. */
+  claims: Int32Array
+  staging: string
+  mode: LinkMode
+  relative: boolean
+  prefixes: string[]
+  prefixFromRoot: string[]
+}
+
+/** One chunk as posted: the view paths joined by NUL (no name holds one), and each entry's kind and prefix. */
+export interface StreamChunk {
+  id: number
+  rels: string
+  kinds: Uint8Array
+  sources: Uint32Array
+}
+
+/** Link one chunk's entries. */
+export function linkStreamChunk(setup: Omit<StreamSetup, 'port' | 'control' | 'claims'>, paths: string[], kinds: ArrayLike<number>, sources: ArrayLike<number>): void {
+  const ctx: LinkContext = { staging: setup.staging, mode: setup.mode, relative: setup.relative, prefixes: setup.prefixes, prefixFromRoot: setup.prefixFromRoot, paths, kinds, sources }
+  for (let i = 0; i < paths.length; i++) linkEntry(ctx, i)
+}
+
+/** A worker's loop: link chunks in the order they were published until the queue is sealed and spent, or STOP. */
+export function drainStream(setup: StreamSetup): void {
+  const { port, control, claims } = setup
+  const arrived = new Map<number, StreamChunk>()
+  let next = 0
+  for (;;) {
+    if (Atomics.load(control, STOP) !== 0) return
+    const seq = Atomics.load(control, SEQ)
+    for (let m = receiveMessageOnPort(port); m !== undefined; m = receiveMessageOnPort(port)) {
+      const chunk = m.message as StreamChunk
+      arrived.set(chunk.id, chunk)
+    }
+    const chunk = arrived.get(next)
+    if (chunk !== undefined) {
+      arrived.delete(next)
+      const claim = Atomics.compareExchange(claims, next, FREE, BY_WORKER)
+      // the main thread claims downwards from the last chunk: once it has this one, it has all the rest
+      if (claim === BY_MAIN) return
+      if (claim === FREE) {
+        linkStreamChunk(setup, chunk.rels.split('\0'), chunk.kinds, chunk.sources)
+        Atomics.add(control, DONE, chunk.kinds.length)
+      }
+      next++
+      continue
+    }
+    const published = Atomics.load(control, PUBLISHED)
+    if (next >= published && Atomics.load(control, SEALED) !== 0) return
+    // a chunk counted as published is already in the port: look again soon; else sleep until the next bump
+    Atomics.wait(control, SEQ, seq, next < published ? 1 : 1000)
+  }
+}

@@ -1,0 +1,328 @@
+/**
+ * A streamed build: linking starts while the prefixes are still walked.
+ *
+ * The walk settles a view directory at a time (plan/merge.ts) and tells each
+ * settled entry to `onRelease`. The main thread makes the entry's parent
+ * directories in staging, puts its link in the current chunk, and posts each
+ * full chunk to the link worker(s), which link while the main thread walks on
+ * (stream-queue.ts). When the walk is over and the plan is hashed, the main
+ * thread joins in from the other end of the queue, makes whatever directory
+ * nothing was linked into, writes the metadata and renames staging into place
+ * (build.ts, sealGeneration).
+ *
+ * What this changes, and why it is safe:
+ * - Staging is made before the hash is known: `.staging-walk-<pid>-<random>`,
+ *   under the writer lock, which the caller takes before the walk. Like any
+ *   `.staging-*`, a dead writer's is cleared by the next writer.
+ * - A conflict under `conflicts: error`, a bad prefix or a signal found after
+ *   linking began removes staging before the error is reported: the view and
+ *   the store are as they were ("nothing was written" holds for the view).
+ * - Directories are made only once something is linked into them, or at the
+ *   end from the finished plan: a directory the walk later drops (everything
+ *   below it filtered away) is never made. Only files, symlinks and folded
+ *   directories are linked early, and the walk never takes those back.
+ * - Every name is checked as it is written (one plain component, inside a
+ *   directory this build made), and the finished plan is checked once more,
+ *   as in a plain build, before anything becomes a generation.
+ * - When the view already shows a plan (the `baseline`), nothing is written
+ *   while the walk keeps finding that same plan: a regenerate whose scan cache
+ *   could not vouch for the prefixes, but which finds nothing new, builds nothing.
+ */
+import path from 'node:path'
+import { MessageChannel, type MessagePort } from 'node:worker_threads'
+import * as sfs from '../fs.js'
+import { ViewError, translateOsError } from '../errors.js'
+import type { Manifest } from '../manifest/types.js'
+import { Kind, NO_SOURCE } from '../plan/types.js'
+import type { ParsedPlan } from '../plan/hash.js'
+import type { PlanResult } from '../plan/index.js'
+import { assertContained, metaFor, sealGeneration, throwIfAborted, type BuildProgress } from './build.js'
+import { realGenerationDir, type Layout } from './layout.js'
+import { CHUNK, type LinkHelpers, type LinkWorkerMessage, type WorkerReport } from './linker.js'
+import { BY_MAIN, CONTROL_SLOTS, DONE, FREE, linkStreamChunk, PUBLISHED, SEALED, SEQ, STOP, type StreamChunk, type StreamSetup } from './stream-queue.js'
+import { reviveError, type WorkerError } from './worker-error.js'
+
+/** Claim slots: chunks past this many stay with the main thread (at 1,024 links a chunk, 64 million links). */
+const CLAIM_SLOTS = 1 << 16
+/** Links between two progress reports. */
+const PROGRESS_EVERY = 4 * CHUNK
+
+interface Chunk {
+  paths: string[]
+  kinds: number[]
+  sources: number[]
+}
+
+export interface StreamingBuildOptions {
+  layout: Layout
+  manifest: Manifest
+  /** The plan's prefix table (plan/index.ts, prefixTable). */
+  prefixes: string[]
+  /** Started link workers; the caller releases them. */
+  helpers: LinkHelpers
+  /** The plan the view shows now, if any. */
+  baseline: ParsedPlan | null
+  /** Told of links made: while walking with `total` null (not known yet), then with the plan's size. */
+  onProgress?: BuildProgress
+}
+
+export interface FinishOptions {
+  signal?: AbortSignal
+}
+
+export class StreamingBuild {
+  readonly staging: string
+  private made = false
+  private readonly created = new Set<string>([''])
+  private lastParent = ''
+  private readonly chunks: Chunk[] = []
+  private current: Chunk = { paths: [], kinds: [], sources: [] }
+  /** Entries the walk has told so far. */
+  private told = 0
+  /** True while every entry told matches the baseline: nothing is placed yet. */
+  private holding: boolean
+  /** No more chunks go out: a conflict that stops the run, or a worker stopped. */
+  private stopped = false
+  private readonly control = new Int32Array(new SharedArrayBuffer(CONTROL_SLOTS * 4))
+  private readonly claims = new Int32Array(new SharedArrayBuffer(CLAIM_SLOTS * 4))
+  private readonly ports: MessagePort[] = []
+  private readonly reports: Array<Promise<WorkerReport & { died?: boolean }>> = []
+  private readonly setup: Omit<StreamSetup, 'port' | 'control' | 'claims'>
+  private readonly opts: StreamingBuildOptions
+  /** Links done when progress was last told. */
+  private reported = 0
+
+  constructor(opts: StreamingBuildOptions) {
+    this.opts = opts
+    const { layout, manifest, prefixes } = opts
+    this.staging = path.join(layout.store, `.staging-walk-${process.pid}-${Math.random().toString(16).slice(2, 10)}`)
+    this.holding = opts.baseline !== null
+    const relative = manifest.link === 'symlink' && manifest.relative
+    // staging sits beside the final directory, so a link relative to one is relative to the other
+    const realFinalDir = relative ? realGenerationDir(layout, 'staging') : ''
+    this.setup = {
+      staging: this.staging,
+      mode: manifest.link,
+      relative,
+      prefixes,
+      prefixFromRoot: relative ? prefixes.map((p) => path.relative(realFinalDir, p)) : [],
+    }
+    for (const helper of opts.helpers.helpers) {
+      const { port1, port2 } = new MessageChannel()
+      helper.worker.ref() // it has work now: the process waits for its report
+      helper.worker.postMessage({ kind: 'stream', setup: { ...this.setup, port: port2, control: this.control, claims: this.claims } } satisfies LinkWorkerMessage, [port2])
+      this.ports.push(port1)
+      this.reports.push(helper.ended)
+    }
+  }
+
+  /** The walk's Release callback (plan/merge.ts): place what it settled. Runs inside the walk; a throw ends the walk. */
+  readonly onRelease = (out: Chunk, from: number, to: number, blocked: boolean): void => {
+    if (this.stopped) return
+    if (blocked || Atomics.load(this.control, STOP) !== 0) {
+      this.stopped = true // the run will fail: link nothing more
+      return
+    }
+    if (this.holding) {
+      if (this.matchesBaseline(out, from, to)) {
+        this.told = to
+        return
+      }
+      this.holding = false
+      from = 0 // nothing was placed while holding
+    }
+    for (let i = from; i < to; i++) this.place(out, i)
+    this.told = to
+  }
+
+  /**
+   * Link what is left, with the workers, check the finished plan, make the
+   * directories nothing was linked into, and seal the generation.
+   * On any failure staging is removed and the error thrown.
+   */
+  async finish(plan: PlanResult, opts: FinishOptions = {}): Promise<void> {
+    try {
+      const total = plan.paths.length
+      // entries the walk did not tell (a plan recalled from the scan cache), or held back while they matched the baseline
+      const from = this.holding ? 0 : this.told
+      this.holding = false
+      for (let i = from; i < total; i++) this.place(plan, i)
+      if (this.current.paths.length > 0) this.publish()
+      this.ensureStaging()
+      this.seal()
+      await this.linkRest(opts, total)
+      this.checkAndMakeDirs(plan)
+      throwIfAborted(opts.signal)
+      sealGeneration(this.opts.layout, this.staging, plan, this.opts.manifest, metaFor(plan, this.opts.manifest))
+      this.opts.onProgress?.(total, total)
+    } catch (err) {
+      await this.abandon()
+      throw translateOsError(err, `building generation ${plan.hash} in ${this.opts.layout.store}`)
+    }
+  }
+
+  /** Stop the workers and remove staging (a refused plan, an interruption, a tree that exists already). */
+  async abandon(): Promise<void> {
+    this.stopped = true
+    Atomics.store(this.control, STOP, 1)
+    this.bump()
+    await Promise.all(this.reports)
+    this.closePorts()
+    if (!this.made) return
+    try {
+      sfs.rmTree(this.staging)
+    } catch {
+      // best effort: the next writer clears leftovers
+    }
+  }
+
+  private matchesBaseline(out: Chunk, from: number, to: number): boolean {
+    const base = this.opts.baseline!
+    const { prefixes } = this.opts
+    for (let i = from; i < to; i++) {
+      if (i >= base.paths.length || out.paths[i] !== base.paths[i] || out.kinds[i] !== base.kinds[i]) return false
+      const a = out.sources[i]!
+      const b = base.sources[i]!
+      if ((a === NO_SOURCE ? null : prefixes[a]) !== (b === NO_SOURCE ? null : base.prefixes[b])) return false
+    }
+    return true
+  }
+
+  private ensureStaging(): void {
+    if (this.made) return
+    sfs.mkdir(this.staging)
+    this.made = true
+  }
+
+  /** Put entry i in the current chunk, after making its parent directories. Directory entries wait (see above). */
+  private place(out: Chunk, i: number): void {
+    const kind = out.kinds[i]!
+    if (kind === Kind.Dir) return
+    this.ensureStaging()
+    const rel = out.paths[i]!
+    const slash = rel.lastIndexOf('/')
+    assertPlainName(rel, rel.slice(slash + 1))
+    // most entries share the previous one's parent: no slice, no lookup
+    if (slash === -1 || slash !== this.lastParent.length || !rel.startsWith(this.lastParent)) {
+      const parent = slash === -1 ? '' : rel.slice(0, slash)
+      if (!this.created.has(parent)) this.makeParents(rel, parent)
+      this.lastParent = parent
+    }
+    const cur = this.current
+    cur.paths.push(rel)
+    cur.kinds.push(kind)
+    cur.sources.push(out.sources[i]!)
+    if (cur.paths.length >= CHUNK) this.publish()
+  }
+
+  private makeParents(rel: string, parent: string): void {
+    let at = ''
+    for (const name of parent.split('/')) {
+      assertPlainName(rel, name)
+      at = at === '' ? name : `${at}/${name}`
+      if (this.created.has(at)) continue
+      sfs.mkdir(`${this.staging}/${at}`) // fails on anything already there, a symlink included: nothing is written through one
+      this.created.add(at)
+    }
+  }
+
+  private publish(): void {
+    const chunk = this.current
+    this.current = { paths: [], kinds: [], sources: [] }
+    const id = this.chunks.length
+    this.chunks.push(chunk)
+    if (this.stopped || id >= CLAIM_SLOTS || this.ports.length === 0) return
+    const message: StreamChunk = { id, rels: chunk.paths.join('\0'), kinds: Uint8Array.from(chunk.kinds), sources: Uint32Array.from(chunk.sources) }
+    for (const port of this.ports) port.postMessage(message)
+    Atomics.add(this.control, PUBLISHED, 1)
+    this.bump()
+    const done = Atomics.load(this.control, DONE)
+    if (this.opts.onProgress && done - this.reported >= PROGRESS_EVERY) {
+      this.reported = done
+      this.opts.onProgress(done, null)
+    }
+  }
+
+  private seal(): void {
+    Atomics.store(this.control, SEALED, 1)
+    this.bump()
+  }
+
+  private bump(): void {
+    Atomics.add(this.control, SEQ, 1)
+    Atomics.notify(this.control, SEQ)
+  }
+
+  /** The main thread's share: chunks from the last one down, until it meets the workers' (or all, with none). */
+  private async linkRest(opts: FinishOptions, total: number): Promise<void> {
+    const { onProgress } = this.opts
+    const links = this.chunks.reduce((n, c) => n + c.paths.length, 0)
+    const made = total - links
+    let mine = 0
+    const tell = () => {
+      const done = mine + Atomics.load(this.control, DONE)
+      this.reported = done
+      onProgress?.(made + done, total)
+    }
+    tell()
+    const linkChunk = async (c: number) => {
+      const chunk = this.chunks[c]!
+      linkStreamChunk(this.setup, chunk.paths, chunk.kinds, chunk.sources)
+      mine += chunk.paths.length
+      throwIfAborted(opts.signal)
+      if (mine + Atomics.load(this.control, DONE) - this.reported >= PROGRESS_EVERY) tell()
+      await new Promise<void>((resolve) => setImmediate(resolve)) // let signals and worker reports in
+    }
+    for (let c = this.chunks.length - 1; c >= 0; c--) {
+      if (Atomics.load(this.control, STOP) !== 0) break
+      if (c < CLAIM_SLOTS && Atomics.compareExchange(this.claims, c, FREE, BY_MAIN) !== FREE) break
+      await linkChunk(c)
+    }
+    let failed: WorkerError | null = null
+    for (const report of this.reports) {
+      const r = await report
+      if (!r.ok && !r.died && failed === null) failed = r.error
+    }
+    this.closePorts()
+    if (failed !== null) throw reviveError(failed)
+    // a worker that died without a word (out of memory, killed) leaves its chunks free: take them
+    for (let c = 0; c < Math.min(this.chunks.length, CLAIM_SLOTS); c++) {
+      if (Atomics.compareExchange(this.claims, c, FREE, BY_MAIN) === FREE) await linkChunk(c)
+    }
+    if (mine + Atomics.load(this.control, DONE) !== links) {
+      throw new Error(`a link worker stopped in the middle of its work: ${mine + Atomics.load(this.control, DONE)} of ${links} links were made`)
+    }
+  }
+
+  /** The finished plan, checked entry by entry as a plain build does; then the directories nothing was linked into. */
+  private checkAndMakeDirs(plan: PlanResult): void {
+    const dirs = new Set<string>([''])
+    const last = { parent: '' }
+    const { paths, kinds } = plan
+    for (let i = 0; i < paths.length; i++) {
+      const rel = paths[i]!
+      assertContained(rel, dirs, last)
+      if (kinds[i] !== Kind.Dir) continue
+      dirs.add(rel)
+      if (this.created.has(rel)) continue
+      sfs.mkdir(`${this.staging}/${rel}`)
+      this.created.add(rel)
+    }
+    for (const d of this.created) {
+      if (!dirs.has(d)) unsafe(d)
+    }
+  }
+
+  private closePorts(): void {
+    for (const port of this.ports) port.close()
+    this.ports.length = 0
+  }
+}
+
+function assertPlainName(rel: string, name: string): void {
+  if (name === '' || name === '.' || name === '..' || rel.charCodeAt(0) === 47) unsafe(rel)
+}
+
+function unsafe(rel: string): never {
+  throw new ViewError('UNSAFE_PATH', `refusing to write ${JSON.stringify(rel)}: it is not a plain name inside a directory this build created`, 'this is a bug in viewctl; please report it with the manifest')
+}
