@@ -44,6 +44,12 @@ export interface RegenerateResult {
   changed: boolean
   /** A tree was built (false when an existing tree with this hash was reused, or nothing changed). */
   built: boolean
+  /**
+   * Links were made while the prefixes were still being walked (a streamed
+   * build, store/stream.ts). False for a plan recalled from the scan cache, a
+   * busy lock, a dry run, and a walk that found the plan the view already shows.
+   */
+  streamed: boolean
   dryRun: boolean
   /** Set when --adopt moved a real directory into the store first. */
   adopted: AdoptResult | null
@@ -151,7 +157,7 @@ async function streamAndSwitch(manifestFile: string, manifest: Manifest, layout:
   const previous = state.current?.generation ?? null
   if (showsPlan(layout, state, plan)) {
     await stream.abandon()
-    return { ...base, generation: previous, previousGeneration: previous, changed: false, built: false, adopted: null, cleared, elapsedMs: performance.now() - started }
+    return { ...base, streamed: stream.linkedWhileWalking, generation: previous, previousGeneration: previous, changed: false, built: false, adopted: null, cleared, elapsedMs: performance.now() - started }
   }
   const build = async () => {
     const dir = generationDir(layout, plan.hash)
@@ -164,7 +170,7 @@ async function streamAndSwitch(manifestFile: string, manifest: Manifest, layout:
     return { dir, built: true }
   }
   const { generation, built, warnings } = await switchToNewGeneration(layout, state, plan, manifest, opts, build)
-  return { ...base, warnings: [...base.warnings, ...warnings], generation, previousGeneration: previous, changed: true, built, adopted: null, cleared, elapsedMs: performance.now() - started }
+  return { ...base, streamed: stream.linkedWhileWalking, warnings: [...base.warnings, ...warnings], generation, previousGeneration: previous, changed: true, built, adopted: null, cleared, elapsedMs: performance.now() - started }
 }
 
 function summaryOf(layout: Layout, plan: PlanResult, dryRun: boolean) {
@@ -178,6 +184,7 @@ function summaryOf(layout: Layout, plan: PlanResult, dryRun: boolean) {
     conflicts: plan.conflicts.length,
     excluded: plan.excluded,
     warnings: [...plan.warnings],
+    streamed: false,
   }
 }
 
@@ -234,6 +241,7 @@ function alreadyShown(layout: Layout, state: ViewState, manifest: Manifest, cach
     previousGeneration: generation,
     changed: false,
     built: false,
+    streamed: false,
     adopted: null,
     cleared: [],
   }

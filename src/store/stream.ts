@@ -91,6 +91,8 @@ export class StreamingBuild {
   private readonly opts: StreamingBuildOptions
   /** Links done when progress was last told. */
   private reported = 0
+  private walking = true
+  private chunksWhileWalking = 0
 
   constructor(opts: StreamingBuildOptions) {
     this.opts = opts
@@ -141,6 +143,7 @@ export class StreamingBuild {
    * On any failure staging is removed and the error thrown.
    */
   async finish(plan: PlanResult, opts: FinishOptions = {}): Promise<void> {
+    this.walking = false
     try {
       const total = plan.paths.length
       // entries the walk did not tell (a plan recalled from the scan cache), or held back while they matched the baseline
@@ -161,8 +164,14 @@ export class StreamingBuild {
     }
   }
 
+  /** Whether chunks of links went out before the walk was over (false for a plan that matched the baseline throughout). */
+  get linkedWhileWalking(): boolean {
+    return this.chunksWhileWalking > 0
+  }
+
   /** Stop the workers and remove staging (a refused plan, an interruption, a tree that exists already). */
   async abandon(): Promise<void> {
+    this.walking = false
     this.stopped = true
     Atomics.store(this.control, STOP, 1)
     this.bump()
@@ -231,6 +240,7 @@ export class StreamingBuild {
     this.current = { paths: [], kinds: [], sources: [] }
     const id = this.chunks.length
     this.chunks.push(chunk)
+    if (this.walking) this.chunksWhileWalking++
     if (this.stopped || id >= CLAIM_SLOTS || this.ports.length === 0) return
     const message: StreamChunk = { id, rels: chunk.paths.join('\0'), kinds: Uint8Array.from(chunk.kinds), sources: Uint32Array.from(chunk.sources) }
     for (const port of this.ports) port.postMessage(message)
