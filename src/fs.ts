@@ -90,6 +90,11 @@ export function fsPath(p: string): string | Buffer {
   return SURROGATE.test(p) ? encodeEscaped(p) : p
 }
 
+/** Whether a path carries escaped bytes (then it must go through fsPath). One test can cover many names joined. */
+export function hasEscapes(p: string): boolean {
+  return SURROGATE.test(p)
+}
+
 function encodeEscaped(p: string): Buffer {
   const parts: Buffer[] = []
   let run = ''
@@ -141,6 +146,20 @@ export function mkdir(p: string, recursive = false): void {
 export function symlink(target: string, p: string): void {
   maybeFail('symlink', p)
   fs.symlinkSync(fsPath(target), fsPath(p))
+}
+
+/**
+ * symlink and link for names the caller has checked carry no escaped bytes
+ * (hasEscapes): no per-call test, for the hot loop of a large build.
+ */
+export function symlinkPlain(target: string, p: string): void {
+  maybeFail('symlink', p)
+  fs.symlinkSync(target, p)
+}
+
+export function linkPlain(existing: string, p: string): void {
+  maybeFail('link', p)
+  fs.linkSync(existing, p)
 }
 
 export function link(existing: string, p: string): void {

@@ -275,6 +275,18 @@ describe('the walk tells settled entries (merge.ts onRelease)', () => {
     }
   })
 
+  it('a big directory is told in parts, before its last name is placed', () => {
+    const root = tempDir()
+    const a = writeTree(path.join(root, 'a'), many('bin', 3000, 'a'))
+    const b = writeTree(path.join(root, 'b'), many('bin', 10, 'b'))
+    const { result, told } = walkOf([a, b], { fold: true })
+    expect(result.paths.length).toBe(3011)
+    // parts of about a thousand, in order, covering everything once
+    expect(told.length).toBeGreaterThanOrEqual(3)
+    told.forEach((t, k) => expect(t.from).toBe(k === 0 ? 0 : told[k - 1]!.to))
+    expect(told.at(-1)!.to).toBe(3011)
+  })
+
   it('a directory folded after descending is held until it is settled', () => {
     const root = tempDir()
     // one owner for share/doc, but an exclude reaches inside it: the walk descends, then folds (nothing matched)

@@ -71,6 +71,9 @@ interface Candidate {
   inc: IncludeState
 }
 
+/** Entries placed between two calls of onRelease within one directory. */
+const RELEASE_EVERY = 1024
+
 /** The directory every prefix-level `.viewctl` would collide with. */
 const RESERVED_ROOT_NAME = '.viewctl'
 
@@ -200,12 +203,15 @@ export function mergedWalk(packages: WalkPackage[], opts: WalkOptions): WalkResu
         } else {
           if (opts.onFile) opts.onFile(`${contributors[owner]!.abs}/${name}`)
           push(childRel, type === EntryType.Symlink ? Kind.Symlink : Kind.File, contributors[owner]!.pkg.table)
+          if (opts.onRelease && paths.length - released >= RELEASE_EVERY) release()
         }
         continue
       }
       const cands: Candidate[] = []
       for (let s = first; s !== -1; s = slotNext[s]!) cands.push(candidate(s, name))
       dropped += settle(childRel, cands)
+      // a big directory is told in parts, so that linking starts before its last name is placed
+      if (opts.onRelease && paths.length - released >= RELEASE_EVERY) release()
     }
     return dropped
   }

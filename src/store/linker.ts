@@ -59,7 +59,7 @@ export function linkEntry(ctx: LinkContext, i: number): void {
   else sfs.copyFile(source, dest)
 }
 
-function depthOf(rel: string): number {
+export function depthOf(rel: string): number {
   let n = 0
   for (let i = 0; i < rel.length; i++) if (rel.charCodeAt(i) === 47) n++
   return n

@@ -14,7 +14,9 @@
  */
 import { receiveMessageOnPort, type MessagePort } from 'node:worker_threads'
 import type { LinkMode } from '../manifest/types.js'
-import { linkEntry, type LinkContext } from './linker.js'
+import * as sfs from '../fs.js'
+import { NO_SOURCE } from '../plan/types.js'
+import { depthOf, linkEntry, type LinkContext } from './linker.js'
 
 /** Slots of the shared control array. */
 export const SEQ = 0
@@ -53,9 +55,25 @@ export interface StreamChunk {
   sources: Uint32Array
 }
 
-/** Link one chunk's entries. */
-export function linkStreamChunk(setup: Omit<StreamSetup, 'port' | 'control' | 'claims'>, paths: string[], kinds: ArrayLike<number>, sources: ArrayLike<number>): void {
-  const ctx: LinkContext = { staging: setup.staging, mode: setup.mode, relative: setup.relative, prefixes: setup.prefixes, prefixFromRoot: setup.prefixFromRoot, paths, kinds, sources }
+/**
+ * Link one chunk's entries. `joined` is the chunk's paths joined by NUL:
+ * when neither it nor the setup carries escaped bytes, symlinks and
+ * hardlinks skip the per-name checks of the fs seam (symlinkPlain).
+ */
+export function linkStreamChunk(setup: Omit<StreamSetup, 'port' | 'control' | 'claims'>, paths: string[], kinds: ArrayLike<number>, sources: ArrayLike<number>, joined: string): void {
+  const { staging, mode, relative, prefixes, prefixFromRoot } = setup
+  if (mode !== 'copy' && !sfs.hasEscapes(joined) && !sfs.hasEscapes(staging) && !sfs.hasEscapes((relative ? prefixFromRoot : prefixes).join('\0'))) {
+    for (let i = 0; i < paths.length; i++) {
+      const rel = paths[i]!
+      const src = sources[i]!
+      if (src === NO_SOURCE) throw new Error(`plan entry ${rel} has no source`)
+      if (mode === 'hardlink') sfs.linkPlain(`${prefixes[src]}/${rel}`, `${staging}/${rel}`)
+      else if (relative) sfs.symlinkPlain(`${'../'.repeat(depthOf(rel))}${prefixFromRoot[src]}/${rel}`, `${staging}/${rel}`)
+      else sfs.symlinkPlain(`${prefixes[src]}/${rel}`, `${staging}/${rel}`)
+    }
+    return
+  }
+  const ctx: LinkContext = { staging, mode, relative, prefixes, prefixFromRoot, paths, kinds, sources }
   for (let i = 0; i < paths.length; i++) linkEntry(ctx, i)
 }
 
@@ -78,7 +96,7 @@ export function drainStream(setup: StreamSetup): void {
       // the main thread claims downwards from the last chunk: once it has this one, it has all the rest
       if (claim === BY_MAIN) return
       if (claim === FREE) {
-        linkStreamChunk(setup, chunk.rels.split('\0'), chunk.kinds, chunk.sources)
+        linkStreamChunk(setup, chunk.rels.split('\0'), chunk.kinds, chunk.sources, chunk.rels)
         Atomics.add(control, DONE, chunk.kinds.length)
       }
       next++

@@ -51,6 +51,8 @@ interface Chunk {
   paths: string[]
   kinds: number[]
   sources: number[]
+  /** The paths joined by NUL, once made (to post, and to check for escaped bytes in one go). */
+  joined?: string
 }
 
 export interface StreamingBuildOptions {
@@ -242,7 +244,8 @@ export class StreamingBuild {
     this.chunks.push(chunk)
     if (this.walking) this.chunksWhileWalking++
     if (this.stopped || id >= CLAIM_SLOTS || this.ports.length === 0) return
-    const message: StreamChunk = { id, rels: chunk.paths.join('\0'), kinds: Uint8Array.from(chunk.kinds), sources: Uint32Array.from(chunk.sources) }
+    chunk.joined = chunk.paths.join('\0')
+    const message: StreamChunk = { id, rels: chunk.joined, kinds: Uint8Array.from(chunk.kinds), sources: Uint32Array.from(chunk.sources) }
     for (const port of this.ports) port.postMessage(message)
     Atomics.add(this.control, PUBLISHED, 1)
     this.bump()
@@ -277,7 +280,7 @@ export class StreamingBuild {
     tell()
     const linkChunk = async (c: number) => {
       const chunk = this.chunks[c]!
-      linkStreamChunk(this.setup, chunk.paths, chunk.kinds, chunk.sources)
+      linkStreamChunk(this.setup, chunk.paths, chunk.kinds, chunk.sources, chunk.joined ?? chunk.paths.join('\0'))
       mine += chunk.paths.length
       throwIfAborted(opts.signal)
       if (mine + Atomics.load(this.control, DONE) - this.reported >= PROGRESS_EVERY) tell()
