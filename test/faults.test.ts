@@ -9,12 +9,12 @@ import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { spawnSync } from 'node:child_process'
-import { afterAll, beforeAll, describe, expect, it, onTestFinished, type TestContext } from 'vitest'
+import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest'
 import { BIN, ROOT, makePrefixes, tempDir, viewctl, writeManifest, writeTree, type RunResult } from './helpers.js'
+import { mountTmpfs, requireMount } from './mounts.js'
 import { assertCompleteGeneration, fullSnapshot, historyRecords, leftovers, makeWidePrefixes, noStackTrace, readPlanEntries, storeOf, viewctlRun } from './view-checks.js'
 
 const isRoot = process.getuid?.() === 0
-const inCI = process.env.CI === 'true'
 
 // ---------------------------------------------------------------------------
 // Injected faults
@@ -215,42 +215,6 @@ function mountPointOf(p: string): string {
 function mentions(text: string, p: string): boolean {
   const esc = p.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')
   return new RegExp(`(^|[\\s(\`'"])${esc}($|[\\s)\`'",:;])`).test(text)
-}
-
-/** Can this process mount a tmpfs? Probed once. */
-const mountProbe: { ok: true } | { ok: false; reason: string } = (() => {
-  if (!isRoot) return { ok: false, reason: 'not running as root: mounting a tmpfs (for disk-full tests) needs root' }
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'viewctl-mount-probe-'))
-  try {
-    const r = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=1m,nr_inodes=64', 'tmpfs', dir], { encoding: 'utf8' })
-    if (r.status !== 0) return { ok: false, reason: `\`mount -t tmpfs\` failed (${r.error?.message ?? `exit ${r.status}`}): ${r.stderr.trim()}` }
-    spawnSync('umount', [dir])
-    return { ok: true }
-  } finally {
-    fs.rmSync(dir, { recursive: true, force: true })
-  }
-})()
-
-/** Skip with the reason when a tmpfs cannot be mounted, except in CI as root, where that is a failure. */
-function requireMount(ctx: TestContext): void {
-  if (mountProbe.ok) return
-  if (inCI && isRoot) throw new Error(`CI runs as root but cannot mount a tmpfs: ${mountProbe.reason}`)
-  ctx.skip(mountProbe.reason)
-}
-
-/** A fresh tmpfs with these options; unmounted (lazily if busy) and removed when the test ends. */
-function mountTmpfs(options: string): string {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'viewctl-tmpfs-'))
-  const r = spawnSync('mount', ['-t', 'tmpfs', '-o', options, 'tmpfs', dir], { encoding: 'utf8' })
-  if (r.status !== 0) {
-    fs.rmdirSync(dir)
-    throw new Error(`mount -t tmpfs -o ${options} failed: ${r.stderr}`)
-  }
-  onTestFinished(() => {
-    if (spawnSync('umount', [dir]).status !== 0) spawnSync('umount', ['-l', dir])
-    fs.rmdirSync(dir)
-  })
-  return dir
 }
 
 describe('hardlinks across filesystems', () => {

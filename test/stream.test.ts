@@ -13,6 +13,7 @@ import { readDirListing } from '../src/plan/scan.js'
 import { Kind } from '../src/plan/types.js'
 import { tempDir, viewctl, viewctlAsync, writeManifest, writeTree, type FileSpec } from './helpers.js'
 import { finished, fullSnapshot, leftovers, noStackTrace, storeOf } from './view-checks.js'
+import { mountTmpfs, requireMount } from './mounts.js'
 
 const PLAIN = { VIEWCTL_LINK_THREADS: '1' }
 
@@ -190,6 +191,30 @@ describe('streamed build', () => {
     expect(again.json).toMatchObject({ changed: true, built: false, hash: second.json.hash, generation: 3 })
     expect(leftovers(view)).toEqual([])
     expect(viewctl(['verify', view]).code).toBe(0)
+  })
+
+  it('a directory that cannot be made while walking (out of inodes): exit 1, "no space", the view unchanged, staging removed', (ctx) => {
+    requireMount(ctx)
+    const root = tempDir()
+    // the first file sits 80 directories deep: making its parents, during the walk, runs out of the tmpfs's 64 inodes
+    let deep = 'lib'
+    for (let i = 0; i < 80; i++) deep += `/d${i}`
+    const a = writeTree(path.join(root, 'a'), { [`${deep}/f`]: 'f', 'zz/x': 'x' })
+    const b = writeTree(path.join(root, 'b'), { 'zz/y': 'y' })
+    const base = mountTmpfs('size=4m,nr_inodes=64')
+    const view = path.join(base, 'v')
+    const first = viewctl(['regenerate', writeManifest(root, `view: ${view}\npackages: [${b}]\n`, 'one.yaml')])
+    expect(first.code, first.stderr).toBe(0)
+    const before = fullSnapshot(view)
+
+    const r = viewctl(['regenerate', writeManifest(root, `view: ${view}\nfold: false\npackages: [${a}, ${b}]\n`, 'two.yaml'), '--json'])
+    expect(r.code, r.stderr).toBe(1)
+    expect(r.json.error.code).toBe('DISK_FULL')
+    expect(r.stderr).toContain('no space left')
+    expect(r.stderr).toContain('.staging-walk-') // the mkdir that failed was the streamed build's, during the walk
+    noStackTrace(r.stderr)
+    expect(fullSnapshot(view)).toEqual(before)
+    expect(leftovers(view)).toEqual([])
   })
 
   it('with the lock busy it plans first and waits for the lock afterwards, as a plain build', async () => {

@@ -23,7 +23,7 @@ import { StreamingBuild } from '../store/stream.js'
 import { adoptDirectory, type AdoptResult } from '../store/adopt.js'
 import { isComplete, nextGenerationNumber, readViewState, type ViewState } from '../store/state.js'
 import { retireTree } from '../store/recover.js'
-import { ViewError } from '../errors.js'
+import { ViewError, translateOsError } from '../errors.js'
 import { withWriter, withWriterIfFree, type WriterOptions } from './writer.js'
 import type { GcResult } from './gc.js'
 
@@ -151,7 +151,8 @@ async function streamAndSwitch(manifestFile: string, manifest: Manifest, layout:
     throwIfAborted(opts.signal)
   } catch (err) {
     await stream.abandon()
-    throw err
+    // a conflict or a prefix that cannot be read is already a ViewError; a failed mkdir in staging is not
+    throw translateOsError(err, `building a generation in ${layout.store}`)
   }
   const base = summaryOf(layout, plan, false)
   const previous = state.current?.generation ?? null

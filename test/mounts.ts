@@ -1,0 +1,50 @@
+/**
+ * Real small filesystems for the disk-full tests: a tmpfs mounted for one
+ * test (root only; in CI, which runs as root, failing to mount is a failure,
+ * not a skip).
+ */
+import fs from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
+import { spawnSync } from 'node:child_process'
+import { onTestFinished, type TestContext } from 'vitest'
+
+const isRoot = process.getuid?.() === 0
+const inCI = process.env.CI === 'true'
+
+/** Can this process mount a tmpfs? Probed once. */
+const mountProbe: { ok: true } | { ok: false; reason: string } = (() => {
+  if (!isRoot) return { ok: false, reason: 'not running as root: mounting a tmpfs (for disk-full tests) needs root' }
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'viewctl-mount-probe-'))
+  try {
+    const r = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=1m,nr_inodes=64', 'tmpfs', dir], { encoding: 'utf8' })
+    if (r.status !== 0) return { ok: false, reason: `\`mount -t tmpfs\` failed (${r.error?.message ?? `exit ${r.status}`}): ${r.stderr.trim()}` }
+    spawnSync('umount', [dir])
+    return { ok: true }
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true })
+  }
+})()
+
+/** Skip with the reason when a tmpfs cannot be mounted, except in CI as root, where that is a failure. */
+export function requireMount(ctx: TestContext): void {
+  if (mountProbe.ok) return
+  if (inCI && isRoot) throw new Error(`CI runs as root but cannot mount a tmpfs: ${mountProbe.reason}`)
+  ctx.skip(mountProbe.reason)
+}
+
+/** A fresh tmpfs with these options; unmounted (lazily if busy) and removed when the test ends. */
+export function mountTmpfs(options: string): string {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'viewctl-tmpfs-'))
+  const r = spawnSync('mount', ['-t', 'tmpfs', '-o', options, 'tmpfs', dir], { encoding: 'utf8' })
+  if (r.status !== 0) {
+    fs.rmdirSync(dir)
+    throw new Error(`mount -t tmpfs -o ${options} failed: ${r.stderr}`)
+  }
+  onTestFinished(() => {
+    if (spawnSync('umount', [dir]).status !== 0) spawnSync('umount', ['-l', dir])
+    fs.rmdirSync(dir)
+  })
+  return dir
+}
+
