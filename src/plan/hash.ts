@@ -15,9 +15,9 @@
  */
 import crypto from 'node:crypto'
 import { createRequire } from 'node:module'
-import { KIND_LETTERS, NO_SOURCE, type PlanOptions } from './types.js'
+import { KIND_LETTERS, NO_SOURCE, PLAN_FORMAT, type PlanOptions } from './types.js'
 
-export const PLAN_FORMAT = 1
+export { PLAN_FORMAT }
 const HEADER = `# viewctl plan ${PLAN_FORMAT}\n`
 const NEEDS_QUOTING = /[\t\n\r\\"\uD800-\uDFFF]/
 

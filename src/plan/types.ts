@@ -17,6 +17,9 @@ export const Kind = {
 export type Kind = (typeof Kind)[keyof typeof Kind]
 
 export const KIND_LETTERS = ['d', 'f', 'l', 'F'] as const
+
+/** The plan text's format version (hash.ts); here so that readers of metadata need not load the hashing code. */
+export const PLAN_FORMAT = 1
 export const NO_SOURCE = 0xffffffff
 
 export interface ConflictSource {
