@@ -28,7 +28,13 @@ export const SEALED = 2
 export const STOP = 3
 /** Links made by the workers. */
 export const DONE = 4
-export const CONTROL_SLOTS = 5
+/**
+ * Workers between deciding to take a chunk and having linked it. A worker
+ * raises it before it looks at STOP, so once the main thread has set STOP and
+ * then seen ACTIVE at 0, no worker will write into staging again.
+ */
+export const ACTIVE = 5
+export const CONTROL_SLOTS = 6
 
 export const FREE = 0
 export const BY_WORKER = 1
@@ -92,12 +98,19 @@ export function drainStream(setup: StreamSetup): void {
     const chunk = arrived.get(next)
     if (chunk !== undefined) {
       arrived.delete(next)
-      const claim = Atomics.compareExchange(claims, next, FREE, BY_WORKER)
-      // the main thread claims downwards from the last chunk: once it has this one, it has all the rest
-      if (claim === BY_MAIN) return
-      if (claim === FREE) {
-        linkStreamChunk(setup, chunk.rels.split('\0'), chunk.kinds, chunk.sources, chunk.rels)
-        Atomics.add(control, DONE, chunk.kinds.length)
+      Atomics.add(control, ACTIVE, 1)
+      try {
+        if (Atomics.load(control, STOP) !== 0) return
+        const claim = Atomics.compareExchange(claims, next, FREE, BY_WORKER)
+        // the main thread claims downwards from the last chunk: once it has this one, it has all the rest
+        if (claim === BY_MAIN) return
+        if (claim === FREE) {
+          linkStreamChunk(setup, chunk.rels.split('\0'), chunk.kinds, chunk.sources, chunk.rels)
+          Atomics.add(control, DONE, chunk.kinds.length)
+        }
+      } finally {
+        Atomics.sub(control, ACTIVE, 1)
+        Atomics.notify(control, ACTIVE)
       }
       next++
       continue

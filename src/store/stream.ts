@@ -39,7 +39,7 @@ import type { PlanResult } from '../plan/index.js'
 import { assertContained, metaFor, sealGeneration, throwIfAborted, type BuildProgress } from './build.js'
 import { realGenerationDir, type Layout } from './layout.js'
 import { CHUNK, type LinkHelpers, type LinkWorkerMessage, type WorkerReport } from './linker.js'
-import { BY_MAIN, CONTROL_SLOTS, DONE, FREE, linkStreamChunk, PUBLISHED, SEALED, SEQ, STOP, type StreamChunk, type StreamSetup } from './stream-queue.js'
+import { ACTIVE, BY_MAIN, CONTROL_SLOTS, DONE, FREE, linkStreamChunk, PUBLISHED, SEALED, SEQ, STOP, type StreamChunk, type StreamSetup } from './stream-queue.js'
 import { reviveError, type WorkerError } from './worker-error.js'
 
 /** Claim slots: chunks past this many stay with the main thread (at 1,024 links a chunk, 64 million links). */
@@ -177,13 +177,29 @@ export class StreamingBuild {
     this.stopped = true
     Atomics.store(this.control, STOP, 1)
     this.bump()
-    await Promise.all(this.reports)
+    await this.quiesce()
     this.closePorts()
     if (!this.made) return
     try {
       sfs.rmTree(this.staging)
     } catch {
       // best effort: the next writer clears leftovers
+    }
+  }
+
+  /**
+   * After STOP: wait until no worker is inside a chunk (ACTIVE at 0), so that
+   * nothing is written into staging any more. Not for a worker's report: a
+   * worker still booting, or one that will never take a chunk, is not waited
+   * for (the caller terminates it). A worker that died inside a chunk would
+   * hold ACTIVE up; after 10 s that is given up on, and staging left to the
+   * next writer if its removal fails.
+   */
+  private async quiesce(): Promise<void> {
+    const deadline = Date.now() + 10_000
+    for (let active = Atomics.load(this.control, ACTIVE); active !== 0 && Date.now() < deadline; active = Atomics.load(this.control, ACTIVE)) {
+      const settled = await Promise.race([Promise.all(this.reports).then(() => true), new Promise<false>((resolve) => setTimeout(() => resolve(false), 5))])
+      if (settled) return
     }
   }
 
@@ -286,10 +302,16 @@ export class StreamingBuild {
       if (mine + Atomics.load(this.control, DONE) - this.reported >= PROGRESS_EVERY) tell()
       await new Promise<void>((resolve) => setImmediate(resolve)) // let signals and worker reports in
     }
-    for (let c = this.chunks.length - 1; c >= 0; c--) {
+    let c = this.chunks.length - 1
+    for (; c >= 0; c--) {
       if (Atomics.load(this.control, STOP) !== 0) break
       if (c < CLAIM_SLOTS && Atomics.compareExchange(this.claims, c, FREE, BY_MAIN) !== FREE) break
       await linkChunk(c)
+    }
+    if (c < 0) {
+      // every chunk was the main thread's (a small plan, or a worker still booting): no worker has anything to finish
+      this.closePorts()
+      return
     }
     let failed: WorkerError | null = null
     for (const report of this.reports) {
