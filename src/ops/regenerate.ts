@@ -139,7 +139,8 @@ async function planAndSwitch(manifestFile: string, manifest: Manifest, layout: L
  */
 async function streamAndSwitch(manifestFile: string, manifest: Manifest, layout: Layout, cache: ScanCache, opts: RegenerateOptions & { helpers: LinkHelpers }, cleared: string[], started: number): Promise<RegenerateResult> {
   const state = readViewState(layout)
-  assertPublishable(state, opts)
+  // a directory that appeared at the view path since the first look is refused here, --adopt or not (adoption is the plain path's)
+  assertPublishable(state, { ...opts, adopt: false })
   const prefixes = prefixTable(manifest)
   if (manifest.link === 'hardlink') assertSameFilesystem(layout, prefixes)
   const stream = new StreamingBuild({ layout, manifest, prefixes, helpers: opts.helpers, baseline: shownPlan(layout, state), onProgress: opts.onProgress })
