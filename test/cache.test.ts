@@ -51,6 +51,17 @@ describe('scan cache', () => {
     expect(plan2.hash).toBe(createPlan(manifest).hash)
   })
 
+  it('changedSinceLastScan: true with no last scan, false when nothing changed, true once a directory changed', async () => {
+    const { prefixes, manifest, cacheFile } = await setup(false)
+    const first = openScanCache(cacheFile, { now: later })
+    expect(first.changedSinceLastScan()).toBe(true)
+    planWith(manifest, first)
+    expect(openScanCache(cacheFile, { now: later }).changedSinceLastScan()).toBe(false)
+    await sleep(50)
+    fs.writeFileSync(path.join(prefixes[2]!, 'lib', 'libnew.so'), 'new')
+    expect(openScanCache(cacheFile, { now: later }).changedSinceLastScan()).toBe(true)
+  })
+
   it('sees a file added to a directory (its mtime and ctime change)', async () => {
     const { prefixes, manifest, cacheFile } = await setup(false)
     const before = planWith(manifest, openScanCache(cacheFile, { now: later }))

@@ -11,11 +11,22 @@ export interface OutputFlags {
   debug: boolean
 }
 
+/** Set while a progress line (progressReporter) is on stderr without its newline. */
+let progressOpen = false
+
+/** End an unfinished progress line, so that what is written next starts a line of its own (a build given up, or reused). */
+function endProgressLine(): void {
+  if (!progressOpen) return
+  progressOpen = false
+  process.stderr.write('\n')
+}
+
 export class Output {
   constructor(readonly flags: OutputFlags) {}
 
   /** Print a command's result: its JSON form, or its text lines. */
   result(json: unknown, text: () => string | string[]): void {
+    endProgressLine()
     if (this.flags.json) {
       process.stdout.write(JSON.stringify(json, null, 2) + '\n')
       return
@@ -27,12 +38,14 @@ export class Output {
   }
 
   warn(message: string): void {
+    endProgressLine()
     if (!this.flags.quiet || this.flags.debug) process.stderr.write(`viewctl: warning: ${message}\n`)
   }
 
   /** Render a failure; returns the exit code. */
   fail(err: unknown): number {
     const e: ViewError = isViewError(err) ? err : translateOsError(err, 'running the command')
+    endProgressLine()
     process.stderr.write(`viewctl: ${e.message}\n`)
     if (e.hint) process.stderr.write(`hint: ${e.hint}\n`)
     if (this.flags.debug) process.stderr.write(`${(e.cause instanceof Error ? e.cause : e).stack}\n`)
@@ -70,6 +83,7 @@ export function progressReporter(flags: OutputFlags): ((done: number, total: num
     // while a streamed build still walks the prefixes, the total is not known yet
     const of = total === null ? 'so far, still walking the prefixes' : `/ ${formatCount(total)} entries`
     process.stderr.write(`\r\x1b[K  linked ${formatCount(done)} ${of} (${formatCount(rate)}/s)${done === total ? '\n' : ''}`)
+    progressOpen = done !== total
   }
 }
 

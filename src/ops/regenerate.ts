@@ -14,7 +14,7 @@ import path from 'node:path'
 import { assertNoConflicts, createPlan, prefixTable, recallPlanSummary, type PlanResult } from '../plan/index.js'
 import { parsePlanText, type ParsedPlan } from '../plan/hash.js'
 import { openScanCache, type ScanCache } from '../plan/cache.js'
-import { assertSameFilesystem, buildGeneration, throwIfAborted, type BuildProgress } from '../store/build.js'
+import { buildGeneration, prefixOnAnotherFilesystem, throwIfAborted, type BuildProgress } from '../store/build.js'
 import { appendHistory, newRecord, retractHistory } from '../store/history.js'
 import { generationDir, layoutFor, META_DIR, PLAN_FILE, type Layout } from '../store/layout.js'
 import { publishGeneration } from '../store/publish.js'
@@ -77,8 +77,10 @@ export async function regenerate(manifestFile: string, opts: RegenerateOptions =
   const helpers = opts.dryRun ? null : startLinkHelpers()
   try {
     let result: RegenerateResult | null = null
-    // The prefixes must be walked (the scan cache recalls no plan): with the lock free, link while walking.
-    if (helpers !== null && before.kind !== 'directory' && recallPlanSummary(manifest, cache) === null) {
+    // The prefixes must be walked (the scan cache recalls no plan) and a build is likely (a new view, or a
+    // prefix directory changed since the last scan): with the lock free, link while walking. Otherwise the
+    // walk runs without the lock, which is then held only for the switch (a no-op cron run of a hardlink view).
+    if (helpers !== null && before.kind !== 'directory' && recallPlanSummary(manifest, cache) === null && (before.kind !== 'managed' || cache.changedSinceLastScan())) {
       const streamed = await withWriterIfFree(layout, opts, (cleared) => streamAndSwitch(manifestFile, manifest, layout, cache, { ...opts, helpers }, cleared, started))
       result = streamed?.value ?? null
     }
@@ -135,20 +137,22 @@ async function planAndSwitch(manifestFile: string, manifest: Manifest, layout: L
  * Link while walking (store/stream.ts), under the writer lock the caller
  * took before the walk. A plan that is refused, or that the view or the
  * store already has, removes what was linked; the view is never touched
- * before the plan is complete and accepted.
+ * before the plan is complete and accepted. Null, before anything is done,
+ * when the plain path must decide (a hardlink view across filesystems).
  */
-async function streamAndSwitch(manifestFile: string, manifest: Manifest, layout: Layout, cache: ScanCache, opts: RegenerateOptions & { helpers: LinkHelpers }, cleared: string[], started: number): Promise<RegenerateResult> {
+async function streamAndSwitch(manifestFile: string, manifest: Manifest, layout: Layout, cache: ScanCache, opts: RegenerateOptions & { helpers: LinkHelpers }, cleared: string[], started: number): Promise<RegenerateResult | null> {
   const state = readViewState(layout)
   // a directory that appeared at the view path since the first look is refused here, --adopt or not (adoption is the plain path's)
   assertPublishable(state, { ...opts, adopt: false })
   const prefixes = prefixTable(manifest)
-  if (manifest.link === 'hardlink') assertSameFilesystem(layout, prefixes)
+  // a hardlink view across filesystems: the plain path says so with both mount points, or finds nothing to build
+  if (manifest.link === 'hardlink' && prefixOnAnotherFilesystem(layout, prefixes) !== null) return null
   const stream = new StreamingBuild({ layout, manifest, prefixes, helpers: opts.helpers, baseline: shownPlan(layout, state), onProgress: opts.onProgress })
   let plan: PlanResult
   try {
     plan = createPlan(manifest, { readDir: cache.readDir, memo: cache, onRelease: stream.onRelease })
-    cache.save()
     assertNoConflicts(plan, manifestFile)
+    cache.save()
     throwIfAborted(opts.signal)
   } catch (err) {
     await stream.abandon()

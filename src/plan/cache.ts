@@ -78,6 +78,12 @@ export interface ScanCache extends PlanMemo {
   save(): void
   /** Whether save() has anything to write. */
   readonly dirty: boolean
+  /**
+   * Whether any directory of the last scan stats differently now, or is gone
+   * (true when there was no last scan): a stat of each, no listing. With
+   * nothing changed, a walk would find what it found last time.
+   */
+  changedSinceLastScan(): boolean
   /** What this run did, for tests and benchmarks. */
   readonly stats: ScanCacheStats
 }
@@ -219,8 +225,18 @@ export function openScanCache(file: string, opts: ScanCacheOptions = {}): ScanCa
     }
   }
 
+  const changedSinceLastScan = (): boolean => {
+    if (previous.size === 0) return true
+    for (const [abs, d] of previous) {
+      const st = statDir(abs)
+      if (st === null || `${st.dev}:${st.ino}:${st.mtimeNs}:${st.ctimeNs}` !== d.key) return true
+    }
+    return false
+  }
+
   return {
     readDir,
+    changedSinceLastScan,
     recallSummary,
     recall,
     remember,

@@ -166,7 +166,7 @@ export function assertNoConflicts(plan: Plan, manifestFile: string): void {
   throw new ViewError(
     'CONFLICT',
     `${manifestFile}: ${open.length} conflict${open.length === 1 ? '' : 's'}: several prefixes provide different files at one path\n${lines.join('\n')}`,
-    'give one package a higher `priority`, exclude the path from one package, or set `conflicts: first` or `conflicts: last`; nothing was written',
+    'give one package a higher `priority`, exclude the path from one package, or set `conflicts: first` or `conflicts: last`; the view was not changed',
     { conflicts: open },
   )
 }

@@ -176,17 +176,22 @@ export function assertContained(rel: string, dirs: Set<string>, last: { parent: 
   }
 }
 
-/** Hardlinks cannot cross filesystems: say which two, before writing anything. */
-export function assertSameFilesystem(layout: Layout, prefixes: string[]): void {
+/** The first prefix that is not on the store's filesystem, or null. */
+export function prefixOnAnotherFilesystem(layout: Layout, prefixes: string[]): string | null {
   const storeDev = fs.statSync(layout.store).dev
-  for (const p of prefixes) {
-    if (fs.statSync(sfs.fsPath(p)).dev !== storeDev) {
-      throw new ViewError(
-        'XDEV_HARDLINK',
-        `cannot hardlink ${p} (on the filesystem mounted at ${mountPointOf(p)}) into ${layout.store} (on the filesystem mounted at ${mountPointOf(layout.store)}): hardlinks cannot cross filesystems`,
-        'use `link: symlink` (or `link: copy`) in the manifest, or put the view on the same filesystem as its prefixes; the view was not changed',
-      )
-    }
+  for (const p of prefixes) if (fs.statSync(sfs.fsPath(p)).dev !== storeDev) return p
+  return null
+}
+
+/** Hardlinks cannot cross filesystems: say which two, before writing anything. */
+function assertSameFilesystem(layout: Layout, prefixes: string[]): void {
+  const p = prefixOnAnotherFilesystem(layout, prefixes)
+  if (p !== null) {
+    throw new ViewError(
+      'XDEV_HARDLINK',
+      `cannot hardlink ${p} (on the filesystem mounted at ${mountPointOf(p)}) into ${layout.store} (on the filesystem mounted at ${mountPointOf(layout.store)}): hardlinks cannot cross filesystems`,
+      'use `link: symlink` (or `link: copy`) in the manifest, or put the view on the same filesystem as its prefixes; the view was not changed',
+    )
   }
 }
 

@@ -62,13 +62,14 @@ export interface StreamChunk {
 }
 
 /**
- * Link one chunk's entries. `joined` is the chunk's paths joined by NUL:
- * when neither it nor the setup carries escaped bytes, symlinks and
- * hardlinks skip the per-name checks of the fs seam (symlinkPlain).
+ * Link one chunk's entries. `plainNames`: no path of the chunk carries
+ * escaped bytes (fs.ts, hasEscapes); then, when the setup's paths carry
+ * none either, symlinks and hardlinks skip the fs seam's per-name checks
+ * (symlinkPlain, linkPlain).
  */
-export function linkStreamChunk(setup: Omit<StreamSetup, 'port' | 'control' | 'claims'>, paths: string[], kinds: ArrayLike<number>, sources: ArrayLike<number>, joined: string): void {
+export function linkStreamChunk(setup: Omit<StreamSetup, 'port' | 'control' | 'claims'>, paths: string[], kinds: ArrayLike<number>, sources: ArrayLike<number>, plainNames: boolean): void {
   const { staging, mode, relative, prefixes, prefixFromRoot } = setup
-  if (mode !== 'copy' && !sfs.hasEscapes(joined) && !sfs.hasEscapes(staging) && !sfs.hasEscapes((relative ? prefixFromRoot : prefixes).join('\0'))) {
+  if (mode !== 'copy' && plainNames && !sfs.hasEscapes(staging) && !sfs.hasEscapes((relative ? prefixFromRoot : prefixes).join('\0'))) {
     for (let i = 0; i < paths.length; i++) {
       const rel = paths[i]!
       const src = sources[i]!
@@ -105,7 +106,7 @@ export function drainStream(setup: StreamSetup): void {
         // the main thread claims downwards from the last chunk: once it has this one, it has all the rest
         if (claim === BY_MAIN) return
         if (claim === FREE) {
-          linkStreamChunk(setup, chunk.rels.split('\0'), chunk.kinds, chunk.sources, chunk.rels)
+          linkStreamChunk(setup, chunk.rels.split('\0'), chunk.kinds, chunk.sources, !sfs.hasEscapes(chunk.rels))
           Atomics.add(control, DONE, chunk.kinds.length)
         }
       } finally {

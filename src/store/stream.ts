@@ -16,7 +16,7 @@
  *   `.staging-*`, a dead writer's is cleared by the next writer.
  * - A conflict under `conflicts: error`, a bad prefix or a signal found after
  *   linking began removes staging before the error is reported: the view and
- *   the store are as they were ("nothing was written" holds for the view).
+ *   the store are as they were.
  * - Directories are made only once something is linked into them, or at the
  *   end from the finished plan: a directory the walk later drops (everything
  *   below it filtered away) is never made. Only files, symlinks and folded
@@ -51,8 +51,8 @@ interface Chunk {
   paths: string[]
   kinds: number[]
   sources: number[]
-  /** The paths joined by NUL, once made (to post, and to check for escaped bytes in one go). */
-  joined?: string
+  /** Whether no path carries escaped bytes (checked once, on the paths joined to be posted). */
+  plain?: boolean
 }
 
 export interface StreamingBuildOptions {
@@ -166,7 +166,7 @@ export class StreamingBuild {
     }
   }
 
-  /** Whether chunks of links went out before the walk was over (false for a plan that matched the baseline throughout). */
+  /** Whether chunks of links went out to the link workers before the walk was over (false for a plan that matched the baseline throughout). */
   get linkedWhileWalking(): boolean {
     return this.chunksWhileWalking > 0
   }
@@ -191,13 +191,11 @@ export class StreamingBuild {
    * After STOP: wait until no worker is inside a chunk (ACTIVE at 0), so that
    * nothing is written into staging any more. Not for a worker's report: a
    * worker still booting, or one that will never take a chunk, is not waited
-   * for (the caller terminates it). A worker that died inside a chunk would
-   * hold ACTIVE up; after 10 s that is given up on, and staging left to the
-   * next writer if its removal fails.
+   * for (the caller terminates it). A worker that dies inside a chunk holds
+   * ACTIVE up, but its report (`died`) then ends the wait.
    */
   private async quiesce(): Promise<void> {
-    const deadline = Date.now() + 10_000
-    for (let active = Atomics.load(this.control, ACTIVE); active !== 0 && Date.now() < deadline; active = Atomics.load(this.control, ACTIVE)) {
+    while (Atomics.load(this.control, ACTIVE) !== 0) {
       const settled = await Promise.race([Promise.all(this.reports).then(() => true), new Promise<false>((resolve) => setTimeout(() => resolve(false), 5))])
       if (settled) return
     }
@@ -258,10 +256,11 @@ export class StreamingBuild {
     this.current = { paths: [], kinds: [], sources: [] }
     const id = this.chunks.length
     this.chunks.push(chunk)
-    if (this.walking) this.chunksWhileWalking++
     if (this.stopped || id >= CLAIM_SLOTS || this.ports.length === 0) return
-    chunk.joined = chunk.paths.join('\0')
-    const message: StreamChunk = { id, rels: chunk.joined, kinds: Uint8Array.from(chunk.kinds), sources: Uint32Array.from(chunk.sources) }
+    if (this.walking) this.chunksWhileWalking++
+    const rels = chunk.paths.join('\0')
+    chunk.plain = !sfs.hasEscapes(rels)
+    const message: StreamChunk = { id, rels, kinds: Uint8Array.from(chunk.kinds), sources: Uint32Array.from(chunk.sources) }
     for (const port of this.ports) port.postMessage(message)
     Atomics.add(this.control, PUBLISHED, 1)
     this.bump()
@@ -296,7 +295,7 @@ export class StreamingBuild {
     tell()
     const linkChunk = async (c: number) => {
       const chunk = this.chunks[c]!
-      linkStreamChunk(this.setup, chunk.paths, chunk.kinds, chunk.sources, chunk.joined ?? chunk.paths.join('\0'))
+      linkStreamChunk(this.setup, chunk.paths, chunk.kinds, chunk.sources, chunk.plain ?? !sfs.hasEscapes(chunk.paths.join('\0')))
       mine += chunk.paths.length
       throwIfAborted(opts.signal)
       if (mine + Atomics.load(this.control, DONE) - this.reported >= PROGRESS_EVERY) tell()
