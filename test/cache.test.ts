@@ -51,15 +51,17 @@ describe('scan cache', () => {
     expect(plan2.hash).toBe(createPlan(manifest).hash)
   })
 
-  it('changedSinceLastScan: true with no last scan, false when nothing changed, true once a directory changed', async () => {
+  it('changedSinceLastScan: true with no last scan, false when nothing changed, true for a prefix added or dropped or a directory changed', async () => {
     const { prefixes, manifest, cacheFile } = await setup(false)
     const first = openScanCache(cacheFile, { now: later })
-    expect(first.changedSinceLastScan()).toBe(true)
+    expect(first.changedSinceLastScan(prefixes)).toBe(true)
     planWith(manifest, first)
-    expect(openScanCache(cacheFile, { now: later }).changedSinceLastScan()).toBe(false)
+    expect(openScanCache(cacheFile, { now: later }).changedSinceLastScan(prefixes)).toBe(false)
+    expect(openScanCache(cacheFile, { now: later }).changedSinceLastScan([...prefixes, path.join(path.dirname(prefixes[0]!), 'new-pkg')])).toBe(true)
+    expect(openScanCache(cacheFile, { now: later }).changedSinceLastScan(prefixes.slice(1))).toBe(true)
     await sleep(50)
     fs.writeFileSync(path.join(prefixes[2]!, 'lib', 'libnew.so'), 'new')
-    expect(openScanCache(cacheFile, { now: later }).changedSinceLastScan()).toBe(true)
+    expect(openScanCache(cacheFile, { now: later }).changedSinceLastScan(prefixes)).toBe(true)
   })
 
   it('sees a file added to a directory (its mtime and ctime change)', async () => {

@@ -233,6 +233,38 @@ describe('streamed build', () => {
     expect(leftovers(view)).toEqual([])
   })
 
+  it('kill -9 while linking during the walk: the view stays on its generation; the next writer clears .staging-walk-* and builds', async () => {
+    const root = tempDir()
+    const a = writeTree(path.join(root, 'a'), { ...many('bin', 15000, 'a'), ...many('lib', 15000, 'liba') })
+    const b = writeTree(path.join(root, 'b'), { 'bin/b': 'b' })
+    const view = path.join(root, 'v')
+    expect(viewctl(['regenerate', writeManifest(root, `view: ${view}\npackages: [${b}]\n`, 'one.yaml')]).code).toBe(0)
+    const before = fullSnapshot(view)
+    const two = writeManifest(root, `view: ${view}\nfold: false\npackages: [${a}, ${b}]\n`, 'two.yaml')
+
+    const child = viewctlAsync(['regenerate', two])
+    const exited = finished(child)
+    const store = storeOf(view)
+    let staging: string | undefined
+    const deadline = Date.now() + 30_000
+    while (staging === undefined && child.exitCode === null && Date.now() < deadline) {
+      staging = fs.readdirSync(store).find((n) => n.startsWith('.staging-walk-'))
+      if (staging === undefined) await new Promise((resolve) => setTimeout(resolve, 2))
+    }
+    expect(staging, 'the streamed build was over before its staging directory was seen').toBeDefined()
+    child.kill('SIGKILL')
+    expect((await exited).signal).toBe('SIGKILL')
+    expect(fullSnapshot(view)).toEqual(before)
+    expect(leftovers(view)).toContain(staging)
+
+    const next = viewctl(['regenerate', two, '--json'])
+    expect(next.code, next.stderr).toBe(0)
+    expect(next.json.cleared).toContain(path.join(store, staging!))
+    expect(next.json).toMatchObject({ changed: true, built: true, generation: 2 })
+    expect(leftovers(view)).toEqual([])
+    expect(viewctl(['verify', view]).code).toBe(0)
+  })
+
   it('with the lock busy it plans first and waits for the lock afterwards, as a plain build', async () => {
     const root = tempDir()
     const prefixes = shapes(root)

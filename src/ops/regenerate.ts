@@ -77,10 +77,10 @@ export async function regenerate(manifestFile: string, opts: RegenerateOptions =
   const helpers = opts.dryRun ? null : startLinkHelpers()
   try {
     let result: RegenerateResult | null = null
-    // The prefixes must be walked (the scan cache recalls no plan) and a build is likely (a new view, or a
-    // prefix directory changed since the last scan): with the lock free, link while walking. Otherwise the
+    // The prefixes must be walked (the scan cache recalls no plan) and a build is likely (a new view, a prefix
+    // added or dropped, or a prefix directory changed since the last scan): with the lock free, link while walking. Otherwise the
     // walk runs without the lock, which is then held only for the switch (a no-op cron run of a hardlink view).
-    if (helpers !== null && before.kind !== 'directory' && recallPlanSummary(manifest, cache) === null && (before.kind !== 'managed' || cache.changedSinceLastScan())) {
+    if (helpers !== null && before.kind !== 'directory' && recallPlanSummary(manifest, cache) === null && (before.kind !== 'managed' || cache.changedSinceLastScan(prefixTable(manifest)))) {
       const streamed = await withWriterIfFree(layout, opts, (cleared) => streamAndSwitch(manifestFile, manifest, layout, cache, { ...opts, helpers }, cleared, started))
       result = streamed?.value ?? null
     }

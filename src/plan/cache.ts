@@ -79,11 +79,12 @@ export interface ScanCache extends PlanMemo {
   /** Whether save() has anything to write. */
   readonly dirty: boolean
   /**
-   * Whether any directory of the last scan stats differently now, or is gone
-   * (true when there was no last scan): a stat of each, no listing. With
-   * nothing changed, a walk would find what it found last time.
+   * Whether a walk from these prefix roots may find something the last scan
+   * did not: there was no last scan, a root was not walked then (or one
+   * walked then is no longer given), or a directory of the last scan stats
+   * differently now or is gone. A stat of each directory, no listing.
    */
-  changedSinceLastScan(): boolean
+  changedSinceLastScan(roots: readonly string[]): boolean
   /** What this run did, for tests and benchmarks. */
   readonly stats: ScanCacheStats
 }
@@ -168,19 +169,26 @@ export function openScanCache(file: string, opts: ScanCacheOptions = {}): ScanCa
     return listing
   }
 
+  /** Whether a directory of the last scan stats differently now, once looked at (recallSummary looks first when it can). */
+  let changed: boolean | null = null
+  const anyChanged = (): boolean => {
+    for (const [abs, d] of previous) {
+      const st = statDir(abs)
+      if (st === null || `${st.dev}:${st.ino}:${st.mtimeNs}:${st.ctimeNs}` !== d.key) return true
+    }
+    return false
+  }
+
   let summary: { key: string; plan: StoredMemo | null } | null = null
   const recallSummary = (key: string): RememberedPlan | null => {
     if (summary?.key === key) return summary.plan
     const m = loaded.memo
     let plan: StoredMemo | null = m !== null && m.key === key ? m : null
     if (plan !== null) {
-      for (const [abs, d] of previous) {
-        const st = statDir(abs)
-        if (st === null || `${st.dev}:${st.ino}:${st.mtimeNs}:${st.ctimeNs}` !== d.key) {
-          stats.memo = 'stale'
-          plan = null
-          break
-        }
+      changed = anyChanged()
+      if (changed) {
+        stats.memo = 'stale'
+        plan = null
       }
     }
     if (plan !== null) {
@@ -225,13 +233,14 @@ export function openScanCache(file: string, opts: ScanCacheOptions = {}): ScanCa
     }
   }
 
-  const changedSinceLastScan = (): boolean => {
+  const changedSinceLastScan = (roots: readonly string[]): boolean => {
     if (previous.size === 0) return true
-    for (const [abs, d] of previous) {
-      const st = statDir(abs)
-      if (st === null || `${st.dev}:${st.ino}:${st.mtimeNs}:${st.ctimeNs}` !== d.key) return true
-    }
-    return false
+    const given = new Set(roots)
+    for (const root of given) if (!previous.has(root)) return true
+    // the last scan's roots: its directories whose parent it did not list
+    for (const abs of previous.keys()) if (!given.has(abs) && !previous.has(path.dirname(abs))) return true
+    changed ??= anyChanged()
+    return changed
   }
 
   return {

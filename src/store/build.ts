@@ -172,7 +172,7 @@ export function assertContained(rel: string, dirs: Set<string>, last: { parent: 
     if (contained) last.parent = parent
   }
   if (!contained || length === 0 || dotName || rel.charCodeAt(0) === 47) {
-    throw new ViewError('UNSAFE_PATH', `refusing to write ${JSON.stringify(rel)}: it is not a plain name inside a directory this build created`, 'this is a bug in viewctl; please report it with the manifest')
+    throw unsafePath(rel)
   }
 }
 
@@ -181,6 +181,11 @@ export function prefixOnAnotherFilesystem(layout: Layout, prefixes: string[]): s
   const storeDev = fs.statSync(layout.store).dev
   for (const p of prefixes) if (fs.statSync(sfs.fsPath(p)).dev !== storeDev) return p
   return null
+}
+
+/** What the containment checks throw: a path that is not a plain name inside a directory the build made. */
+export function unsafePath(rel: string): ViewError {
+  return new ViewError('UNSAFE_PATH', `refusing to write ${JSON.stringify(rel)}: it is not a plain name inside a directory this build created`, 'this is a bug in viewctl; please report it with the manifest')
 }
 
 /** Hardlinks cannot cross filesystems: say which two, before writing anything. */

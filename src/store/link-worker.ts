@@ -41,32 +41,39 @@ else {
   parentPort!.on('message', onMessage)
 }
 
-function run(data: LinkWorkerData, early: { plan: Parsed } | { error: unknown } | null): void {
+/** Do the work, then report done or the error it stopped on, having set `stop` so that no other thread takes more. */
+function workThenReport(work: () => void, stop: () => void): void {
   let report: WorkerReport
   try {
+    work()
+    report = { ok: true }
+  } catch (err) {
+    stop()
+    report = { ok: false, error: describeError(err) }
+  }
+  parentPort!.postMessage(report)
+}
+
+function run(data: LinkWorkerData, early: { plan: Parsed } | { error: unknown } | null): void {
+  workThenReport(() => {
     let plan: Parsed
     if (data.planText !== null) plan = parse(data.planText, data.count)
     else if (early === null) throw new Error('link worker got its queue without a plan')
     else if ('error' in early) throw early.error
     else plan = early.plan
     drainChunks({ staging: data.staging, mode: data.mode, relative: data.relative, prefixes: plan.prefixes, prefixFromRoot: data.prefixFromRoot, paths: plan.paths, kinds: plan.kinds, sources: plan.sources }, data.schedule, data.control)
-    report = { ok: true }
-  } catch (err) {
-    Atomics.store(data.control, STOP, 1)
-    report = { ok: false, error: describeError(err) }
-  }
-  parentPort!.postMessage(report)
+  }, () => Atomics.store(data.control, STOP, 1))
 }
 
 function stream(setup: StreamSetup): void {
-  let report: WorkerReport
-  try {
-    drainStream(setup)
-    report = { ok: true }
-  } catch (err) {
-    Atomics.store(setup.control, STREAM_STOP, 1)
-    report = { ok: false, error: describeError(err) }
-  }
-  setup.port.close()
-  parentPort!.postMessage(report)
+  workThenReport(
+    () => {
+      try {
+        drainStream(setup)
+      } finally {
+        setup.port.close()
+      }
+    },
+    () => Atomics.store(setup.control, STREAM_STOP, 1),
+  )
 }

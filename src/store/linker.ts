@@ -41,6 +41,8 @@ export interface LinkContext {
   paths: string[]
   kinds: ArrayLike<number>
   sources: ArrayLike<number>
+  /** No path involved carries escaped bytes (checked by the caller, fs.ts hasEscapes): symlinks and hardlinks skip the seam's per-name test. */
+  plain?: boolean
 }
 
 /** Place one non-directory entry: a symlink, a hardlink or a copy of its source. */
@@ -50,16 +52,21 @@ export function linkEntry(ctx: LinkContext, i: number): void {
   if (src === NO_SOURCE) throw new Error(`plan entry ${rel} has no source`)
   const dest = `${ctx.staging}/${rel}`
   if (ctx.mode === 'symlink') {
-    sfs.symlink(ctx.relative ? `${'../'.repeat(depthOf(rel))}${ctx.prefixFromRoot[src]}/${rel}` : `${ctx.prefixes[src]}/${rel}`, dest)
+    const target = ctx.relative ? `${'../'.repeat(depthOf(rel))}${ctx.prefixFromRoot[src]}/${rel}` : `${ctx.prefixes[src]}/${rel}`
+    if (ctx.plain) sfs.symlinkPlain(target, dest)
+    else sfs.symlink(target, dest)
     return
   }
   const source = `${ctx.prefixes[src]}/${rel}`
-  if (ctx.mode === 'hardlink') sfs.link(source, dest)
+  if (ctx.mode === 'hardlink') {
+    if (ctx.plain) sfs.linkPlain(source, dest)
+    else sfs.link(source, dest)
+  }
   else if (ctx.kinds[i] === Kind.Symlink) sfs.symlink(sfs.decodeName(fs.readlinkSync(sfs.fsPath(source), 'buffer')), dest)
   else sfs.copyFile(source, dest)
 }
 
-export function depthOf(rel: string): number {
+function depthOf(rel: string): number {
   let n = 0
   for (let i = 0; i < rel.length; i++) if (rel.charCodeAt(i) === 47) n++
   return n

@@ -15,8 +15,7 @@
 import { receiveMessageOnPort, type MessagePort } from 'node:worker_threads'
 import type { LinkMode } from '../manifest/types.js'
 import * as sfs from '../fs.js'
-import { NO_SOURCE } from '../plan/types.js'
-import { depthOf, linkEntry, type LinkContext } from './linker.js'
+import { linkEntry, type LinkContext } from './linker.js'
 
 /** Slots of the shared control array. */
 export const SEQ = 0
@@ -63,24 +62,13 @@ export interface StreamChunk {
 
 /**
  * Link one chunk's entries. `plainNames`: no path of the chunk carries
- * escaped bytes (fs.ts, hasEscapes); then, when the setup's paths carry
- * none either, symlinks and hardlinks skip the fs seam's per-name checks
- * (symlinkPlain, linkPlain).
+ * escaped bytes (fs.ts, hasEscapes); when the setup's paths carry none
+ * either, links skip the fs seam's per-name test (LinkContext.plain).
  */
 export function linkStreamChunk(setup: Omit<StreamSetup, 'port' | 'control' | 'claims'>, paths: string[], kinds: ArrayLike<number>, sources: ArrayLike<number>, plainNames: boolean): void {
   const { staging, mode, relative, prefixes, prefixFromRoot } = setup
-  if (mode !== 'copy' && plainNames && !sfs.hasEscapes(staging) && !sfs.hasEscapes((relative ? prefixFromRoot : prefixes).join('\0'))) {
-    for (let i = 0; i < paths.length; i++) {
-      const rel = paths[i]!
-      const src = sources[i]!
-      if (src === NO_SOURCE) throw new Error(`plan entry ${rel} has no source`)
-      if (mode === 'hardlink') sfs.linkPlain(`${prefixes[src]}/${rel}`, `${staging}/${rel}`)
-      else if (relative) sfs.symlinkPlain(`${'../'.repeat(depthOf(rel))}${prefixFromRoot[src]}/${rel}`, `${staging}/${rel}`)
-      else sfs.symlinkPlain(`${prefixes[src]}/${rel}`, `${staging}/${rel}`)
-    }
-    return
-  }
-  const ctx: LinkContext = { staging, mode, relative, prefixes, prefixFromRoot, paths, kinds, sources }
+  const plain = plainNames && !sfs.hasEscapes(staging) && !sfs.hasEscapes((relative ? prefixFromRoot : prefixes).join('\0'))
+  const ctx: LinkContext = { staging, mode, relative, prefixes, prefixFromRoot, paths, kinds, sources, plain }
   for (let i = 0; i < paths.length; i++) linkEntry(ctx, i)
 }
 

@@ -31,12 +31,12 @@
 import path from 'node:path'
 import { MessageChannel, type MessagePort } from 'node:worker_threads'
 import * as sfs from '../fs.js'
-import { ViewError, translateOsError } from '../errors.js'
+import { translateOsError } from '../errors.js'
 import type { Manifest } from '../manifest/types.js'
 import { Kind, NO_SOURCE } from '../plan/types.js'
 import type { ParsedPlan } from '../plan/hash.js'
 import type { PlanResult } from '../plan/index.js'
-import { assertContained, metaFor, sealGeneration, throwIfAborted, type BuildProgress } from './build.js'
+import { assertContained, metaFor, sealGeneration, throwIfAborted, unsafePath, type BuildProgress } from './build.js'
 import { realGenerationDir, type Layout } from './layout.js'
 import { CHUNK, type LinkHelpers, type LinkWorkerMessage, type WorkerReport } from './linker.js'
 import { ACTIVE, BY_MAIN, CONTROL_SLOTS, DONE, FREE, linkStreamChunk, PUBLISHED, SEALED, SEQ, STOP, type StreamChunk, type StreamSetup } from './stream-queue.js'
@@ -343,7 +343,7 @@ export class StreamingBuild {
       this.created.add(rel)
     }
     for (const d of this.created) {
-      if (!dirs.has(d)) unsafe(d)
+      if (!dirs.has(d)) throw unsafePath(d)
     }
   }
 
@@ -354,9 +354,5 @@ export class StreamingBuild {
 }
 
 function assertPlainName(rel: string, name: string): void {
-  if (name === '' || name === '.' || name === '..' || rel.charCodeAt(0) === 47) unsafe(rel)
-}
-
-function unsafe(rel: string): never {
-  throw new ViewError('UNSAFE_PATH', `refusing to write ${JSON.stringify(rel)}: it is not a plain name inside a directory this build created`, 'this is a bug in viewctl; please report it with the manifest')
+  if (name === '' || name === '.' || name === '..' || rel.charCodeAt(0) === 47) throw unsafePath(rel)
 }
