@@ -90,7 +90,8 @@ const has = (cmd) => spawnSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'igno
 const haveTime = fs.existsSync(TIME)
 /** Where /usr/bin/time writes; removed with the work directory's cleanup. */
 const RSS_FILE = path.join(os.tmpdir(), `viewctl-bench-rss-${process.pid}`)
-const childEnv = { ...process.env }
+// bin/viewctl runs as a program, the way users run it (its shell line finds `node` on PATH): this node first
+const childEnv = { ...process.env, PATH: `${path.dirname(process.execPath)}${path.delimiter}${process.env.PATH ?? ''}` }
 delete childEnv.VIEWCTL_TEST_FAULTS
 
 /** Run one command; returns { ms, rssKiB, stdout }. Throws on a non-zero exit. */
@@ -128,7 +129,7 @@ function timed(cmd, args, { cwd } = {}) {
 }
 
 function viewctl(args) {
-  return timed(process.execPath, [BIN, ...args])
+  return timed(BIN, args)
 }
 
 function viewctlJson(args) {
@@ -325,6 +326,8 @@ function runBench() {
   const cpu = {}
   const rss = {}
   const notes = []
+  // Node reads this file at every start of `node bin/viewctl`; bin/viewctl run as a program sets it aside
+  if (process.env.NODE_EXTRA_CA_CERTS !== undefined) notes.push('NODE_EXTRA_CA_CERTS is set: bin/viewctl, run as a program, keeps Node from reading it at start-up (docs/how-it-works.md, "Start-up")')
   const record = (name, r) => {
     ;(samples[name] ??= []).push(r.ms)
     if (r.cpuMs !== null) (cpu[name] ??= []).push(r.cpuMs)

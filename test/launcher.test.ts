@@ -1,0 +1,63 @@
+/**
+ * bin/viewctl run as a program (the way users and npm's bin link run it),
+ * not as `node bin/viewctl`: its shell line sets NODE_EXTRA_CA_CERTS aside so
+ * that Node does not read a certificate file at start-up, and its module part
+ * puts the variable back for everything viewctl starts.
+ */
+import fs from 'node:fs'
+import path from 'node:path'
+import { spawnSync } from 'node:child_process'
+import { describe, expect, it } from 'vitest'
+import { BIN, tempDir, viewctl, writeManifest, writeTree } from './helpers.js'
+
+/** Node's own words when NODE_EXTRA_CA_CERTS names a file it cannot read (printed at start-up, before any script). */
+const NODE_WARNS = /Ignoring extra certs from/
+
+/** Run bin/viewctl as a program, with the node running the tests first on PATH, and `set` over the environment (undefined removes). */
+function runDirect(file: string, args: string[], set: Record<string, string | undefined>) {
+  const env: NodeJS.ProcessEnv = { ...process.env, PATH: `${path.dirname(process.execPath)}:${process.env.PATH ?? ''}` }
+  for (const [k, v] of Object.entries(set)) {
+    if (v === undefined) delete env[k]
+    else env[k] = v
+  }
+  delete env.VIEWCTL_SET_ASIDE_NODE_EXTRA_CA_CERTS
+  const r = spawnSync(file, args, { env, encoding: 'utf8', timeout: 60_000 })
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr }
+}
+
+describe('bin/viewctl as a program', () => {
+  it('does not make Node read NODE_EXTRA_CA_CERTS at start-up, where `node bin/viewctl` does', () => {
+    const missing = path.join(tempDir(), 'no-such-bundle.pem')
+    const direct = runDirect(BIN, ['--version'], { NODE_EXTRA_CA_CERTS: missing })
+    expect(direct.code, direct.stderr).toBe(0)
+    expect(direct.stdout.trim()).toMatch(/^\d+\.\d+\.\d+/)
+    expect(direct.stderr).not.toMatch(NODE_WARNS)
+
+    // the control: the same variable through plain node is read (and warned about), so the check above can fail
+    const viaNode = viewctl(['--version'], { env: { NODE_EXTRA_CA_CERTS: missing } })
+    expect(viaNode.code).toBe(0)
+    expect(viaNode.stderr).toMatch(NODE_WARNS)
+  })
+
+  it('gives the commands viewctl exec runs NODE_EXTRA_CA_CERTS as the user set it: a value, empty, or unset', () => {
+    const dir = fs.realpathSync(tempDir('viewctl-launcher-'))
+    writeTree(path.join(dir, 'prefixes', 'a'), { 'bin/tool': { content: '#!/bin/sh\necho a\n', mode: 0o755 } })
+    const manifest = writeManifest(dir, `view: ${dir}/view\npackages: [${dir}/prefixes/a]\n`)
+    const built = viewctl(['regenerate', manifest, '--quiet'])
+    expect(built.code, built.stderr).toBe(0)
+
+    const show = ['exec', path.join(dir, 'view'), '--', 'sh', '-c', 'printf "%s|%s" "${NODE_EXTRA_CA_CERTS-unset}" "${VIEWCTL_SET_ASIDE_NODE_EXTRA_CA_CERTS-unset}"']
+    const bundle = path.join(dir, 'site-ca.pem')
+    expect(runDirect(BIN, show, { NODE_EXTRA_CA_CERTS: bundle }).stdout).toBe(`${bundle}|unset`)
+    expect(runDirect(BIN, show, { NODE_EXTRA_CA_CERTS: '' }).stdout).toBe('|unset')
+    expect(runDirect(BIN, show, { NODE_EXTRA_CA_CERTS: undefined }).stdout).toBe('unset|unset')
+  })
+
+  it('runs through a symlink to it, as npm links a package bin', () => {
+    const link = path.join(tempDir(), 'viewctl')
+    fs.symlinkSync(BIN, link)
+    const r = runDirect(link, ['--version'], { NODE_EXTRA_CA_CERTS: undefined })
+    expect(r.code, r.stderr).toBe(0)
+    expect(r.stdout.trim()).toMatch(/^\d+\.\d+\.\d+/)
+  })
+})
