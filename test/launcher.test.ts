@@ -2,13 +2,16 @@
  * bin/viewctl run as a program (the way users and npm's bin link run it),
  * not as `node bin/viewctl`: its shell line sets NODE_EXTRA_CA_CERTS aside so
  * that Node does not read a certificate file at start-up, and its module part
- * puts the variable back for everything viewctl starts.
+ * puts the variable back for everything viewctl starts. And the worker
+ * threads it starts are each one CommonJS file (scripts/bundle.mjs), which
+ * boot without Node's module loader.
  */
 import fs from 'node:fs'
 import path from 'node:path'
 import { spawnSync } from 'node:child_process'
 import { describe, expect, it } from 'vitest'
-import { BIN, tempDir, viewctl, writeManifest, writeTree } from './helpers.js'
+import { BIN, ROOT, tempDir, viewctl, writeManifest, writeTree } from './helpers.js'
+import { workerFile } from '../src/store/worker-file.js'
 
 /** Node's own words when NODE_EXTRA_CA_CERTS names a file it cannot read (printed at start-up, before any script). */
 const NODE_WARNS = /Ignoring extra certs from/
@@ -59,5 +62,26 @@ describe('bin/viewctl as a program', () => {
     const r = runDirect(link, ['--version'], { NODE_EXTRA_CA_CERTS: undefined })
     expect(r.code, r.stderr).toBe(0)
     expect(r.stdout.trim()).toMatch(/^\d+\.\d+\.\d+/)
+  })
+})
+
+describe('worker threads of the bundle', () => {
+  it('are one CommonJS file each, loading no chunk of the bundle, and are found before a compiled module', () => {
+    const bundle = path.join(ROOT, 'dist', 'bundle')
+    for (const name of ['link-worker', 'rm-worker']) {
+      const file = path.join(bundle, `${name}.cjs`)
+      expect(fs.existsSync(file), `${file} is missing: run npm run build`).toBe(true)
+      expect(fs.readFileSync(file, 'utf8')).not.toMatch(/require\(["']\.\/|import\(["']\.\//)
+      // what bin/viewctl's code finds from its own chunk, wherever in dist/bundle/ that is
+      expect(workerFile(name, new URL(`file://${bundle}/any-chunk.js`).href)?.pathname).toBe(file)
+    }
+
+    const dir = tempDir('viewctl-worker-file-')
+    const base = new URL(`file://${dir}/module.js`).href
+    expect(workerFile('w', base)).toBeNull() // run from sources: no worker, the caller works alone
+    fs.writeFileSync(path.join(dir, 'w.js'), '')
+    expect(workerFile('w', base)?.pathname).toBe(path.join(dir, 'w.js'))
+    fs.writeFileSync(path.join(dir, 'w.cjs'), '')
+    expect(workerFile('w', base)?.pathname).toBe(path.join(dir, 'w.cjs'))
   })
 })

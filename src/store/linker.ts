@@ -27,6 +27,7 @@ import * as sfs from '../fs.js'
 import type { LinkMode } from '../manifest/types.js'
 import { Kind, NO_SOURCE } from '../plan/types.js'
 import { reviveError, type WorkerError } from './worker-error.js'
+import { workerFile } from './worker-file.js'
 import type { StreamSetup } from './stream-queue.js'
 
 /** What one thread needs to place entry i of a plan. */
@@ -205,7 +206,8 @@ export function extraLinkThreads(): number {
 /** Below this many links a worker's start-up (a fresh V8 isolate, ~20-40 ms) costs more than it saves. */
 export const PARALLEL_MIN_LINKS = 12_000
 
-const WORKER_FILE = new URL('./link-worker.js', import.meta.url)
+/** The worker's script; null when it was not built (run from sources, as in the tests: everything stays on the main thread). */
+const WORKER_FILE = (): URL | null => workerFile('link-worker', import.meta.url)
 
 /** The plan text, sent to a helper as soon as the plan is made: it parses while the main thread takes the lock and makes the directories. */
 export interface LinkWorkerPlan {
@@ -241,7 +243,7 @@ export interface LinkHelpers {
 export function startLinkHelpers(): LinkHelpers | null {
   const extra = sfs.faultsArmed() ? 0 : extraLinkThreads()
   // Only the compiled package ships the worker; run from sources (the tests), everything stays on the main thread.
-  if (extra === 0 || !fs.existsSync(WORKER_FILE)) return null
+  if (extra === 0 || WORKER_FILE() === null) return null
   const helpers: Helper[] = []
   for (let w = 0; w < extra; w++) {
     const helper = spawnHelper(null)
@@ -267,7 +269,7 @@ export function startLinkHelpers(): LinkHelpers | null {
 function spawnHelper(data: LinkWorkerData | null): Helper | null {
   let worker: Worker
   try {
-    worker = new Worker(WORKER_FILE, { workerData: data })
+    worker = new Worker(WORKER_FILE()!, { workerData: data })
   } catch {
     return null // no thread to be had (limits, memory): the main thread does it all
   }
@@ -282,7 +284,7 @@ function spawnHelper(data: LinkWorkerData | null): Helper | null {
 /** Link every entry in `links` (indices into ctx's plan). */
 export async function linkAll(ctx: LinkContext, links: ArrayLike<number>, opts: LinkAllOptions): Promise<void> {
   const extra = links.length >= PARALLEL_MIN_LINKS && !sfs.faultsArmed() ? extraLinkThreads() : 0
-  if (extra === 0 || !fs.existsSync(WORKER_FILE)) {
+  if (extra === 0 || WORKER_FILE() === null) {
     await linkSerially(ctx, links, opts)
     return
   }

@@ -43,11 +43,11 @@
  * thread, so while faults are armed everything stays on the main thread
  * (fs.rmTree), where "the N-th rm" keeps its meaning.
  */
-import fs from 'node:fs'
 import os from 'node:os'
 import { Worker } from 'node:worker_threads'
 import * as sfs from '../fs.js'
 import { reviveError, type WorkerError } from './worker-error.js'
+import { workerFile } from './worker-file.js'
 
 /** Below this many entries a worker's start-up (a fresh V8 isolate, ~20-40 ms of CPU) does not pay. */
 export const PARALLEL_MIN_ENTRIES = 12_000
@@ -115,7 +115,8 @@ export function extraRemoveThreads(): number {
   return wanted - 1
 }
 
-const WORKER_FILE = new URL('./rm-worker.js', import.meta.url)
+/** The worker's script; null when it was not built (run from sources, as in the tests: everything stays on the main thread). */
+const WORKER_FILE = (): URL | null => workerFile('rm-worker', import.meta.url)
 
 /**
  * A remover for trees of about `entries` entries in all. Worker threads are
@@ -126,7 +127,7 @@ const WORKER_FILE = new URL('./rm-worker.js', import.meta.url)
  */
 export function startTreeRemover(entries: number): TreeRemover {
   const extra = entries >= PARALLEL_MIN_ENTRIES && !sfs.faultsArmed() ? extraRemoveThreads() : 0
-  if (extra === 0 || !fs.existsSync(WORKER_FILE)) return serialRemover
+  if (extra === 0 || WORKER_FILE() === null) return serialRemover
   const helpers: Helper[] = []
   for (let w = 0; w < extra; w++) {
     const helper = startHelper(w)
@@ -157,7 +158,7 @@ interface Helper {
 function startHelper(slot: number): Helper | null {
   let worker: Worker
   try {
-    worker = new Worker(WORKER_FILE)
+    worker = new Worker(WORKER_FILE()!)
   } catch {
     return null
   }
