@@ -117,6 +117,8 @@ describe('scan cache', () => {
   it.each([
     ['truncated', (text: Buffer) => text.subarray(0, Math.floor(text.length / 2))],
     ['a flipped byte in a name', (text: Buffer) => Buffer.from(text.toString('latin1').replace('pkg1-tool0', 'pkg1-tool9'), 'latin1')],
+    ['a flipped byte in a directory path (the index)', (text: Buffer) => Buffer.from(text.toString('latin1').replace('/prefixes/', '/prefixeZ/'), 'latin1')],
+    ['the listings cut off', (text: Buffer) => text.subarray(0, text.length - 3)],
     ['garbage', () => Buffer.from('not a cache\n\0\0\0')],
     ['empty', () => Buffer.alloc(0)],
     ['another version', (text: Buffer) => Buffer.from(text.toString('latin1').replace(/^viewctl-scan-cache \d+ /, 'viewctl-scan-cache 99 '), 'latin1')],
@@ -213,6 +215,27 @@ describe('plan memo', () => {
     expect(second.stats).toMatchObject({ memo: 'recalled', misses: 0, saved: false })
     same(first.plan, second.plan)
     same(createPlan(manifest), second.plan)
+  })
+
+  it('a recall reads only the index: with the listings damaged, the plan is still recalled; a walk reads every directory', async () => {
+    const { prefixes, manifest, plan, store } = await memoSetup(['fold: false'])
+    const first = plan(manifest)
+    const cacheFile = path.join(store, '.scan-cache')
+    const text = fs.readFileSync(cacheFile, 'latin1')
+    expect(text).toContain('pkg1-tool0')
+    fs.writeFileSync(cacheFile, text.replace('pkg1-tool0', 'pkg1-tool9'), 'latin1')
+    const recalled = plan(manifest)
+    expect(recalled.stats).toMatchObject({ memo: 'recalled', misses: 0, rejected: null, saved: false })
+    same(first.plan, recalled.plan)
+
+    await sleep(50)
+    fs.writeFileSync(path.join(prefixes[0]!, 'bin', 'late'), '') // a walk now, which would use the listings
+    const walked = plan(manifest)
+    expect(walked.stats).toMatchObject({ memo: 'stale', hits: 0, rejected: 'listings do not match their checksum', saved: true })
+    expect(walked.plan.paths).toContain('bin/late')
+    expect(walked.plan.paths).toContain('bin/pkg1-tool0')
+    same(createPlan(manifest), walked.plan)
+    expect(plan(manifest).stats).toMatchObject({ memo: 'recalled', rejected: null })
   })
 
   it('notices a new file: the memo is stale, the plan made afresh', async () => {

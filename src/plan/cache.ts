@@ -26,18 +26,22 @@
  * that holds it (`<hash>/.viewctl/plan.tsv`) and checks that it hashes to the
  * same hash instead of walking: a no-op regenerate reads no directory.
  *
- * The file is one compact blob written atomically (temporary file + rename):
+ * The file is written atomically (temporary file + rename), in two parts
+ * with a digest each, so that a no-op, which needs only the directories'
+ * stats and the memo, neither hashes nor decodes the names:
  *
- *   viewctl-scan-cache <version> <sha256 of the body, hex>\n
- *   body: UTF-8 fields, each ended by a NUL
+ *   viewctl-scan-cache <version> <index bytes> <sha256 of index> <sha256 of listings>\n
+ *   index: UTF-8 fields, each ended by a NUL
  *     memo (JSON, or empty), n,
- *     n times: abs-path, dev, ino, mtime-ns, ctime-ns, types,
- *     then every directory's names, in the same order
+ *     n times: abs-path, dev, ino, mtime-ns, ctime-ns, name count
+ *   listings: for every directory, in the same order: its types, then its names
  *
- * where `types` holds one digit (EntryType) per name, so its length is the
- * directory's name count. NUL is the one byte no path or name can hold. The
- * digest covers the body, so a torn, truncated or otherwise damaged file is
- * ignored as a whole: a missing or corrupt cache only costs speed.
+ * where `types` holds one digit (EntryType) per name. NUL is the one byte no
+ * path or name can hold. The index is checked when the file is opened; the
+ * listings the first time one of them would be used, and if they do not
+ * match then, no listing is trusted (the directories are read) and the file
+ * is rewritten. So a torn, truncated or otherwise damaged file is never
+ * believed: a missing or corrupt cache only costs speed.
  * Directories whose path or names are not valid Unicode (escaped bytes, see
  * fs.ts) are not stored.
  */
@@ -112,7 +116,7 @@ export interface ScanCacheOptions {
 }
 
 const MAGIC = 'viewctl-scan-cache'
-const VERSION = 3
+const VERSION = 4
 /** Changes younger than this at scan time are "racy" and not remembered. */
 export const RACY_NS = 2_000_000_000n
 const NOT_UNICODE = /[\uD800-\uDFFF]/
@@ -120,11 +124,17 @@ const NOT_UNICODE = /[\uD800-\uDFFF]/
 interface StoredDir {
   /** dev:ino:mtimeNs:ctimeNs */
   key: string
-  types: string
-  /** Resolved on first use (names are split out of the file lazily). */
-  names: string[] | null
-  /** Index of the first name in the file's name list. */
+  /** How many names it holds. */
+  count: number
+  /** Its listing: given for a directory read in this run, found in the file's listings on first use otherwise. */
+  listing: StoredListing | null
+  /** Where its types field is in the file's listings (split into fields), or -1. */
   first: number
+}
+
+interface StoredListing {
+  types: string
+  names: string[]
 }
 
 interface StoredMemo extends RememberedPlan {
@@ -143,9 +153,16 @@ export function openScanCache(file: string, opts: ScanCacheOptions = {}): ScanCa
   let memo: StoredMemo | null = null
   let learned = false
 
-  const namesOf = (d: StoredDir): string[] | null => {
-    if (d.names === null) d.names = loaded.names()?.slice(d.first, d.first + d.types.length) ?? null
-    return d.names
+  const listingOf = (d: StoredDir): StoredListing | null => {
+    if (d.listing === null && d.first >= 0) {
+      const fields = loaded.listings()
+      if (fields === null) stats.rejected ??= 'listings do not match their checksum'
+      const types = fields?.[d.first]
+      // only a writer bug could get a wrong count past the digest; then this listing is not trusted
+      if (types !== undefined && types.length === d.count && /^[0-3]*$/.test(types)) d.listing = { types, names: fields!.slice(d.first + 1, d.first + 1 + d.count) }
+      d.first = -1 // looked once
+    }
+    return d.listing
   }
 
   const readDir: DirReader = (abs) => {
@@ -153,19 +170,19 @@ export function openScanCache(file: string, opts: ScanCacheOptions = {}): ScanCa
     if (st === null) return readDirListing(abs) // let the real read report the error the way it always does
     const key = `${st.dev}:${st.ino}:${st.mtimeNs}:${st.ctimeNs}`
     const old = previous.get(abs)
-    const names = old !== undefined && old.key === key ? namesOf(old) : null
-    if (names !== null) {
+    const stored = old !== undefined && old.key === key ? listingOf(old) : null
+    if (stored !== null) {
       stats.hits++
       seen.set(abs, old!)
-      return { names, types: decodeTypes(old!.types) }
+      return { names: stored.names, types: decodeTypes(stored.types) }
     }
     stats.misses++
     learned = true
     const listing = readDirListing(abs)
     const newest = st.mtimeNs > st.ctimeNs ? st.mtimeNs : st.ctimeNs
-    const stored = newest > scanStart - RACY_NS ? null : storable(key, listing, abs)
-    if (stored === null) stats.racy++
-    else seen.set(abs, stored)
+    const fresh = newest > scanStart - RACY_NS ? null : storable(key, listing, abs)
+    if (fresh === null) stats.racy++
+    else seen.set(abs, fresh)
     return listing
   }
 
@@ -226,7 +243,7 @@ export function openScanCache(file: string, opts: ScanCacheOptions = {}): ScanCa
     // A memo is only as good as the listings behind it: all of them must be stored.
     const keepMemo = memo !== null && stats.racy === 0 ? memo : null
     try {
-      writeCacheFile(file, keepMemo, seen, namesOf)
+      writeCacheFile(file, keepMemo, seen, listingOf)
       stats.saved = true
     } catch {
       // the cache is an optimization: a full disk or a read-only store must not fail the run
@@ -269,7 +286,7 @@ function statDir(abs: string): fs.BigIntStats | null {
 function storable(key: string, listing: DirListing, abs: string): StoredDir | null {
   if (NOT_UNICODE.test(abs)) return null
   // names that are not valid Unicode are found when the listing is written (one test of the joined names)
-  return { key, types: listing.types.join(''), names: listing.names, first: -1 }
+  return { key, count: listing.names.length, listing: { types: listing.types.join(''), names: listing.names }, first: -1 }
 }
 
 function decodeTypes(digits: string): EntryType[] {
@@ -281,27 +298,37 @@ function decodeTypes(digits: string): EntryType[] {
 interface LoadedCache {
   memo: StoredMemo | null
   dirs: Map<string, StoredDir>
-  /** All names of the file, split on first use; null if they do not add up. */
-  names: () => string[] | null
+  /** The listings split into fields, checked and split on first use; null if they do not match their digest or add up. */
+  listings: () => string[] | null
   rejected: string | null
 }
 
 function loadCacheFile(file: string): LoadedCache {
-  const empty = (rejected: string | null): LoadedCache => ({ memo: null, dirs: new Map(), names: () => null, rejected })
+  const empty = (rejected: string | null): LoadedCache => ({ memo: null, dirs: new Map(), listings: () => null, rejected })
+  // The header and the index only: the listings, most of the file, are read if a listing is used.
   let buf: Buffer
   try {
-    buf = fs.readFileSync(file)
+    buf = readHead(file)
   } catch (err) {
     return empty((err as NodeJS.ErrnoException).code === 'ENOENT' ? 'missing' : 'unreadable')
   }
   const nl = buf.indexOf(10)
   const header = nl < 0 ? [] : buf.toString('latin1', 0, nl).split(' ')
-  if (header.length !== 3 || header[0] !== MAGIC) return empty('not a scan cache')
+  if (header.length !== 5 || header[0] !== MAGIC) return empty('not a scan cache')
   if (header[1] !== String(VERSION)) return empty(`version ${header[1]}`)
-  const body = buf.subarray(nl + 1)
-  if (crypto.createHash('sha256').update(body).digest('hex') !== header[2]) return empty('checksum mismatch')
-  const text = body.toString('utf8')
-  // The fields before the names, one indexOf at a time; the names are split only if a listing is used.
+  const indexBytes = Number(header[2])
+  if (!Number.isSafeInteger(indexBytes) || indexBytes < 0) return empty('malformed header')
+  if (nl + 1 + indexBytes > buf.length) {
+    try {
+      buf = readHead(file, nl + 1 + indexBytes)
+    } catch {
+      return empty('unreadable')
+    }
+    if (nl + 1 + indexBytes > buf.length) return empty('truncated')
+  }
+  const index = buf.subarray(nl + 1, nl + 1 + indexBytes)
+  if (sha256(index) !== header[3]) return empty('checksum mismatch')
+  const text = index.toString('utf8')
   let at = 0
   const field = (): string | null => {
     const end = text.indexOf('\0', at)
@@ -326,42 +353,76 @@ function loadCacheFile(file: string): LoadedCache {
   for (let d = 0; d < count; d++) {
     const f = [field(), field(), field(), field(), field(), field()]
     if (f.some((x) => x === null)) return empty('truncated record')
-    const types = f[5]!
-    if (!/^[0-3]*$/.test(types)) return empty('malformed record')
-    dirs.set(f[0]!, { key: `${f[1]}:${f[2]}:${f[3]}:${f[4]}`, types, names: null, first })
-    first += types.length
+    const names = Number(f[5])
+    if (!Number.isSafeInteger(names) || names < 0) return empty('malformed record')
+    dirs.set(f[0]!, { key: `${f[1]}:${f[2]}:${f[3]}:${f[4]}`, count: names, listing: null, first })
+    first += 1 + names
   }
-  const namesStart = at
+  if (at !== text.length) return empty('malformed record')
   const total = first
-  if (total > 0 ? text.charCodeAt(text.length - 1) !== 0 : at !== text.length) return empty('malformed record')
-  let names: string[] | null = null
-  const split = () => {
-    names ??= total === 0 ? [] : text.slice(namesStart, text.length - 1).split('\0')
-    // only a writer bug could get a wrong count past the digest; then no listing is trusted
-    return names.length === total ? names : null
+  let listings: string[] | null | undefined
+  const split = (): string[] | null => {
+    if (listings !== undefined) return listings
+    listings = null
+    let whole: Buffer
+    try {
+      whole = fs.readFileSync(file)
+    } catch {
+      return listings
+    }
+    // whatever file is there now (another writer may have replaced it), its listings must be the ones this index was written with
+    const body = whole.subarray(nl + 1 + indexBytes)
+    if (sha256(body) !== header[4]) return listings
+    const all = body.toString('utf8')
+    if (total === 0 ? all !== '' : all.charCodeAt(all.length - 1) !== 0) return listings
+    const fields = total === 0 ? [] : all.slice(0, -1).split('\0')
+    listings = fields.length === total ? fields : null
+    return listings
   }
-  return { memo, dirs, names: split, rejected: null }
+  return { memo, dirs, listings: split, rejected: null }
 }
 
-function writeCacheFile(file: string, memo: StoredMemo | null, seen: Map<string, StoredDir>, namesOf: (d: StoredDir) => string[] | null): void {
-  const dirs: Array<[string, StoredDir, string]> = []
+/** The first `bytes` bytes of `file` (64 KiB, a typical index, by default), or all of it if shorter. */
+function readHead(file: string, bytes = 65536): Buffer {
+  const fd = fs.openSync(file, 'r')
+  try {
+    const buf = Buffer.allocUnsafe(bytes)
+    let n = 0
+    while (n < bytes) {
+      const got = fs.readSync(fd, buf, n, bytes - n, n)
+      if (got === 0) break
+      n += got
+    }
+    return buf.subarray(0, n)
+  } finally {
+    fs.closeSync(fd)
+  }
+}
+
+const sha256 = (data: Buffer): string => crypto.createHash('sha256').update(data).digest('hex')
+
+function writeCacheFile(file: string, memo: StoredMemo | null, seen: Map<string, StoredDir>, listingOf: (d: StoredDir) => StoredListing | null): void {
+  const dirs: Array<[string, StoredDir, StoredListing, string]> = []
   for (const [abs, d] of seen) {
-    const names = namesOf(d)?.join('\0')
-    if (names !== undefined && !NOT_UNICODE.test(names)) dirs.push([abs, d, names])
+    const listing = listingOf(d)
+    const names = listing?.names.join('\0')
+    if (names !== undefined && !NOT_UNICODE.test(names)) dirs.push([abs, d, listing!, names])
   }
   if (dirs.length !== seen.size) memo = null // a listing it was made from is missing
   const fields: string[] = [memo === null ? '' : JSON.stringify(memo), String(dirs.length)]
-  for (const [abs, d] of dirs) fields.push(abs, ...d.key.split(':'), d.types)
-  for (const [, d, names] of dirs) if (d.types.length) fields.push(names)
-  const body = Buffer.from(`${fields.join('\0')}\0`, 'utf8')
-  const digest = crypto.createHash('sha256').update(body).digest('hex')
+  for (const [abs, d, listing] of dirs) fields.push(abs, ...d.key.split(':'), String(listing.names.length))
+  const index = Buffer.from(`${fields.join('\0')}\0`, 'utf8')
+  const parts: string[] = []
+  for (const [, , listing, names] of dirs) parts.push(listing.names.length ? `${listing.types}\0${names}` : listing.types)
+  const listings = Buffer.from(parts.length ? `${parts.join('\0')}\0` : '', 'utf8')
   // One writer at a time (the lock), so a fixed temporary name: a killed writer's leftover is simply overwritten.
   const tmp = `${file}.tmp`
   try {
     const fd = fs.openSync(tmp, 'w', 0o644)
     try {
-      fs.writeSync(fd, `${MAGIC} ${VERSION} ${digest}\n`)
-      fs.writeSync(fd, body)
+      fs.writeSync(fd, `${MAGIC} ${VERSION} ${index.length} ${sha256(index)} ${sha256(listings)}\n`)
+      fs.writeSync(fd, index)
+      fs.writeSync(fd, listings)
     } finally {
       fs.closeSync(fd)
     }
