@@ -15,6 +15,8 @@ import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vites
 import { ROOT, tempDir, viewctl, viewctlAsync, writeManifest, writeTree } from './helpers.js'
 import { finished, makeWidePrefixes, scratchDir, storeOf } from './view-checks.js'
 import { PARALLEL_MIN_ENTRIES, REMOVE_CHUNK } from '../src/store/remover.js'
+import { processRemover, rmProgram, startRemover } from '../src/store/rm-processes.js'
+import { armFaults } from '../src/fs.js'
 
 type RemoverModule = typeof import('../src/store/remover.js')
 const compiled = () => import(path.join(ROOT, 'dist', 'store', 'remover.js')) as Promise<RemoverModule>
@@ -167,6 +169,85 @@ describe('removing a tree with a worker thread (compiled package)', () => {
       expect(fs.existsSync(tree)).toBe(false)
     } finally {
       await remover.close()
+    }
+  })
+})
+
+describe('removing a tree with rm processes (store/rm-processes.ts)', () => {
+  const rm = rmProgram()
+
+  it('runs one rm per top-level directory, removes everything, never follows a symlink', { timeout: 60_000 }, async () => {
+    expect(rm, 'no rm at /bin/rm or /usr/bin/rm').not.toBeNull()
+    const dir = scratch('viewctl-rmproc-')
+    const outside = writeTree(path.join(dir, 'outside'), { 'keep/me': 'precious', 'file': 'also precious', 'sub/deep': 'precious too' })
+    const tree = path.join(dir, 'tree')
+    fill(path.join(tree, 'bin'), 3000)
+    fill(path.join(tree, 'lib'), 2000)
+    fill(path.join(tree, 'share/man/man1'), 1000)
+    fill(tree, 10, 'top')
+    // links to directories, at the top (rm is never given one) and below (rm removes the link only)
+    writeTree(tree, { 'to-dir': { symlink: outside }, 'lib/to-dir': { symlink: path.join(outside, 'sub') }, 'empty': { dir: true } })
+    const stats = await processRemover(rm!).remove(tree)
+    expect(stats.processes).toBe(4) // bin, empty, lib, share
+    expect(fs.existsSync(tree)).toBe(false)
+    expect(fs.readFileSync(path.join(outside, 'keep/me'), 'utf8')).toBe('precious')
+    expect(fs.readFileSync(path.join(outside, 'sub/deep'), 'utf8')).toBe('precious too')
+    expect(fs.readFileSync(path.join(outside, 'file'), 'utf8')).toBe('also precious')
+    // gone already is fine, as for rmTree
+    expect((await processRemover(rm!).remove(tree)).processes).toBe(0)
+  })
+
+  it('what rm cannot remove fails the removal with its errno and path (from rmTree); the rest is gone; a second try finishes', { timeout: 60_000 }, async (ctx) => {
+    const dir = scratch('viewctl-rmproc-')
+    const tree = path.join(dir, 'tree')
+    fill(path.join(tree, 'a'), 2000)
+    fill(path.join(tree, 'b'), 2000)
+    const locked = path.join(tree, 'c', 'locked')
+    fill(locked, 50)
+    const errno = lockEntriesIn(locked)
+    if (errno === null) ctx.skip() // no immutable flag on this filesystem (tmpfs has one since Linux 6.0)
+    const err = await processRemover(rm!).remove(tree).then(
+      () => null,
+      (e: unknown) => e as NodeJS.ErrnoException,
+    )
+    expect(err).toBeInstanceOf(Error)
+    expect(err!.code).toBe(errno)
+    expect(err!.syscall).toBe('unlink')
+    expect(path.dirname(err!.path!)).toBe(locked)
+    expect(fs.readdirSync(tree)).toEqual(['c']) // the rm processes removed the rest
+    expect(fs.readdirSync(locked)).toHaveLength(50)
+    if (isRoot) spawnSync('chattr', ['-i', locked])
+    else fs.chmodSync(locked, 0o755)
+    await processRemover(rm!).remove(tree)
+    expect(fs.existsSync(tree)).toBe(false)
+  })
+
+  it('startRemover uses rm processes for a big tree; not for a small one, with VIEWCTL_RM_PROCESSES=0, or while faults are armed', async () => {
+    const used = async (entries: number) => {
+      const tree = path.join(scratch('viewctl-rmproc-'), 'tree')
+      fill(path.join(tree, 'd'), 3)
+      const remover = startRemover(entries)
+      try {
+        const stats = await remover.remove(tree)
+        expect(fs.existsSync(tree)).toBe(false)
+        return 'processes' in stats ? 'processes' : 'threads or main thread'
+      } finally {
+        await remover.close()
+      }
+    }
+    expect(await used(PARALLEL_MIN_ENTRIES)).toBe('processes')
+    expect(await used(PARALLEL_MIN_ENTRIES - 1)).toBe('threads or main thread')
+    process.env.VIEWCTL_RM_PROCESSES = '0'
+    try {
+      expect(await used(PARALLEL_MIN_ENTRIES)).toBe('threads or main thread')
+    } finally {
+      delete process.env.VIEWCTL_RM_PROCESSES
+    }
+    armFaults('mkdir:1000000')
+    try {
+      expect(await used(PARALLEL_MIN_ENTRIES)).toBe('threads or main thread')
+    } finally {
+      armFaults('')
     }
   })
 })

@@ -22,7 +22,9 @@
  * again under the lock, the survivors of 1–4 are scanned for in /proc once,
  * and each remaining tree is try-locked exclusively, renamed to `.trash-*`
  * while that lease lock is held (so no exec can start on it), and removed:
- * a large one by the main thread and a worker thread together
+ * a large one by `rm -rf` child processes, one per top-level directory,
+ * and then the main thread over what is left (store/rm-processes.ts), or,
+ * where that cannot be, by the main thread and a worker thread together
  * (store/remover.ts), the worker started before the lock is taken so that it
  * has booted by the time the removal begins. A crash mid-removal leaves
  * trash, which the next writer clears.
@@ -42,7 +44,8 @@ import { switches } from '../store/history.js'
 import { generationDir, isHashName, layoutFor, trashDir, type Layout } from '../store/layout.js'
 import { tryExclusiveLease } from '../store/lease.js'
 import { describeUse, findProcessUsers, type ProcessScan } from '../store/readers.js'
-import { startTreeRemover, type TreeRemover } from '../store/remover.js'
+import type { TreeRemover } from '../store/remover.js'
+import { startRemover } from '../store/rm-processes.js'
 import { listGenerations, readViewState, requireManaged, type GenerationInfo, type ViewState } from '../store/state.js'
 import { withWriter, type WriterOptions } from './writer.js'
 
@@ -125,8 +128,8 @@ export async function collectGarbage(target: string, opts: GcOptions = {}): Prom
   if (!opts.dryRun && quick.candidates.size === 0) return report(first, policy, quick, [], null, [], false)
   if (opts.dryRun) return checkInUse(first, policy, quick, null)
 
-  // A removal thread for big trees boots now, while the lock is taken and the /proc scan runs.
-  const remover = startTreeRemover(entriesIn(layout, quick.candidates.keys()))
+  // For big trees: rm processes (store/rm-processes.ts), or else a removal thread that boots now, while the lock is taken and the /proc scan runs.
+  const remover = startRemover(entriesIn(layout, quick.candidates.keys()))
   try {
     return await withWriter(layout, opts, () => {
       const state = readViewState(layout)

@@ -1,0 +1,98 @@
+/**
+ * Removing a large tree with `rm -rf` child processes, one per top-level
+ * directory of the tree, and then fs.ts's rmTree over whatever is left.
+ *
+ * Why processes: a removal is almost all the kernel's unlinks, which run in
+ * parallel when they are in different directories. A worker thread has to
+ * boot a V8 isolate first (50-70 ms on a busy 2-CPU VM, while it competes
+ * with the main thread for a core); `rm` is running after a millisecond or
+ * two. gc of one 70,000-link generation on tmpfs: the thread remover took
+ * 1.19-1.24 x `rm -rf`, this one see docs/benchmarks.md (session 4).
+ *
+ * What does not change:
+ *   - rm never follows a symlink (and each argument is a directory that was
+ *     listed as one, never a link to one);
+ *   - errors: `rm`'s own exit status and messages are not used. Whatever rm
+ *     could not remove is still there when rmTree runs, and rmTree meets the
+ *     same error and throws it with its errno and path, exactly as without
+ *     the processes;
+ *   - a tree whose names are not valid UTF-8, a small tree, faults armed
+ *     (tests) or no rm at /bin/rm or /usr/bin/rm: the thread remover
+ *     (store/remover.ts) or the main thread alone, as before.
+ *   - VIEWCTL_RM_PROCESSES=0 turns this off.
+ *
+ * If this process is killed, its rm children go on removing trash, which
+ * nothing can reach; the next writer's rmTree takes what is left, and a name
+ * that a child removes under it counts as gone.
+ */
+import { spawn } from 'node:child_process'
+import fs from 'node:fs'
+import os from 'node:os'
+import * as sfs from '../fs.js'
+import { PARALLEL_MIN_ENTRIES, startTreeRemover, type RemovalStats, type TreeRemover } from './remover.js'
+
+/** At most this many rm processes for one tree. */
+export const MAX_RM_PROCESSES = 8
+
+/** coreutils' rm, by absolute path (a wrapper earlier on PATH must not decide what a removal does), or null. */
+export function rmProgram(): string | null {
+  for (const p of ['/bin/rm', '/usr/bin/rm']) {
+    try {
+      fs.accessSync(p, fs.constants.X_OK)
+      return p
+    } catch {
+      // next
+    }
+  }
+  return null
+}
+
+/**
+ * The remover gc uses for trees of about `entries` entries in all: rm
+ * processes when they are worth it and allowed, else the thread remover
+ * (which starts its workers now, so that they boot while the caller works).
+ */
+export function startRemover(entries: number): TreeRemover {
+  const rm = entries >= PARALLEL_MIN_ENTRIES && !sfs.faultsArmed() && process.env.VIEWCTL_RM_PROCESSES !== '0' ? rmProgram() : null
+  return rm === null ? startTreeRemover(entries) : processRemover(rm)
+}
+
+/** How a removal went with processes: `processes` rm children ran (0 when none did). */
+export interface ProcessRemovalStats extends RemovalStats {
+  processes: number
+}
+
+export function processRemover(rm: string): TreeRemover & { remove(p: string): Promise<ProcessRemovalStats> } {
+  return {
+    async remove(p) {
+      let processes = 0
+      const root = sfs.fsPath(p)
+      const listing = typeof root === 'string' ? sfs.listForRemoval(root) : null
+      if (listing !== null && listing.dirs.length > 0) {
+        const groups: string[][] = []
+        const n = Math.min(listing.dirs.length, MAX_RM_PROCESSES, Math.max(2, os.availableParallelism() * 2))
+        listing.dirs.forEach((d, i) => (groups[i % n] ??= []).push(`${root as string}/${d}`))
+        processes = groups.length
+        await Promise.all(groups.map((paths) => runRm(rm, paths)))
+      }
+      sfs.rmTree(p) // what is left: the files at the top, the directories, anything rm could not remove (and its error)
+      return { chunks: 0, workerChunks: 0, processes }
+    },
+    close: async () => {},
+  }
+}
+
+/** Run `rm -rf -- paths`; resolves when it has ended, however it ended (rmTree finds out what is left). */
+function runRm(rm: string, paths: string[]): Promise<void> {
+  return new Promise((resolve) => {
+    let child
+    try {
+      child = spawn(rm, ['-rf', '--', ...paths], { stdio: 'ignore' })
+    } catch {
+      resolve()
+      return
+    }
+    child.once('error', () => resolve())
+    child.once('close', () => resolve())
+  })
+}
