@@ -62,7 +62,12 @@ export interface ProcessRemovalStats extends RemovalStats {
   processes: number
 }
 
-export function processRemover(rm: string): TreeRemover & { remove(p: string): Promise<ProcessRemovalStats> } {
+/** A TreeRemover whose removals report the rm processes they ran. */
+export interface ProcessRemover extends TreeRemover {
+  remove(p: string): Promise<ProcessRemovalStats>
+}
+
+export function processRemover(rm: string): ProcessRemover {
   return {
     async remove(p) {
       let processes = 0
