@@ -53,7 +53,7 @@ for (const worker of workers) {
     target: 'node20',
     // what src/ derives from import.meta.url (createRequire, files next to the module) works the same from here
     define: { 'import.meta.url': '__viewctlModuleUrl' },
-    banner: { js: "const __viewctlModuleUrl = require('node:url').pathToFileURL(__filename).href;" },
+    banner: { js: "'use strict'; const __viewctlModuleUrl = require('node:url').pathToFileURL(__filename).href;" },
     logLevel: 'warning',
   })
 }

@@ -197,6 +197,20 @@ describe('removing a tree with rm processes (store/rm-processes.ts)', () => {
     expect((await processRemover(rm!).remove(tree)).processes).toBe(0)
   })
 
+  it('a tree that is a symlink to a directory is unlinked, and what it points to is left alone', { timeout: 60_000 }, async () => {
+    const dir = scratch('viewctl-rmproc-')
+    const elsewhere = path.join(dir, 'moved-generation')
+    fill(path.join(elsewhere, 'bin'), 100)
+    fill(path.join(elsewhere, 'lib'), 100)
+    const tree = path.join(dir, '.trash-abc')
+    fs.symlinkSync(elsewhere, tree)
+    const stats = await processRemover(rm!).remove(tree)
+    expect(stats.processes).toBe(0)
+    expect(fs.existsSync(tree)).toBe(false)
+    expect(fs.readdirSync(path.join(elsewhere, 'bin'))).toHaveLength(100)
+    expect(fs.readdirSync(path.join(elsewhere, 'lib'))).toHaveLength(100)
+  })
+
   it('what rm cannot remove fails the removal with its errno and path (from rmTree); the rest is gone; a second try finishes', { timeout: 60_000 }, async (ctx) => {
     const dir = scratch('viewctl-rmproc-')
     const tree = path.join(dir, 'tree')

@@ -314,8 +314,9 @@ function loadCacheFile(file: string): LoadedCache {
   }
   const nl = buf.indexOf(10)
   const header = nl < 0 ? [] : buf.toString('latin1', 0, nl).split(' ')
-  if (header.length !== 5 || header[0] !== MAGIC) return empty('not a scan cache')
+  if (header[0] !== MAGIC) return empty('not a scan cache')
   if (header[1] !== String(VERSION)) return empty(`version ${header[1]}`)
+  if (header.length !== 5) return empty('malformed header')
   const indexBytes = Number(header[2])
   if (!Number.isSafeInteger(indexBytes) || indexBytes < 0) return empty('malformed header')
   if (nl + 1 + indexBytes > buf.length) {

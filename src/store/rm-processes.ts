@@ -10,8 +10,9 @@
  * 1.19-1.24 x `rm -rf`, this one see docs/benchmarks.md (session 4).
  *
  * What does not change:
- *   - rm never follows a symlink (and each argument is a directory that was
- *     listed as one, never a link to one);
+ *   - rm never follows a symlink, and each argument is a directory that was
+ *     listed as one, never a link to one, inside a tree that lstat found to
+ *     be a real directory (a tree that is a symlink is only unlinked);
  *   - errors: `rm`'s own exit status and messages are not used. Whatever rm
  *     could not remove is still there when rmTree runs, and rmTree meets the
  *     same error and throws it with its errno and path, exactly as without
@@ -72,7 +73,9 @@ export function processRemover(rm: string): ProcessRemover {
     async remove(p) {
       let processes = 0
       const root = sfs.fsPath(p)
-      const listing = typeof root === 'string' ? sfs.listForRemoval(root) : null
+      // only a real directory is listed and handed out: a symlink (a tree an admin moved, leaving a link
+      // behind) is unlinked by rmTree, never followed, and names that are not valid UTF-8 stay with rmTree
+      const listing = typeof root === 'string' && sfs.removalStart(root) === 'dir' ? sfs.listForRemoval(root) : null
       if (listing !== null && listing.dirs.length > 0) {
         const groups: string[][] = []
         const n = Math.min(listing.dirs.length, MAX_RM_PROCESSES, Math.max(2, os.availableParallelism() * 2))
@@ -97,7 +100,7 @@ function runRm(rm: string, paths: string[]): Promise<void> {
       resolve()
       return
     }
-    child.once('error', () => resolve())
-    child.once('close', () => resolve())
+    child.on('error', () => resolve())
+    child.on('close', () => resolve())
   })
 }
