@@ -68,6 +68,19 @@ function lockEntriesIn(dir: string): string | null {
   return spawnSync('chattr', ['+i', dir]).status === 0 ? 'EPERM' : null
 }
 
+/** The error `removal` fails with, checked to be an unlink in `locked` refused with `errno` (lockEntriesIn). */
+async function unlinkRefused(removal: Promise<unknown>, errno: string, locked: string): Promise<NodeJS.ErrnoException> {
+  const err = await removal.then(
+    () => null,
+    (e: unknown) => e as NodeJS.ErrnoException,
+  )
+  expect(err).toBeInstanceOf(Error)
+  expect(err!.code).toBe(errno)
+  expect(err!.syscall).toBe('unlink')
+  expect(path.dirname(err!.path!)).toBe(locked)
+  return err!
+}
+
 describe('removing a tree with a worker thread (compiled package)', () => {
   it('removes everything, never follows a symlink, and the worker takes its share', { timeout: 60_000 }, async () => {
     const { startTreeRemover } = await compiled()
@@ -152,15 +165,8 @@ describe('removing a tree with a worker thread (compiled package)', () => {
     const remover = startTreeRemover(countEntries(tree))
     try {
       await sleep(300)
-      const err = await remover.remove(tree).then(
-        () => null,
-        (e: unknown) => e as NodeJS.ErrnoException,
-      )
-      expect(err).toBeInstanceOf(Error)
-      expect(err!.code).toBe(errno)
-      expect(err!.syscall).toBe('unlink')
-      expect(path.dirname(err!.path!)).toBe(locked)
-      expect(err!.stack).toContain('rm-worker') // it came from the worker, errno and all
+      const err = await unlinkRefused(remover.remove(tree), errno!, locked)
+      expect(err.stack).toContain('rm-worker') // it came from the worker, errno and all
       // every thread stopped at the first error: most of the root's files are still there
       expect(fs.readdirSync(tree).length).toBeGreaterThan(4 * REMOVE_CHUNK)
       if (isRoot) spawnSync('chattr', ['-i', locked])
@@ -220,14 +226,7 @@ describe('removing a tree with rm processes (store/rm-processes.ts)', () => {
     fill(locked, 50)
     const errno = lockEntriesIn(locked)
     if (errno === null) ctx.skip() // no immutable flag on this filesystem (tmpfs has one since Linux 6.0)
-    const err = await processRemover(rm!).remove(tree).then(
-      () => null,
-      (e: unknown) => e as NodeJS.ErrnoException,
-    )
-    expect(err).toBeInstanceOf(Error)
-    expect(err!.code).toBe(errno)
-    expect(err!.syscall).toBe('unlink')
-    expect(path.dirname(err!.path!)).toBe(locked)
+    await unlinkRefused(processRemover(rm!).remove(tree), errno!, locked)
     expect(fs.readdirSync(tree)).toEqual(['c']) // the rm processes removed the rest
     expect(fs.readdirSync(locked)).toHaveLength(50)
     if (isRoot) spawnSync('chattr', ['-i', locked])
