@@ -27,7 +27,7 @@ import * as sfs from '../fs.js'
 import type { LinkMode } from '../manifest/types.js'
 import { Kind, NO_SOURCE } from '../plan/types.js'
 import { reviveError, type WorkerError } from './worker-error.js'
-import { workerFile } from './worker-file.js'
+import { workerFileOnce } from './worker-file.js'
 import type { StreamSetup } from './stream-queue.js'
 
 /** What one thread needs to place entry i of a plan. */
@@ -207,7 +207,7 @@ export function extraLinkThreads(): number {
 export const PARALLEL_MIN_LINKS = 12_000
 
 /** The worker's script; null when it was not built (run from sources, as in the tests: everything stays on the main thread). */
-const WORKER_FILE = (): URL | null => workerFile('link-worker', import.meta.url)
+const WORKER_FILE = workerFileOnce('link-worker', import.meta.url)
 
 /** The plan text, sent to a helper as soon as the plan is made: it parses while the main thread takes the lock and makes the directories. */
 export interface LinkWorkerPlan {

@@ -47,7 +47,7 @@ import os from 'node:os'
 import { Worker } from 'node:worker_threads'
 import * as sfs from '../fs.js'
 import { reviveError, type WorkerError } from './worker-error.js'
-import { workerFile } from './worker-file.js'
+import { workerFileOnce } from './worker-file.js'
 
 /** Below this many entries a worker's start-up (a fresh V8 isolate, ~20-40 ms of CPU) does not pay. */
 export const PARALLEL_MIN_ENTRIES = 12_000
@@ -116,7 +116,7 @@ export function extraRemoveThreads(): number {
 }
 
 /** The worker's script; null when it was not built (run from sources, as in the tests: everything stays on the main thread). */
-const WORKER_FILE = (): URL | null => workerFile('rm-worker', import.meta.url)
+const WORKER_FILE = workerFileOnce('rm-worker', import.meta.url)
 
 /**
  * A remover for trees of about `entries` entries in all. Worker threads are

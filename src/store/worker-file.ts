@@ -16,3 +16,9 @@ export function workerFile(name: string, base: string): URL | null {
   }
   return null
 }
+
+/** workerFile, looked up on the first call only: the files next to a running module do not come and go. */
+export function workerFileOnce(name: string, base: string): () => URL | null {
+  let found: URL | null | undefined
+  return () => (found === undefined ? (found = workerFile(name, base)) : found)
+}
