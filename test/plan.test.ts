@@ -497,6 +497,48 @@ describe('what a prefix holds', () => {
     expect(parsePlanText(text)).toEqual({ prefixes: plan.prefixes, paths: plan.paths, kinds: plan.kinds, sources: plan.sources })
   })
 
+  it('each directory lists its names in UTF-16 code unit order, a name before the longer names it begins, whatever prefix provides them', async () => {
+    // The walk unions listings by sorting "name NUL slot" keys (merge.ts): these names are where such a key could sort wrong.
+    const names = ['a', 'a-b', 'a.b', 'ab', 'a b', 'A', 'é', '😀', 'ｚ', 'a\u0001', 'z', '10', '9', 'lib', 'lib.so', 'lib.so.1']
+    const dir = root()
+    const trees: Record<string, string>[] = [{}, {}, {}]
+    names.forEach((n, i) => {
+      trees[i % 3]![`share/${n}`] = n
+      trees[(i + 1) % 3]![`share/d/${n}`] = n // a directory all three provide, merged
+    })
+    trees[1]!['share/a/x'] = 'x' // a directory named `a` in the second prefix, against the file `a` in the first: `first` keeps the file
+    for (const t of trees) t['share/same'] = 'same' // identical in all three: one link, from the first
+    const pkgs = trees.map((t, i) => writeTree(path.join(dir, `p${i}`), t))
+    const plan = await planOf(dir, { fold: false, conflicts: 'first', packages: pkgs })
+
+    const order = (xs: string[]) => [...xs].sort((x, y) => (x < y ? -1 : x > y ? 1 : 0))
+    const inShare = order([...names.filter((n) => n !== 'a'), 'a', 'd', 'same'])
+    const expected = ['share']
+    for (const n of inShare) {
+      expected.push(`share/${n}`)
+      if (n === 'd') expected.push(...order(names).map((m) => `share/d/${m}`))
+    }
+    expect(plan.paths).toEqual(expected)
+    expect(order(['😀', 'ｚ'])).toEqual(['😀', 'ｚ']) // code units: U+D83D before U+FF5A, though U+1F600 is the larger code point
+    expect(sourceOfPath(plan, 'share/same')).toBe(pkgs[0])
+    expect(sourceOfPath(plan, 'share/a')).toBe(pkgs[0])
+    expect(plan.conflicts.map((c) => c.path)).toEqual(['share/a'])
+  })
+
+  it('a plan of several text chunks round-trips, and a path that needs quoting is quoted in whichever chunk it falls', async () => {
+    const dir = root()
+    const files: Record<string, string> = {}
+    for (let i = 0; i < 5000; i++) files[`lib/f${String(i).padStart(4, '0')}`] = ''
+    files['lib/f4000\tx'] = ''
+    const a = writeTree(path.join(dir, 'a'), files)
+    const plan = await planOf(dir, { fold: false, packages: [a] })
+    expect(plan.chunks.length).toBeGreaterThan(2)
+    const text = plan.chunks.join('')
+    expect(text).toContain('f\t0\t"lib/f4000\\tx"\n')
+    expect(parsePlanText(text)).toEqual({ prefixes: [a], paths: plan.paths, kinds: plan.kinds, sources: plan.sources })
+    expect(plan.paths).toHaveLength(5002)
+  })
+
   it('the plan text round-trips through parsePlanText for a folded multi-prefix plan', async () => {
     const dir = root()
     const a = writeTree(path.join(dir, 'a'), { 'bin/a': 'a', 'lib/l': { symlink: 'x' }, 'include/a/a.h': 'h' })

@@ -77,7 +77,7 @@ export function createPlan(manifest: Manifest, inputs: PlanInputs = {}): PlanRes
       return sameContent(a, b)
     },
   })
-  const chunks = planChunks(table, walked.paths, walked.kinds, walked.sources)
+  const chunks = planChunks(table, walked.paths, walked.kinds, walked.sources, walked.quoted)
   const identityDigest = onDir || onFile ? identity.digest('hex') : '-'
   const hash = hashPlan(options, chunks, identityDigest)
   // Only a plan that depends on nothing but the directory listings can be recalled by them:
@@ -85,7 +85,8 @@ export function createPlan(manifest: Manifest, inputs: PlanInputs = {}): PlanRes
   if (inputs.memo && manifest.link === 'symlink' && comparisons === 0 && walked.conflicts.length === 0) {
     inputs.memo.remember(memoKey, { hash, entries: walked.paths.length, excluded: walked.excluded, warnings: walked.warnings })
   }
-  return { options, prefixes: table, ...walked, hash, chunks }
+  const { paths, kinds, sources, conflicts, warnings, excluded } = walked
+  return { options, prefixes: table, paths, kinds, sources, conflicts, warnings, excluded, hash, chunks }
 }
 
 /**

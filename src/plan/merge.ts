@@ -17,7 +17,7 @@ import { translateOsError } from '../errors.js'
 import type { PackageFilter, IncludeState } from './filters.js'
 import { INCLUDED } from './filters.js'
 import { EntryType, type DirListing, type DirReader } from './scan.js'
-import { Kind, NO_SOURCE, type Conflict, type ConflictSource } from './types.js'
+import { Kind, NEEDS_QUOTING, NO_SOURCE, type Conflict, type ConflictSource } from './types.js'
 
 export interface WalkPackage {
   /** position in the manifest's merge order */
@@ -62,6 +62,8 @@ export interface WalkResult {
   conflicts: Conflict[]
   warnings: string[]
   excluded: number
+  /** Whether some path needs quoting in the plan text; when false, planChunks need not test each. */
+  quoted: boolean
 }
 
 interface Candidate {
@@ -69,6 +71,14 @@ interface Candidate {
   type: EntryType
   abs: string
   inc: IncludeState
+}
+
+/** The largest slot number a sort key can carry (two 15-bit code units). */
+const MAX_SLOT = 2 ** 30 - 1
+
+/** A sort key's slot number (see walk). */
+function slotOf(key: string): number {
+  return (key.charCodeAt(key.length - 2) << 15) | key.charCodeAt(key.length - 1)
 }
 
 /** Entries placed between two calls of onRelease within one directory. */
@@ -85,6 +95,8 @@ export function mergedWalk(packages: WalkPackage[], opts: WalkOptions): WalkResu
   const conflicts: Conflict[] = []
   const warnings: string[] = []
   let excluded = 0
+  // whether some name placed needs quoting in the plan text (hash.ts): if none does, no path does
+  let quoted = false
   const out = { paths, kinds, sources }
   // Entries below `released` were told to onRelease. A directory folded after
   // descending may still replace everything from its mark on: `holding` counts
@@ -114,22 +126,24 @@ export function mergedWalk(packages: WalkPackage[], opts: WalkOptions): WalkResu
 
   /**
    * Walk one view directory; returns how many paths below it were dropped.
-   * The names of all contributors are unioned through one Map from name to a
-   * "slot" (contributor, index in its listing, include state), kept in
-   * parallel arrays of small integers; a name several contributors share
-   * chains its slots. No object or string is made per name until the name
-   * is placed, which is what keeps a walk of a million names light on the
-   * garbage collector.
+   * The names of all contributors are unioned by sorting: each name kept
+   * gets a "slot" (contributor, index in its listing, include state), kept
+   * in parallel arrays of small integers, and one sort key, the name followed
+   * by NUL and the slot number in two UTF-16 code units. No name holds NUL,
+   * so the keys sort as the names do (a name before the longer names it
+   * begins), and one name's slots come out together, in the merge order.
+   * Sorting these keys costs a third of what a Map from name to slot did,
+   * and no object or lasting string is made per name until it is placed:
+   * that is what keeps a walk of a million names light on the garbage
+   * collector.
    */
   function walk(rel: string, contributors: Candidate[]): number {
     let dropped = 0
     const listings: DirListing[] = []
-    const byName = new Map<string, number>()
+    const keys: string[] = []
     const slotOwner: number[] = []
     const slotIndex: number[] = []
     const slotInc: IncludeState[] = []
-    const slotNext: number[] = []
-    const slotLast: number[] = []
     for (let ci = 0; ci < contributors.length; ci++) {
       const c = contributors[ci]!
       if (opts.onDir) opts.onDir(c.abs)
@@ -171,31 +185,31 @@ export function mergedWalk(packages: WalkPackage[], opts: WalkOptions): WalkResu
           }
           inc = state
         }
+        if (!quoted && NEEDS_QUOTING.test(name)) quoted = true
         const slot = slotOwner.length
+        if (slot > MAX_SLOT) throw new Error(`${rel === '' ? 'the view root' : rel}: more than ${MAX_SLOT} names in one view directory`)
         slotOwner.push(ci)
         slotIndex.push(i)
         slotInc.push(inc)
-        slotNext.push(-1)
-        slotLast.push(slot)
-        const first = byName.get(name)
-        if (first === undefined) {
-          byName.set(name, slot)
-        } else {
-          slotNext[slotLast[first]!] = slot
-          slotLast[first] = slot
-        }
+        keys.push(name + '\0' + String.fromCharCode(slot >>> 15, slot & 0x7fff))
       }
     }
+    keys.sort()
 
+    const nameOf = (slot: number) => listings[slotOwner[slot]!]!.names[slotIndex[slot]!]!
     const candidate = (slot: number, name: string): Candidate => {
       const c = contributors[slotOwner[slot]!]!
       return { pkg: c.pkg, type: listings[slotOwner[slot]!]!.types[slotIndex[slot]!]!, abs: `${c.abs}/${name}`, inc: slotInc[slot]! }
     }
-    const names = [...byName.keys()].sort()
-    for (const name of names) {
-      const childRel = rel === '' ? name : `${rel}/${name}`
-      const first = byName.get(name)!
-      if (slotNext[first] === -1) {
+    // made once, so that each child's path is one join, not two
+    const base = rel === '' ? '' : `${rel}/`
+    for (let k = 0; k < keys.length; ) {
+      const first = slotOf(keys[k]!)
+      const name = nameOf(first)
+      let end = k + 1
+      while (end < keys.length && nameOf(slotOf(keys[end]!)) === name) end++
+      const childRel = base + name
+      if (end === k + 1) {
         const owner = slotOwner[first]!
         const type = listings[owner]!.types[slotIndex[first]!]!
         if (type === EntryType.Dir) {
@@ -205,10 +219,11 @@ export function mergedWalk(packages: WalkPackage[], opts: WalkOptions): WalkResu
           push(childRel, type === EntryType.Symlink ? Kind.Symlink : Kind.File, contributors[owner]!.pkg.table)
           if (opts.onRelease && paths.length - released >= RELEASE_EVERY) release()
         }
+        k = end
         continue
       }
       const cands: Candidate[] = []
-      for (let s = first; s !== -1; s = slotNext[s]!) cands.push(candidate(s, name))
+      for (; k < end; k++) cands.push(candidate(slotOf(keys[k]!), name))
       dropped += settle(childRel, cands)
       // a big directory is told in parts, so that linking starts before its last name is placed
       if (opts.onRelease && paths.length - released >= RELEASE_EVERY) release()
@@ -319,7 +334,7 @@ export function mergedWalk(packages: WalkPackage[], opts: WalkOptions): WalkResu
   const roots: Candidate[] = packages.map((pkg) => ({ pkg, type: EntryType.Dir, abs: pkg.path, inc: pkg.rootInclude }))
   walk('', roots)
   release()
-  return { paths, kinds, sources, conflicts, warnings, excluded }
+  return { paths, kinds, sources, conflicts, warnings, excluded, quoted }
 }
 
 function describeSource(c: Candidate): ConflictSource {

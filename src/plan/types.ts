@@ -18,6 +18,9 @@ export type Kind = (typeof Kind)[keyof typeof Kind]
 
 export const KIND_LETTERS = ['d', 'f', 'l', 'F'] as const
 
+/** The characters a path in the plan text is quoted for (hash.ts, escapePath). */
+export const NEEDS_QUOTING = /[\t\n\r\\"\uD800-\uDFFF]/
+
 /** The plan text's format version (hash.ts); here so that readers of metadata need not load the hashing code. */
 export const PLAN_FORMAT = 1
 export const NO_SOURCE = 0xffffffff
