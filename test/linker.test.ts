@@ -74,7 +74,7 @@ describe('linking with a worker thread (compiled package)', () => {
     const paths = Array.from({ length: n }, (_, i) => (i < n / 2 ? `a/f${i}` : `b/f${i}`))
     fs.mkdirSync(path.join(staging, 'a'))
     const text = ['# viewctl plan 1\n', 'P\t0\t/nonexistent/prefix\n', ...paths.map((p) => `f\t0\t${p}\n`)]
-    const ctx = { staging, mode: 'symlink' as const, relative: false, prefixes: ['/nonexistent/prefix'], prefixFromRoot: ['../x'], paths, kinds: paths.map(() => 1), sources: paths.map(() => 0) }
+    const ctx = { staging, at: staging, mode: 'symlink' as const, relative: false, prefixes: ['/nonexistent/prefix'], prefixFromRoot: ['../x'], paths, kinds: paths.map(() => 1), sources: paths.map(() => 0) }
     const err = await linkAll(ctx, paths.map((_, i) => i), { planText: text, checkpoint: () => {} }).then(
       () => null,
       (e: unknown) => e as NodeJS.ErrnoException,
@@ -99,7 +99,7 @@ describe('linking with a worker thread (compiled package)', () => {
       await new Promise((resolve) => setTimeout(resolve, 200)) // booted and waiting, as while a plan is made
       const text = ['# viewctl plan 1\n', 'P\t0\t/nonexistent/prefix\n', ...paths.map((p) => `f\t0\t${p}\n`)]
       if (sendAhead) helpers!.sendPlan(text, paths.length)
-      const ctx = { staging, mode: 'symlink' as const, relative: false, prefixes: ['/nonexistent/prefix'], prefixFromRoot: ['../x'], paths, kinds: paths.map(() => 1), sources: paths.map(() => 0) }
+      const ctx = { staging, at: staging, mode: 'symlink' as const, relative: false, prefixes: ['/nonexistent/prefix'], prefixFromRoot: ['../x'], paths, kinds: paths.map(() => 1), sources: paths.map(() => 0) }
       let worked = 0
       try {
         await linkAll(ctx, paths.map((_, i) => i), { planText: text, helpers, checkpoint: (done) => (worked = done) })

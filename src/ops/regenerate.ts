@@ -20,6 +20,7 @@ import { generationDir, layoutFor, META_DIR, PLAN_FILE, type Layout } from '../s
 import { publishGeneration } from '../store/publish.js'
 import { PARALLEL_MIN_LINKS, startLinkHelpers, type LinkHelpers } from '../store/linker.js'
 import { StreamingBuild } from '../store/stream.js'
+import { enterStore } from '../store/workdir.js'
 import { adoptDirectory, type AdoptResult } from '../store/adopt.js'
 import { isComplete, nextGenerationNumber, readViewState, type ViewState } from '../store/state.js'
 import { retireTree } from '../store/recover.js'
@@ -33,6 +34,14 @@ export interface RegenerateOptions extends WriterOptions {
   onProgress?: BuildProgress
   /** Abort (e.g. on SIGINT): honoured until the switch is recorded, never half-way through a publish. */
   signal?: AbortSignal
+  /**
+   * Let a build make the store the process's working directory while it
+   * links, so that each link names its place by a short relative path
+   * (store/workdir.ts): less kernel time per link. The working directory is
+   * the whole process's: the CLI sets this; a library caller with other work
+   * in flight that uses relative paths should not.
+   */
+  workInStore?: boolean
 }
 
 export interface RegenerateResult {
@@ -127,7 +136,7 @@ async function planAndSwitch(manifestFile: string, manifest: Manifest, layout: L
     if (showsPlan(layout, state, plan)) {
       return { ...base, generation: previous, previousGeneration: previous, changed: adopted !== null, built: false, adopted, cleared, elapsedMs: performance.now() - started }
     }
-    const build = () => buildGeneration(layout, plan, manifest, { onProgress: opts.onProgress, signal: opts.signal, helpers: opts.helpers })
+    const build = () => buildGeneration(layout, plan, manifest, { onProgress: opts.onProgress, signal: opts.signal, helpers: opts.helpers, workInStore: opts.workInStore })
     const { generation, built, warnings } = await switchToNewGeneration(layout, state, plan, manifest, opts, build)
     return { ...base, warnings: [...base.warnings, ...warnings], generation, previousGeneration: previous, changed: true, built, adopted, cleared, elapsedMs: performance.now() - started }
   })
@@ -147,7 +156,17 @@ async function streamAndSwitch(manifestFile: string, manifest: Manifest, layout:
   const prefixes = prefixTable(manifest)
   // a hardlink view across filesystems: the plain path says so with both mount points, or finds nothing to build
   if (manifest.link === 'hardlink' && prefixOnAnotherFilesystem(layout, prefixes) !== null) return null
-  const stream = new StreamingBuild({ layout, manifest, prefixes, helpers: opts.helpers, baseline: shownPlan(layout, state), onProgress: opts.onProgress })
+  // links are named from the store while this build runs (store/workdir.ts); the scope ends with the function
+  const leave = opts.workInStore ? enterStore(layout.store) : null
+  try {
+    return await streamInStore(manifestFile, manifest, layout, cache, opts, cleared, started, prefixes, state, leave !== null)
+  } finally {
+    leave?.()
+  }
+}
+
+async function streamInStore(manifestFile: string, manifest: Manifest, layout: Layout, cache: ScanCache, opts: RegenerateOptions & { helpers: LinkHelpers }, cleared: string[], started: number, prefixes: string[], state: ViewState, inStore: boolean): Promise<RegenerateResult> {
+  const stream = new StreamingBuild({ layout, manifest, prefixes, helpers: opts.helpers, baseline: shownPlan(layout, state), onProgress: opts.onProgress, inStore })
   let plan: PlanResult
   try {
     plan = createPlan(manifest, { readDir: cache.readDir, memo: cache, onRelease: stream.onRelease })
@@ -175,7 +194,14 @@ async function streamAndSwitch(manifestFile: string, manifest: Manifest, layout:
     await stream.finish(plan, { signal: opts.signal })
     return { dir, built: true }
   }
-  const { generation, built, warnings } = await switchToNewGeneration(layout, state, plan, manifest, opts, build)
+  let switched
+  try {
+    switched = await switchToNewGeneration(layout, state, plan, manifest, opts, build)
+  } catch (err) {
+    await stream.abandon() // if the switch failed before the build: no worker links on once the working directory is back
+    throw err
+  }
+  const { generation, built, warnings } = switched
   return { ...base, streamed: stream.linkedWhileWalking, warnings: [...base.warnings, ...warnings], generation, previousGeneration: previous, changed: true, built, adopted: null, cleared, elapsedMs: performance.now() - started }
 }
 

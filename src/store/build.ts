@@ -15,6 +15,7 @@ import { generationDir, realGenerationDir, isHashName, LEASE_FILE, MANIFEST_COPY
 import { isComplete } from './state.js'
 import { linkAll, type LinkHelpers } from './linker.js'
 import { generationMeta, kindCounts, readMeta, type GenerationMeta } from './meta.js'
+import { enterStore, stagingSpelling } from './workdir.js'
 
 export interface BuildResult {
   dir: string
@@ -38,6 +39,8 @@ export interface BuildOptions {
   signal?: AbortSignal
   /** Link workers started ahead of the plan (linker.ts); the caller releases them. */
   helpers?: LinkHelpers | null
+  /** Make the store the working directory while linking, and name links from it (workdir.ts); only for a process with nothing else going on. */
+  workInStore?: boolean
 }
 
 export async function buildGeneration(layout: Layout, plan: PlanResult, manifest: Manifest, opts: BuildOptions = {}): Promise<BuildResult> {
@@ -51,7 +54,12 @@ export async function buildGeneration(layout: Layout, plan: PlanResult, manifest
   const meta = metaFor(plan, manifest)
   try {
     sfs.mkdir(staging)
-    await linkEntries(staging, realGenerationDir(layout, plan.hash), plan, manifest, opts)
+    const leave = opts.workInStore ? enterStore(layout.store) : null
+    try {
+      await linkEntries(staging, realGenerationDir(layout, plan.hash), plan, manifest, opts, stagingSpelling(staging, leave !== null))
+    } finally {
+      leave?.()
+    }
     throwIfAborted(opts.signal)
     sealGeneration(layout, staging, plan, manifest, meta)
   } catch (err) {
@@ -99,8 +107,11 @@ const BATCH = 4096
  * before it), then the links — split over worker threads for a large plan
  * (linker.ts), serially and in plan order otherwise or while faults are armed.
  */
-/** `realFinalDir`: where the tree will be, symlinks in its parents resolved (relative links are computed from it). */
-async function linkEntries(staging: string, realFinalDir: string, plan: PlanResult, manifest: Manifest, opts: BuildOptions): Promise<void> {
+/**
+ * `realFinalDir`: where the tree will be, symlinks in its parents resolved (relative links are computed from it).
+ * `at`: how links name staging (workdir.ts).
+ */
+async function linkEntries(staging: string, realFinalDir: string, plan: PlanResult, manifest: Manifest, opts: BuildOptions, at: string): Promise<void> {
   const { paths, kinds, sources, prefixes } = plan
   const { onProgress, signal } = opts
   const total = paths.length
@@ -127,6 +138,7 @@ async function linkEntries(staging: string, realFinalDir: string, plan: PlanResu
   await linkAll(
     {
       staging,
+      at,
       mode: manifest.link,
       relative: relativeLinks,
       prefixes,

@@ -29,10 +29,13 @@ import { Kind, NO_SOURCE } from '../plan/types.js'
 import { reviveError, type WorkerError } from './worker-error.js'
 import { workerFileOnce } from './worker-file.js'
 import type { StreamSetup } from './stream-queue.js'
+import { absolutePaths } from './workdir.js'
 
 /** What one thread needs to place entry i of a plan. */
 export interface LinkContext {
   staging: string
+  /** How a link's place is spelled: `staging`, or its name when the store is the working directory (workdir.ts). */
+  at: string
   mode: LinkMode
   /** Symlink views with `relative: true`. */
   relative: boolean
@@ -51,20 +54,24 @@ export function linkEntry(ctx: LinkContext, i: number): void {
   const rel = ctx.paths[i]!
   const src = ctx.sources[i]!
   if (src === NO_SOURCE) throw new Error(`plan entry ${rel} has no source`)
-  const dest = `${ctx.staging}/${rel}`
-  if (ctx.mode === 'symlink') {
-    const target = ctx.relative ? `${'../'.repeat(depthOf(rel))}${ctx.prefixFromRoot[src]}/${rel}` : `${ctx.prefixes[src]}/${rel}`
-    if (ctx.plain) sfs.symlinkPlain(target, dest)
-    else sfs.symlink(target, dest)
-    return
+  const dest = `${ctx.at}/${rel}`
+  try {
+    if (ctx.mode === 'symlink') {
+      const target = ctx.relative ? `${'../'.repeat(depthOf(rel))}${ctx.prefixFromRoot[src]}/${rel}` : `${ctx.prefixes[src]}/${rel}`
+      if (ctx.plain) sfs.symlinkPlain(target, dest)
+      else sfs.symlink(target, dest)
+      return
+    }
+    const source = `${ctx.prefixes[src]}/${rel}`
+    if (ctx.mode === 'hardlink') {
+      if (ctx.plain) sfs.linkPlain(source, dest)
+      else sfs.link(source, dest)
+    }
+    else if (ctx.kinds[i] === Kind.Symlink) sfs.symlink(sfs.decodeName(fs.readlinkSync(sfs.fsPath(source), 'buffer')), dest)
+    else sfs.copyFile(source, dest)
+  } catch (err) {
+    throw absolutePaths(err, ctx.at, ctx.staging)
   }
-  const source = `${ctx.prefixes[src]}/${rel}`
-  if (ctx.mode === 'hardlink') {
-    if (ctx.plain) sfs.linkPlain(source, dest)
-    else sfs.link(source, dest)
-  }
-  else if (ctx.kinds[i] === Kind.Symlink) sfs.symlink(sfs.decodeName(fs.readlinkSync(sfs.fsPath(source), 'buffer')), dest)
-  else sfs.copyFile(source, dest)
 }
 
 function depthOf(rel: string): number {
@@ -177,6 +184,7 @@ export interface LinkWorkerData {
   /** Entries in the plan, to check the worker parsed the same plan. */
   count: number
   staging: string
+  at: string
   mode: LinkMode
   relative: boolean
   prefixFromRoot: string[]
@@ -290,7 +298,7 @@ export async function linkAll(ctx: LinkContext, links: ArrayLike<number>, opts: 
   }
   const schedule = scheduleLinks(ctx.paths, links)
   const control = new Int32Array(new SharedArrayBuffer(CONTROL_SLOTS * Int32Array.BYTES_PER_ELEMENT))
-  const data: LinkWorkerData = { planText: opts.planText, count: ctx.paths.length, staging: ctx.staging, mode: ctx.mode, relative: ctx.relative, prefixFromRoot: ctx.prefixFromRoot, schedule, control }
+  const data: LinkWorkerData = { planText: opts.planText, count: ctx.paths.length, staging: ctx.staging, at: ctx.at, mode: ctx.mode, relative: ctx.relative, prefixFromRoot: ctx.prefixFromRoot, schedule, control }
   const ahead = opts.helpers?.helpers ?? []
   const started: Helper[] = []
   // the first error any thread met; a worker's arrives while the main thread yields between chunks

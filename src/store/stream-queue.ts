@@ -46,6 +46,8 @@ export interface StreamSetup {
   /** One claim slot per chunk; chunks past its length are never posted and stay with the main thread. */
   claims: Int32Array
   staging: string
+  /** How a link's place is spelled (linker.ts, LinkContext.at). */
+  at: string
   mode: LinkMode
   relative: boolean
   prefixes: string[]
@@ -66,9 +68,9 @@ export interface StreamChunk {
  * either, links skip the fs seam's per-name test (LinkContext.plain).
  */
 export function linkStreamChunk(setup: Omit<StreamSetup, 'port' | 'control' | 'claims'>, paths: string[], kinds: ArrayLike<number>, sources: ArrayLike<number>, plainNames: boolean): void {
-  const { staging, mode, relative, prefixes, prefixFromRoot } = setup
+  const { staging, at, mode, relative, prefixes, prefixFromRoot } = setup
   const plain = plainNames && !sfs.hasEscapes(staging) && !sfs.hasEscapes((relative ? prefixFromRoot : prefixes).join('\0'))
-  const ctx: LinkContext = { staging, mode, relative, prefixes, prefixFromRoot, paths, kinds, sources, plain }
+  const ctx: LinkContext = { staging, at, mode, relative, prefixes, prefixFromRoot, paths, kinds, sources, plain }
   for (let i = 0; i < paths.length; i++) linkEntry(ctx, i)
 }
 

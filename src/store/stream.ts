@@ -41,6 +41,7 @@ import { realGenerationDir, type Layout } from './layout.js'
 import { CHUNK, type LinkHelpers, type LinkWorkerMessage, type WorkerReport } from './linker.js'
 import { ACTIVE, BY_MAIN, CONTROL_SLOTS, DONE, FREE, linkStreamChunk, PUBLISHED, SEALED, SEQ, STOP, type StreamChunk, type StreamSetup } from './stream-queue.js'
 import { reviveError, type WorkerError } from './worker-error.js'
+import { stagingSpelling } from './workdir.js'
 
 /** Claim slots: chunks past this many stay with the main thread (at 1,024 links a chunk, 64 million links). */
 const CLAIM_SLOTS = 1 << 16
@@ -66,6 +67,8 @@ export interface StreamingBuildOptions {
   baseline: ParsedPlan | null
   /** Told of links made: while walking with `total` null (not known yet), then with the plan's size. */
   onProgress?: BuildProgress
+  /** The store is the process's working directory until the build is finished or abandoned: links are named from it (workdir.ts). */
+  inStore?: boolean
 }
 
 export interface FinishOptions {
@@ -75,6 +78,8 @@ export interface FinishOptions {
 export class StreamingBuild {
   readonly staging: string
   private made = false
+  /** Staging became the generation (finish). */
+  private sealed = false
   private readonly created = new Set<string>([''])
   private lastParent = ''
   private readonly chunks: Chunk[] = []
@@ -106,6 +111,7 @@ export class StreamingBuild {
     const realFinalDir = relative ? realGenerationDir(layout, 'staging') : ''
     this.setup = {
       staging: this.staging,
+      at: stagingSpelling(this.staging, opts.inStore ?? false),
       mode: manifest.link,
       relative,
       prefixes,
@@ -159,6 +165,7 @@ export class StreamingBuild {
       this.checkAndMakeDirs(plan)
       throwIfAborted(opts.signal)
       sealGeneration(this.opts.layout, this.staging, plan, this.opts.manifest, metaFor(plan, this.opts.manifest))
+      this.sealed = true
       this.opts.onProgress?.(total, total)
     } catch (err) {
       await this.abandon()
@@ -171,8 +178,9 @@ export class StreamingBuild {
     return this.chunksWhileWalking > 0
   }
 
-  /** Stop the workers and remove staging (a refused plan, an interruption, a tree that exists already). */
+  /** Stop the workers and remove staging (a refused plan, an interruption, a tree that exists already). Nothing, once the generation is sealed. */
   async abandon(): Promise<void> {
+    if (this.sealed) return
     this.walking = false
     this.stopped = true
     Atomics.store(this.control, STOP, 1)

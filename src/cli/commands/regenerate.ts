@@ -14,6 +14,7 @@ export async function run(args: GlobalArgs & { manifest: string; dryRun: boolean
       argv: ['viewctl', ...process.argv.slice(2)],
       onProgress: progressReporter(out.flags),
       signal: interrupt.signal,
+      workInStore: true, // this process does nothing else meanwhile (ops/regenerate.ts)
     })
     for (const w of r.warnings) out.warn(w)
     out.result(r, () => {
