@@ -34,8 +34,12 @@ export function normalizedOptions(opts: PlanOptions): Record<string, unknown> {
   return { format: PLAN_FORMAT, link: opts.link, fold: symlinks && opts.fold, relative: symlinks && opts.relative }
 }
 
-/** Entries per chunk of plan text (about 64 KiB at typical path lengths). */
-const CHUNK_ENTRIES = 2048
+/**
+ * Entries per chunk of plan text: some 200-400 KiB at typical path lengths,
+ * above the size V8 puts straight into its large-object space, so that the
+ * young generation never copies the plan text from one space to the other.
+ */
+const CHUNK_ENTRIES = 8192
 
 /**
  * Serialize the plan into chunks of text. `quoted: false` is the walker's

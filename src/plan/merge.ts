@@ -76,6 +76,16 @@ interface Candidate {
 /** The largest slot number a sort key can carry (two 15-bit code units). */
 const MAX_SLOT = 2 ** 30 - 1
 
+/** Slot tags made so far, shared by every directory (the small slot numbers recur in each). */
+const TAGS: string[] = []
+const CACHED_TAGS = 1 << 16
+
+/** What follows a name in its sort key: NUL and the slot number in two 15-bit code units (see walk). */
+function slotTag(slot: number): string {
+  if (slot >= CACHED_TAGS) return '\0' + String.fromCharCode(slot >>> 15, slot & 0x7fff)
+  return (TAGS[slot] ??= '\0' + String.fromCharCode(slot >>> 15, slot & 0x7fff))
+}
+
 /** A sort key's slot number (see walk). */
 function slotOf(key: string): number {
   return (key.charCodeAt(key.length - 2) << 15) | key.charCodeAt(key.length - 1)
@@ -140,12 +150,9 @@ export function mergedWalk(packages: WalkPackage[], opts: WalkOptions): WalkResu
   function walk(rel: string, contributors: Candidate[]): number {
     let dropped = 0
     const listings: DirListing[] = []
-    const keys: string[] = []
-    const slotOwner: number[] = []
-    const slotIndex: number[] = []
-    const slotInc: IncludeState[] = []
-    for (let ci = 0; ci < contributors.length; ci++) {
-      const c = contributors[ci]!
+    let total = 0
+    let filtered = false
+    for (const c of contributors) {
       if (opts.onDir) opts.onDir(c.abs)
       let listing
       try {
@@ -154,7 +161,18 @@ export function mergedWalk(packages: WalkPackage[], opts: WalkOptions): WalkResu
         throw translateOsError(err, `reading ${c.abs}`)
       }
       listings.push(listing)
-      const { names, types } = listing
+      total += listing.names.length
+      if (!c.pkg.filter.trivial) filtered = true
+    }
+    // sized once: no array here grows name by name
+    const keys = new Array<string>(total)
+    const slotOwner = new Int32Array(total)
+    const slotIndex = new Int32Array(total)
+    const slotInc: IncludeState[] | null = filtered ? new Array<IncludeState>(total) : null
+    let slots = 0
+    for (let ci = 0; ci < contributors.length; ci++) {
+      const c = contributors[ci]!
+      const { names, types } = listings[ci]!
       const filter = c.pkg.filter
       for (let i = 0; i < names.length; i++) {
         const name = names[i]!
@@ -186,20 +204,21 @@ export function mergedWalk(packages: WalkPackage[], opts: WalkOptions): WalkResu
           inc = state
         }
         if (!quoted && NEEDS_QUOTING.test(name)) quoted = true
-        const slot = slotOwner.length
+        const slot = slots++
         if (slot > MAX_SLOT) throw new Error(`${rel === '' ? 'the view root' : rel}: more than ${MAX_SLOT} names in one view directory`)
-        slotOwner.push(ci)
-        slotIndex.push(i)
-        slotInc.push(inc)
-        keys.push(name + '\0' + String.fromCharCode(slot >>> 15, slot & 0x7fff))
+        slotOwner[slot] = ci
+        slotIndex[slot] = i
+        if (slotInc !== null) slotInc[slot] = inc
+        keys[slot] = name + slotTag(slot)
       }
     }
+    keys.length = slots
     keys.sort()
 
     const nameOf = (slot: number) => listings[slotOwner[slot]!]!.names[slotIndex[slot]!]!
     const candidate = (slot: number, name: string): Candidate => {
       const c = contributors[slotOwner[slot]!]!
-      return { pkg: c.pkg, type: listings[slotOwner[slot]!]!.types[slotIndex[slot]!]!, abs: `${c.abs}/${name}`, inc: slotInc[slot]! }
+      return { pkg: c.pkg, type: listings[slotOwner[slot]!]!.types[slotIndex[slot]!]!, abs: `${c.abs}/${name}`, inc: slotInc === null ? INCLUDED : slotInc[slot]! }
     }
     // made once, so that each child's path is one join, not two
     const base = rel === '' ? '' : `${rel}/`

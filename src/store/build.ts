@@ -61,7 +61,8 @@ export async function buildGeneration(layout: Layout, plan: PlanResult, manifest
       leave?.()
     }
     throwIfAborted(opts.signal)
-    sealGeneration(layout, staging, plan, manifest, meta)
+    writeGenerationFiles(staging, plan, manifest)
+    sealGeneration(layout, staging, plan, meta)
   } catch (err) {
     removeQuietly(staging)
     throw translateOsError(err, `building generation ${plan.hash} in ${layout.store}`)
@@ -70,17 +71,27 @@ export async function buildGeneration(layout: Layout, plan: PlanResult, manifest
 }
 
 /**
- * The last steps of every build, once the tree is linked in staging: the
- * metadata (`meta.json` last), a flush, and the rename that makes staging
- * the generation `<hash>`.
+ * The generation's files besides meta.json: the manifest copy, the plan text
+ * and the lease file, in `.viewctl/`. A streamed build writes them while its
+ * link workers are still linking (stream.ts); a tree without meta.json is
+ * not a generation yet whatever else it holds.
  */
-export function sealGeneration(layout: Layout, staging: string, plan: PlanResult, manifest: Manifest, meta: GenerationMeta): void {
-  const finalDir = generationDir(layout, plan.hash)
+export function writeGenerationFiles(staging: string, plan: PlanResult, manifest: Manifest): void {
   const metaDir = path.join(staging, META_DIR)
   sfs.mkdir(metaDir)
   sfs.writeFileDurable(path.join(metaDir, MANIFEST_COPY), manifest.text)
   sfs.writeFileDurable(path.join(metaDir, PLAN_FILE), plan.chunks.join(''))
   sfs.writeFileDurable(path.join(metaDir, LEASE_FILE), '')
+}
+
+/**
+ * The last steps of every build, once the tree is linked in staging and
+ * writeGenerationFiles has run: `meta.json` last, a flush, and the rename
+ * that makes staging the generation `<hash>`.
+ */
+export function sealGeneration(layout: Layout, staging: string, plan: PlanResult, meta: GenerationMeta): void {
+  const finalDir = generationDir(layout, plan.hash)
+  const metaDir = path.join(staging, META_DIR)
   sfs.writeFileDurable(path.join(metaDir, META_FILE), JSON.stringify(meta, null, 2) + '\n')
   sfs.fsyncDir(metaDir)
   sfs.fsyncDir(staging)

@@ -6,9 +6,10 @@
  * directories in staging, puts its link in the current chunk, and posts each
  * full chunk to the link worker(s), which link while the main thread walks on
  * (stream-queue.ts). When the walk is over and the plan is hashed, the main
- * thread joins in from the other end of the queue, makes whatever directory
- * nothing was linked into, writes the metadata and renames staging into place
- * (build.ts, sealGeneration).
+ * thread checks the finished plan, makes whatever directory nothing was
+ * linked into and writes the generation's files while the workers link on
+ * (build.ts, writeGenerationFiles), then joins in from the other end of the
+ * queue; meta.json and the rename come last (sealGeneration).
  *
  * What this changes, and why it is safe:
  * - Staging is made before the hash is known: `.staging-walk-<pid>-<random>`,
@@ -36,7 +37,8 @@ import type { Manifest } from '../manifest/types.js'
 import { Kind, NO_SOURCE } from '../plan/types.js'
 import type { ParsedPlan } from '../plan/hash.js'
 import type { PlanResult } from '../plan/index.js'
-import { assertContained, metaFor, sealGeneration, throwIfAborted, unsafePath, type BuildProgress } from './build.js'
+import type { Release } from '../plan/merge.js'
+import { assertContained, metaFor, sealGeneration, throwIfAborted, unsafePath, writeGenerationFiles, type BuildProgress } from './build.js'
 import { realGenerationDir, type Layout } from './layout.js'
 import { CHUNK, type LinkHelpers, type LinkWorkerMessage, type WorkerReport } from './linker.js'
 import { ACTIVE, BY_MAIN, CONTROL_SLOTS, DONE, FREE, linkStreamChunk, PUBLISHED, SEALED, SEQ, STOP, type StreamChunk, type StreamSetup } from './stream-queue.js'
@@ -48,13 +50,21 @@ const CLAIM_SLOTS = 1 << 16
 /** Links between two progress reports. */
 const PROGRESS_EVERY = 4 * CHUNK
 
+/** A chunk of links: their paths, and kinds and sources in arrays of CHUNK slots (made once, not grown link by link), paths.length of them used. */
 interface Chunk {
   paths: string[]
-  kinds: number[]
-  sources: number[]
+  kinds: Uint8Array
+  sources: Uint32Array
   /** Whether no path carries escaped bytes (checked once, on the paths joined to be posted). */
   plain?: boolean
 }
+
+function newChunk(): Chunk {
+  return { paths: [], kinds: new Uint8Array(CHUNK), sources: new Uint32Array(CHUNK) }
+}
+
+/** The walk's output, as onRelease sees it (plan/merge.ts). */
+type WalkOut = Parameters<Release>[0]
 
 export interface StreamingBuildOptions {
   layout: Layout
@@ -83,7 +93,7 @@ export class StreamingBuild {
   private readonly created = new Set<string>([''])
   private lastParent = ''
   private readonly chunks: Chunk[] = []
-  private current: Chunk = { paths: [], kinds: [], sources: [] }
+  private current: Chunk = newChunk()
   /** Entries the walk has told so far. */
   private told = 0
   /** True while every entry told matches the baseline: nothing is placed yet. */
@@ -127,7 +137,7 @@ export class StreamingBuild {
   }
 
   /** The walk's Release callback (plan/merge.ts): place what it settled. Runs inside the walk; a throw ends the walk. */
-  readonly onRelease = (out: Chunk, from: number, to: number, blocked: boolean): void => {
+  readonly onRelease = (out: WalkOut, from: number, to: number, blocked: boolean): void => {
     if (this.stopped) return
     if (blocked || Atomics.load(this.control, STOP) !== 0) {
       this.stopped = true // the run will fail: link nothing more
@@ -161,10 +171,13 @@ export class StreamingBuild {
       if (this.current.paths.length > 0) this.publish()
       this.ensureStaging()
       this.seal()
-      await this.linkRest(opts, total)
+      // while the workers link: the containment check, the empty directories and the generation's files,
+      // so that only meta.json and the rename are left once the last link is made
       this.checkAndMakeDirs(plan)
+      writeGenerationFiles(this.staging, plan, this.opts.manifest)
+      await this.linkRest(opts, total)
       throwIfAborted(opts.signal)
-      sealGeneration(this.opts.layout, this.staging, plan, this.opts.manifest, metaFor(plan, this.opts.manifest))
+      sealGeneration(this.opts.layout, this.staging, plan, metaFor(plan, this.opts.manifest))
       this.sealed = true
       this.opts.onProgress?.(total, total)
     } catch (err) {
@@ -209,7 +222,7 @@ export class StreamingBuild {
     }
   }
 
-  private matchesBaseline(out: Chunk, from: number, to: number): boolean {
+  private matchesBaseline(out: WalkOut, from: number, to: number): boolean {
     const base = this.opts.baseline!
     const { prefixes } = this.opts
     for (let i = from; i < to; i++) {
@@ -228,13 +241,13 @@ export class StreamingBuild {
   }
 
   /** Put entry i in the current chunk, after making its parent directories. Directory entries wait (see above). */
-  private place(out: Chunk, i: number): void {
+  private place(out: WalkOut, i: number): void {
     const kind = out.kinds[i]!
     if (kind === Kind.Dir) return
     this.ensureStaging()
     const rel = out.paths[i]!
     const slash = rel.lastIndexOf('/')
-    assertPlainName(rel, rel.slice(slash + 1))
+    if (!endsInPlainName(rel, slash)) throw unsafePath(rel)
     // most entries share the previous one's parent: no slice, no lookup
     if (slash === -1 || slash !== this.lastParent.length || !rel.startsWith(this.lastParent)) {
       const parent = slash === -1 ? '' : rel.slice(0, slash)
@@ -242,10 +255,11 @@ export class StreamingBuild {
       this.lastParent = parent
     }
     const cur = this.current
+    const n = cur.paths.length
+    cur.kinds[n] = kind
+    cur.sources[n] = out.sources[i]!
     cur.paths.push(rel)
-    cur.kinds.push(kind)
-    cur.sources.push(out.sources[i]!)
-    if (cur.paths.length >= CHUNK) this.publish()
+    if (n + 1 >= CHUNK) this.publish()
   }
 
   private makeParents(rel: string, parent: string): void {
@@ -261,14 +275,15 @@ export class StreamingBuild {
 
   private publish(): void {
     const chunk = this.current
-    this.current = { paths: [], kinds: [], sources: [] }
+    this.current = newChunk()
     const id = this.chunks.length
     this.chunks.push(chunk)
     if (this.stopped || id >= CLAIM_SLOTS || this.ports.length === 0) return
     if (this.walking) this.chunksWhileWalking++
     const rels = chunk.paths.join('\0')
     chunk.plain = !sfs.hasEscapes(rels)
-    const message: StreamChunk = { id, rels, kinds: Uint8Array.from(chunk.kinds), sources: Uint32Array.from(chunk.sources) }
+    const n = chunk.paths.length
+    const message: StreamChunk = { id, rels, kinds: chunk.kinds.slice(0, n), sources: chunk.sources.slice(0, n) }
     for (const port of this.ports) port.postMessage(message)
     Atomics.add(this.control, PUBLISHED, 1)
     this.bump()
@@ -359,6 +374,14 @@ export class StreamingBuild {
     for (const port of this.ports) port.close()
     this.ports.length = 0
   }
+}
+
+/** Whether the name after `slash` in rel is one plain component (not empty, `.` or `..`) and rel is not absolute; no slice made. */
+function endsInPlainName(rel: string, slash: number): boolean {
+  const len = rel.length - slash - 1
+  if (len === 0 || rel.charCodeAt(0) === 47) return false
+  if (len > 2 || rel.charCodeAt(slash + 1) !== 46) return true
+  return len === 2 && rel.charCodeAt(slash + 2) !== 46
 }
 
 function assertPlainName(rel: string, name: string): void {
