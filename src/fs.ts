@@ -178,11 +178,12 @@ export function rename(from: string, to: string): void {
 }
 
 /** Write a whole file and fsync it before closing. */
-export function writeFileDurable(p: string, data: string | Uint8Array, mode = 0o644): void {
+export function writeFileDurable(p: string, data: string | Uint8Array | readonly string[], mode = 0o644): void {
   maybeFail('writeFile', p)
   const fd = fs.openSync(fsPath(p), 'w', mode)
   try {
-    fs.writeFileSync(fd, data)
+    if (typeof data === 'string' || data instanceof Uint8Array) fs.writeFileSync(fd, data)
+    else for (const part of data) fs.writeFileSync(fd, part) // a plan's text chunks, never joined into one big string
     fs.fsyncSync(fd)
   } finally {
     fs.closeSync(fd)

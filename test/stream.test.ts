@@ -308,7 +308,12 @@ describe('the walk tells settled entries (merge.ts onRelease)', () => {
       readDir: readDirListing,
       onRelease: (out, from, to) => {
         const entries: Array<[string, number, number]> = []
-        for (let i = from; i < to; i++) entries.push([out.paths[i]!, out.kinds[i]!, out.sources[i]!])
+        for (let i = from; i < to; i++) {
+          entries.push([out.paths[i]!, out.kinds[i]!, out.sources[i]!])
+          // the stream makes parents and checks names from these, never taking the path apart (stream.ts, place)
+          const parent = out.parents![i]!
+          expect(parent === '' ? out.names![i] : `${parent}/${out.names![i]}`).toBe(out.paths[i])
+        }
         told.push({ from, to, entries })
       },
     })

@@ -53,7 +53,22 @@ export interface WalkOptions {
  * `blocked` is set once a conflict that stops the run (`conflicts: error`)
  * has been met: nothing told from then on will be built.
  */
-export type Release = (out: { paths: string[]; kinds: number[]; sources: number[] }, from: number, to: number, blocked: boolean) => void
+export type Release = (out: ReleasedEntries, from: number, to: number, blocked: boolean) => void
+
+/**
+ * The walk's output so far, as onRelease sees it. A walk also gives each
+ * entry's own name and the path of the directory it is in (`''` at the
+ * root): strings it has already, so that a consumer need not take the path
+ * apart (which would make V8 copy every path into a flat string). A plan
+ * read back from text has neither.
+ */
+export interface ReleasedEntries {
+  paths: string[]
+  kinds: number[]
+  sources: number[]
+  names?: string[]
+  parents?: string[]
+}
 
 export interface WalkResult {
   paths: string[]
@@ -107,7 +122,12 @@ export function mergedWalk(packages: WalkPackage[], opts: WalkOptions): WalkResu
   let excluded = 0
   // whether some name placed needs quoting in the plan text (hash.ts): if none does, no path does
   let quoted = false
-  const out = { paths, kinds, sources }
+  const telling = opts.onRelease !== undefined
+  const names: string[] = []
+  const parents: string[] = []
+  const out: ReleasedEntries = telling ? { paths, kinds, sources, names, parents } : { paths, kinds, sources }
+  // the directory being walked: every entry pushed now is in it
+  let parent = ''
   // Entries below `released` were told to onRelease. A directory folded after
   // descending may still replace everything from its mark on: `holding` counts
   // such directories open, and `holdFrom` is the outermost one's mark.
@@ -122,16 +142,24 @@ export function mergedWalk(packages: WalkPackage[], opts: WalkOptions): WalkResu
     released = Math.max(released, to)
   }
 
-  const push = (path: string, kind: number, source: number) => {
+  const push = (path: string, kind: number, source: number, name: string) => {
     paths.push(path)
     kinds.push(kind)
     sources.push(source)
+    if (telling) {
+      names.push(name)
+      parents.push(parent)
+    }
   }
   const truncate = (length: number) => {
     if (released > length) released = length // only directory entries are ever taken back below it
     paths.length = length
     kinds.length = length
     sources.length = length
+    if (telling) {
+      names.length = length
+      parents.length = length
+    }
   }
 
   /**
@@ -148,6 +176,16 @@ export function mergedWalk(packages: WalkPackage[], opts: WalkOptions): WalkResu
    * collector.
    */
   function walk(rel: string, contributors: Candidate[]): number {
+    const outer = parent
+    parent = rel
+    try {
+      return walkIn(rel, contributors)
+    } finally {
+      parent = outer
+    }
+  }
+
+  function walkIn(rel: string, contributors: Candidate[]): number {
     let dropped = 0
     const listings: DirListing[] = []
     let total = 0
@@ -232,10 +270,10 @@ export function mergedWalk(packages: WalkPackage[], opts: WalkOptions): WalkResu
         const owner = slotOwner[first]!
         const type = listings[owner]!.types[slotIndex[first]!]!
         if (type === EntryType.Dir) {
-          dropped += placeDir(childRel, [candidate(first, name)])
+          dropped += placeDir(childRel, [candidate(first, name)], name)
         } else {
           if (opts.onFile) opts.onFile(`${contributors[owner]!.abs}/${name}`)
-          push(childRel, type === EntryType.Symlink ? Kind.Symlink : Kind.File, contributors[owner]!.pkg.table)
+          push(childRel, type === EntryType.Symlink ? Kind.Symlink : Kind.File, contributors[owner]!.pkg.table, name)
           if (opts.onRelease && paths.length - released >= RELEASE_EVERY) release()
         }
         k = end
@@ -243,29 +281,29 @@ export function mergedWalk(packages: WalkPackage[], opts: WalkOptions): WalkResu
       }
       const cands: Candidate[] = []
       for (; k < end; k++) cands.push(candidate(slotOf(keys[k]!), name))
-      dropped += settle(childRel, cands)
+      dropped += settle(childRel, cands, name)
       // a big directory is told in parts, so that linking starts before its last name is placed
       if (opts.onRelease && paths.length - released >= RELEASE_EVERY) release()
     }
     return dropped
   }
 
-  function placeFile(rel: string, c: Candidate) {
+  function placeFile(rel: string, c: Candidate, name: string) {
     if (opts.onFile) opts.onFile(c.abs)
-    push(rel, c.type === EntryType.Symlink ? Kind.Symlink : Kind.File, c.pkg.table)
+    push(rel, c.type === EntryType.Symlink ? Kind.Symlink : Kind.File, c.pkg.table, name)
   }
 
   /** A directory from one or more prefixes: fold it, or merge and descend. */
-  function placeDir(rel: string, dirs: Candidate[]): number {
+  function placeDir(rel: string, dirs: Candidate[], name: string): number {
     const mark = paths.length
     if (opts.fold && dirs.length === 1) {
       const only = dirs[0]!
       const filter = only.pkg.filter
       if (filter.trivial || filter.filterFreeBelow(rel.split('/'), only.inc)) {
-        push(rel, Kind.Folded, only.pkg.table)
+        push(rel, Kind.Folded, only.pkg.table, name)
         return 0
       }
-      push(rel, Kind.Dir, NO_SOURCE)
+      push(rel, Kind.Dir, NO_SOURCE, name)
       if (holding++ === 0) holdFrom = mark
       let dropped: number
       try {
@@ -275,7 +313,7 @@ export function mergedWalk(packages: WalkPackage[], opts: WalkOptions): WalkResu
       }
       if (dropped === 0) {
         truncate(mark)
-        push(rel, Kind.Folded, only.pkg.table)
+        push(rel, Kind.Folded, only.pkg.table, name)
         release()
         return 0
       }
@@ -283,7 +321,7 @@ export function mergedWalk(packages: WalkPackage[], opts: WalkOptions): WalkResu
       release()
       return dropped
     }
-    push(rel, Kind.Dir, NO_SOURCE)
+    push(rel, Kind.Dir, NO_SOURCE, name)
     const dropped = walk(rel, dirs)
     if (dropped > 0 && paths.length === mark + 1) truncate(mark)
     release()
@@ -291,10 +329,10 @@ export function mergedWalk(packages: WalkPackage[], opts: WalkOptions): WalkResu
   }
 
   /** Several prefixes provide one path. Returns paths dropped below it. */
-  function settle(rel: string, cands: Candidate[]): number {
+  function settle(rel: string, cands: Candidate[], name: string): number {
     const dirs = cands.filter((c) => c.type === EntryType.Dir)
     const files = cands.filter((c) => c.type !== EntryType.Dir)
-    if (files.length === 0) return placeDir(rel, dirs)
+    if (files.length === 0) return placeDir(rel, dirs, name)
 
     // Files with the same content form one group: the first is what gets linked, but
     // every copy lends the group its priority and its place in the merge order.
@@ -305,7 +343,7 @@ export function mergedWalk(packages: WalkPackage[], opts: WalkOptions): WalkResu
       else groups.push([f])
     }
     if (dirs.length === 0 && groups.length === 1) {
-      placeFile(rel, groups[0]![0]!)
+      placeFile(rel, groups[0]![0]!, name)
       return 0
     }
 
@@ -344,10 +382,10 @@ export function mergedWalk(packages: WalkPackage[], opts: WalkOptions): WalkResu
     })
     if (winner === null) return 1
     if (winner.files) {
-      placeFile(rel, winner.files)
+      placeFile(rel, winner.files, name)
       return 1
     }
-    return placeDir(rel, dirs) + 1
+    return placeDir(rel, dirs, name) + 1
   }
 
   const roots: Candidate[] = packages.map((pkg) => ({ pkg, type: EntryType.Dir, abs: pkg.path, inc: pkg.rootInclude }))

@@ -80,7 +80,7 @@ export function writeGenerationFiles(staging: string, plan: PlanResult, manifest
   const metaDir = path.join(staging, META_DIR)
   sfs.mkdir(metaDir)
   sfs.writeFileDurable(path.join(metaDir, MANIFEST_COPY), manifest.text)
-  sfs.writeFileDurable(path.join(metaDir, PLAN_FILE), plan.chunks.join(''))
+  sfs.writeFileDurable(path.join(metaDir, PLAN_FILE), plan.chunks)
   sfs.writeFileDurable(path.join(metaDir, LEASE_FILE), '')
 }
 

@@ -37,7 +37,7 @@ import type { Manifest } from '../manifest/types.js'
 import { Kind, NO_SOURCE } from '../plan/types.js'
 import type { ParsedPlan } from '../plan/hash.js'
 import type { PlanResult } from '../plan/index.js'
-import type { Release } from '../plan/merge.js'
+import type { ReleasedEntries } from '../plan/merge.js'
 import { assertContained, metaFor, sealGeneration, throwIfAborted, unsafePath, writeGenerationFiles, type BuildProgress } from './build.js'
 import { realGenerationDir, type Layout } from './layout.js'
 import { CHUNK, type LinkHelpers, type LinkWorkerMessage, type WorkerReport } from './linker.js'
@@ -63,8 +63,8 @@ function newChunk(): Chunk {
   return { paths: [], kinds: new Uint8Array(CHUNK), sources: new Uint32Array(CHUNK) }
 }
 
-/** The walk's output, as onRelease sees it (plan/merge.ts). */
-type WalkOut = Parameters<Release>[0]
+/** The walk's output as onRelease sees it (plan/merge.ts), or a finished plan. */
+type WalkOut = ReleasedEntries
 
 export interface StreamingBuildOptions {
   layout: Layout
@@ -246,11 +246,20 @@ export class StreamingBuild {
     if (kind === Kind.Dir) return
     this.ensureStaging()
     const rel = out.paths[i]!
-    const slash = rel.lastIndexOf('/')
-    if (!endsInPlainName(rel, slash)) throw unsafePath(rel)
-    // most entries share the previous one's parent: no slice, no lookup
-    if (slash === -1 || slash !== this.lastParent.length || !rel.startsWith(this.lastParent)) {
-      const parent = slash === -1 ? '' : rel.slice(0, slash)
+    let parent: string
+    const name = out.names?.[i]
+    if (name !== undefined) {
+      // told by the walk, with its name and its directory: the path itself is not read (reading it would flatten it)
+      if (!isPlainName(name)) throw unsafePath(rel)
+      parent = out.parents![i]!
+    } else {
+      // a plan read back from text
+      const slash = rel.lastIndexOf('/')
+      if (!endsInPlainName(rel, slash)) throw unsafePath(rel)
+      parent = slash === -1 ? '' : rel.slice(0, slash)
+    }
+    // most entries share the previous one's parent (the same string, so one comparison)
+    if (parent !== this.lastParent) {
       if (!this.created.has(parent)) this.makeParents(rel, parent)
       this.lastParent = parent
     }
@@ -374,6 +383,11 @@ export class StreamingBuild {
     for (const port of this.ports) port.close()
     this.ports.length = 0
   }
+}
+
+/** One plain path component: not empty, `.` or `..`, and without a slash. */
+function isPlainName(name: string): boolean {
+  return name.length > 2 ? !name.includes('/') : name !== '' && name !== '.' && name !== '..' && !name.includes('/')
 }
 
 /** Whether the name after `slash` in rel is one plain component (not empty, `.` or `..`) and rel is not absolute; no slice made. */
