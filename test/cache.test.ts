@@ -10,7 +10,7 @@ import path from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { loadManifest } from '../src/manifest/load.js'
 import { createPlan, type PlanResult } from '../src/plan/index.js'
-import { openScanCache, RACY_NS, type ScanCache } from '../src/plan/cache.js'
+import { checksum, openScanCache, RACY_NS, type ScanCache } from '../src/plan/cache.js'
 import { regenerate } from '../src/ops/regenerate.js'
 import { layoutFor } from '../src/store/layout.js'
 import { makePrefixes, tempDir, writeManifest } from './helpers.js'
@@ -170,6 +170,22 @@ describe('scan cache', () => {
     expect(third.changed).toBe(false)
     expect(third.hash).toBe(second.hash)
     expect(fs.readdirSync(path.dirname(cacheFile)).filter((n) => n.startsWith('.scan-cache.tmp'))).toEqual([])
+  })
+})
+
+describe("the index's checksum", () => {
+  it('is 16 hex digits, fixed for given bytes (a format), and changes with any one byte changed', () => {
+    expect(checksum(Buffer.from('viewctl'))).toBe('c96cba279a5181f6')
+    expect(checksum(Buffer.alloc(0))).toBe('30a00dd6c223ada3')
+    const data = Buffer.from(Array.from({ length: 4096 }, (_, i) => `dir${i}\0`).join(''))
+    const base = checksum(data)
+    const seen = new Set([base])
+    for (let i = 0; i < data.length; i += 97) {
+      const flipped = Buffer.from(data)
+      flipped[i] = flipped[i]! ^ 1
+      seen.add(checksum(flipped))
+    }
+    expect(seen.size).toBe(1 + Math.ceil(data.length / 97))
   })
 })
 

@@ -85,3 +85,33 @@ describe('worker threads of the bundle', () => {
     expect(workerFile('w', base)?.pathname).toBe(path.join(dir, 'w.cjs'))
   })
 })
+
+describe('what a no-op loads (src/lazy.ts)', () => {
+  /** Run the bundled CLI in a fresh Node and list which of Node's own modules the command itself loaded. */
+  function nodeModulesLoadedBy(args: string[]): string[] {
+    const script = `
+      const { main } = await import(${JSON.stringify(path.join(ROOT, 'dist', 'bundle', 'main.js'))})
+      const before = new Set(process.moduleLoadList)
+      const code = await main(${JSON.stringify(args)})
+      process.stdout.write(JSON.stringify({ code, loaded: process.moduleLoadList.filter((m) => !before.has(m)) }))
+    `
+    const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', timeout: 60_000 })
+    expect(r.status, r.stderr).toBe(0)
+    const out = JSON.parse(r.stdout.slice(r.stdout.lastIndexOf('{"code"'))) as { code: number; loaded: string[] }
+    expect(out.code).toBe(0)
+    return out.loaded.map((m) => m.replace(/^(NativeModule|Internal Binding) /, ''))
+  }
+
+  it('a no-op regenerate loads neither crypto, worker_threads nor perf_hooks; a build does', async () => {
+    const root = tempDir()
+    const a = writeTree(path.join(root, 'a'), { 'bin/a': 'a', 'lib/liba.so': 'l' })
+    const file = writeManifest(root, `view: ${root}/view\npackages:\n  - ${a}\n`)
+    const build = nodeModulesLoadedBy(['regenerate', file, '--quiet'])
+    expect(build).toContain('crypto') // the control: a build hashes its plan
+    // the scan cache does not remember a directory changed within the last 2 s (the racy window, plan/cache.ts)
+    await new Promise((resolve) => setTimeout(resolve, 2100))
+    expect(viewctl(['regenerate', file, '--quiet']).code).toBe(0) // remembers the listings and the plan
+    const noop = nodeModulesLoadedBy(['regenerate', file, '--quiet'])
+    for (const heavy of ['crypto', 'worker_threads', 'perf_hooks']) expect(noop, `a no-op loaded ${heavy}`).not.toContain(heavy)
+  })
+})

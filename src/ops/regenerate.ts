@@ -21,6 +21,7 @@ import { publishGeneration } from '../store/publish.js'
 import { PARALLEL_MIN_LINKS, startLinkHelpers, type LinkHelpers } from '../store/linker.js'
 import { StreamingBuild } from '../store/stream.js'
 import { enterStore } from '../store/workdir.js'
+import { nowMs } from '../lazy.js'
 import { adoptDirectory, type AdoptResult } from '../store/adopt.js'
 import { isComplete, nextGenerationNumber, readViewState, type ViewState } from '../store/state.js'
 import { retireTree } from '../store/recover.js'
@@ -74,14 +75,14 @@ export interface RegenerateResult {
 }
 
 export async function regenerate(manifestFile: string, opts: RegenerateOptions = {}): Promise<RegenerateResult> {
-  const started = performance.now()
+  const started = nowMs()
   const manifest = await loadManifest(manifestFile)
   const layout = layoutFor(manifest.view)
   const before = readViewState(layout)
   assertPublishable(before, opts)
   const cache = openScanCache(layout.scanCache)
   const unchanged = alreadyShown(layout, before, manifest, cache, !!opts.dryRun)
-  if (unchanged) return { ...unchanged, elapsedMs: performance.now() - started }
+  if (unchanged) return { ...unchanged, elapsedMs: nowMs() - started }
   // a build is likely: let link workers boot while the prefixes are walked
   const helpers = opts.dryRun ? null : startLinkHelpers()
   try {
@@ -119,7 +120,7 @@ async function planAndSwitch(manifestFile: string, manifest: Manifest, layout: L
       built: false,
       adopted: null,
       cleared: [],
-      elapsedMs: performance.now() - started,
+      elapsedMs: nowMs() - started,
     }
   }
 
@@ -134,11 +135,11 @@ async function planAndSwitch(manifestFile: string, manifest: Manifest, layout: L
     }
     const previous = state.current?.generation ?? null
     if (showsPlan(layout, state, plan)) {
-      return { ...base, generation: previous, previousGeneration: previous, changed: adopted !== null, built: false, adopted, cleared, elapsedMs: performance.now() - started }
+      return { ...base, generation: previous, previousGeneration: previous, changed: adopted !== null, built: false, adopted, cleared, elapsedMs: nowMs() - started }
     }
     const build = () => buildGeneration(layout, plan, manifest, { onProgress: opts.onProgress, signal: opts.signal, helpers: opts.helpers, workInStore: opts.workInStore })
     const { generation, built, warnings } = await switchToNewGeneration(layout, state, plan, manifest, opts, build)
-    return { ...base, warnings: [...base.warnings, ...warnings], generation, previousGeneration: previous, changed: true, built, adopted, cleared, elapsedMs: performance.now() - started }
+    return { ...base, warnings: [...base.warnings, ...warnings], generation, previousGeneration: previous, changed: true, built, adopted, cleared, elapsedMs: nowMs() - started }
   })
 }
 
@@ -182,7 +183,7 @@ async function streamInStore(manifestFile: string, manifest: Manifest, layout: L
   const previous = state.current?.generation ?? null
   if (showsPlan(layout, state, plan)) {
     await stream.abandon()
-    return { ...base, streamed: stream.linkedWhileWalking, generation: previous, previousGeneration: previous, changed: false, built: false, adopted: null, cleared, elapsedMs: performance.now() - started }
+    return { ...base, streamed: stream.linkedWhileWalking, generation: previous, previousGeneration: previous, changed: false, built: false, adopted: null, cleared, elapsedMs: nowMs() - started }
   }
   const build = async () => {
     const dir = generationDir(layout, plan.hash)
@@ -202,7 +203,7 @@ async function streamInStore(manifestFile: string, manifest: Manifest, layout: L
     throw err
   }
   const { generation, built, warnings } = switched
-  return { ...base, streamed: stream.linkedWhileWalking, warnings: [...base.warnings, ...warnings], generation, previousGeneration: previous, changed: true, built, adopted: null, cleared, elapsedMs: performance.now() - started }
+  return { ...base, streamed: stream.linkedWhileWalking, warnings: [...base.warnings, ...warnings], generation, previousGeneration: previous, changed: true, built, adopted: null, cleared, elapsedMs: nowMs() - started }
 }
 
 function summaryOf(layout: Layout, plan: PlanResult, dryRun: boolean) {

@@ -3,7 +3,6 @@
  * contain, the conflicts met, and the hash. Writes nothing.
  */
 import fs from 'node:fs'
-import crypto from 'node:crypto'
 import { fsPath } from '../fs.js'
 import { ViewError } from '../errors.js'
 import type { Manifest } from '../manifest/types.js'
@@ -14,6 +13,7 @@ import { hashPlan, parsePlanText, planChunks, PLAN_FORMAT } from './hash.js'
 import type { PlanMemo, RecalledPlan, RememberedPlan } from './cache.js'
 import type { Conflict, Plan, PlanOptions } from './types.js'
 import { toolVersion } from '../version.js'
+import { crypto } from '../lazy.js'
 
 export * from './types.js'
 
@@ -60,9 +60,10 @@ export function createPlan(manifest: Manifest, inputs: PlanInputs = {}): PlanRes
     rootInclude: rootIncludeState(manifest.include, p.include),
   }))
 
-  const identity = crypto.createHash('sha256')
-  const onDir = manifest.link === 'hardlink' ? (abs: string) => identity.update(statIdentity(abs, false)) : undefined
-  const onFile = manifest.link === 'copy' ? (abs: string) => identity.update(statIdentity(abs, true)) : undefined
+  // source identity: hardlink and copy views only (statIdentity)
+  const identity = manifest.link === 'symlink' ? null : crypto().createHash('sha256')
+  const onDir = manifest.link === 'hardlink' ? (abs: string) => identity!.update(statIdentity(abs, false)) : undefined
+  const onFile = manifest.link === 'copy' ? (abs: string) => identity!.update(statIdentity(abs, true)) : undefined
 
   let comparisons = 0
   const walked = mergedWalk(packages, {
@@ -78,7 +79,7 @@ export function createPlan(manifest: Manifest, inputs: PlanInputs = {}): PlanRes
     },
   })
   const chunks = planChunks(table, walked.paths, walked.kinds, walked.sources, walked.quoted)
-  const identityDigest = onDir || onFile ? identity.digest('hex') : '-'
+  const identityDigest = identity !== null ? identity.digest('hex') : '-'
   const hash = hashPlan(options, chunks, identityDigest)
   // Only a plan that depends on nothing but the directory listings can be recalled by them:
   // not when file contents were compared, nor for hardlink/copy views (their identity is per inode).
@@ -103,7 +104,8 @@ export function recallPlanSummary(manifest: Manifest, memo: PlanMemo): (Remember
 /**
  * Everything a plan is made from besides the directory listings: the format,
  * the tool version (a new planner may plan differently), the options and the
- * packages with their order, priorities and filters.
+ * packages with their order, priorities and filters. As JSON, compared whole
+ * (a few KiB in the cache's index): no digest, so a no-op loads no crypto.
  */
 function planInputsKey(manifest: Manifest): string {
   const inputs = {
@@ -117,7 +119,7 @@ function planInputsKey(manifest: Manifest): string {
     exclude: manifest.exclude,
     packages: manifest.packages.map((p) => [p.path, p.priority, p.include, p.exclude]),
   }
-  return crypto.createHash('sha256').update(JSON.stringify(inputs)).digest('hex')
+  return JSON.stringify(inputs)
 }
 
 /**

@@ -252,6 +252,10 @@ export function mergedWalk(packages: WalkPackage[], opts: WalkOptions): WalkResu
     }
     keys.length = slots
     keys.sort()
+    // the sorted slots; the keys are garbage from here on, before the next collection has to copy them
+    const order = new Int32Array(slots)
+    for (let k = 0; k < slots; k++) order[k] = slotOf(keys[k]!)
+    keys.length = 0
 
     const nameOf = (slot: number) => listings[slotOwner[slot]!]!.names[slotIndex[slot]!]!
     const candidate = (slot: number, name: string): Candidate => {
@@ -260,11 +264,11 @@ export function mergedWalk(packages: WalkPackage[], opts: WalkOptions): WalkResu
     }
     // made once, so that each child's path is one join, not two
     const base = rel === '' ? '' : `${rel}/`
-    for (let k = 0; k < keys.length; ) {
-      const first = slotOf(keys[k]!)
+    for (let k = 0; k < slots; ) {
+      const first = order[k]!
       const name = nameOf(first)
       let end = k + 1
-      while (end < keys.length && nameOf(slotOf(keys[end]!)) === name) end++
+      while (end < slots && nameOf(order[end]!) === name) end++
       const childRel = base + name
       if (end === k + 1) {
         const owner = slotOwner[first]!
@@ -280,7 +284,7 @@ export function mergedWalk(packages: WalkPackage[], opts: WalkOptions): WalkResu
         continue
       }
       const cands: Candidate[] = []
-      for (; k < end; k++) cands.push(candidate(slotOf(keys[k]!), name))
+      for (; k < end; k++) cands.push(candidate(order[k]!, name))
       dropped += settle(childRel, cands, name)
       // a big directory is told in parts, so that linking starts before its last name is placed
       if (opts.onRelease && paths.length - released >= RELEASE_EVERY) release()

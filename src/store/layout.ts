@@ -11,7 +11,7 @@
  */
 import fs from 'node:fs'
 import path from 'node:path'
-import crypto from 'node:crypto'
+import { crypto } from '../lazy.js'
 
 export interface Layout {
   /** The public view path (absolute). */
@@ -74,7 +74,7 @@ export function linkTargetFor(layout: Layout, hash: string): string {
 }
 
 function nonce(): string {
-  return crypto.randomBytes(4).toString('hex')
+  return crypto().randomBytes(4).toString('hex')
 }
 
 export function stagingDir(layout: Layout, hash: string): string {

@@ -22,7 +22,7 @@
  */
 import fs from 'node:fs'
 import os from 'node:os'
-import { Worker } from 'node:worker_threads'
+import type { Worker } from 'node:worker_threads'
 import * as sfs from '../fs.js'
 import type { LinkMode } from '../manifest/types.js'
 import { Kind, NO_SOURCE } from '../plan/types.js'
@@ -30,6 +30,7 @@ import { reviveError, type WorkerError } from './worker-error.js'
 import { workerFileOnce } from './worker-file.js'
 import type { StreamSetup } from './stream-queue.js'
 import { absolutePaths } from './workdir.js'
+import { threads } from '../lazy.js'
 
 /** What one thread needs to place entry i of a plan. */
 export interface LinkContext {
@@ -277,7 +278,7 @@ export function startLinkHelpers(): LinkHelpers | null {
 function spawnHelper(data: LinkWorkerData | null): Helper | null {
   let worker: Worker
   try {
-    worker = new Worker(WORKER_FILE()!, { workerData: data })
+    worker = new (threads().Worker)(WORKER_FILE()!, { workerData: data })
   } catch {
     return null // no thread to be had (limits, memory): the main thread does it all
   }

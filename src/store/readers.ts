@@ -39,6 +39,7 @@
  * processes: docs/generations.md.
  */
 import fs from 'node:fs'
+import { nowMs } from '../lazy.js'
 
 export type UseKind = 'cwd' | 'exe' | 'root' | 'fd' | 'map' | 'environ'
 
@@ -78,7 +79,7 @@ export interface ScanOptions {
 export function findProcessUsers(stores: string[], hashes: Iterable<string>, opts: ScanOptions = {}): ProcessScan {
   const procRoot = opts.procRoot ?? '/proc'
   const files: ReadonlyArray<readonly [string, UseKind]> = opts.maps === false ? [['environ', 'environ']] : [['maps', 'map'], ['environ', 'environ']]
-  const started = performance.now()
+  const started = nowMs()
   const wanted = new Set(hashes)
   const uses = new Map<string, ProcessUse[]>()
   const result: ProcessScan = { uses, scanned: 0, unreadable: 0, available: true, elapsedMs: 0 }
@@ -155,7 +156,7 @@ export function findProcessUsers(stores: string[], hashes: Iterable<string>, opt
 }
 
 function finish(result: ProcessScan, started: number): ProcessScan {
-  result.elapsedMs = performance.now() - started
+  result.elapsedMs = nowMs() - started
   return result
 }
 

@@ -44,10 +44,11 @@
  * (fs.rmTree), where "the N-th rm" keeps its meaning.
  */
 import os from 'node:os'
-import { Worker } from 'node:worker_threads'
+import type { Worker } from 'node:worker_threads'
 import * as sfs from '../fs.js'
 import { reviveError, type WorkerError } from './worker-error.js'
 import { workerFileOnce } from './worker-file.js'
+import { threads } from '../lazy.js'
 
 /** Below this many entries a worker's start-up (a fresh V8 isolate, ~20-40 ms of CPU) does not pay. */
 export const PARALLEL_MIN_ENTRIES = 12_000
@@ -158,7 +159,7 @@ interface Helper {
 function startHelper(slot: number): Helper | null {
   let worker: Worker
   try {
-    worker = new Worker(WORKER_FILE()!)
+    worker = new (threads().Worker)(WORKER_FILE()!)
   } catch {
     return null
   }

@@ -30,7 +30,7 @@
  *   could not vouch for the prefixes, but which finds nothing new, builds nothing.
  */
 import path from 'node:path'
-import { MessageChannel, type MessagePort } from 'node:worker_threads'
+import type { MessagePort } from 'node:worker_threads'
 import * as sfs from '../fs.js'
 import { translateOsError } from '../errors.js'
 import type { Manifest } from '../manifest/types.js'
@@ -44,6 +44,7 @@ import { CHUNK, type LinkHelpers, type LinkWorkerMessage, type WorkerReport } fr
 import { ACTIVE, BY_MAIN, CONTROL_SLOTS, DONE, FREE, linkStreamChunk, PUBLISHED, SEALED, SEQ, STOP, type StreamChunk, type StreamSetup } from './stream-queue.js'
 import { reviveError, type WorkerError } from './worker-error.js'
 import { stagingSpelling } from './workdir.js'
+import { threads } from '../lazy.js'
 
 /** Claim slots: chunks past this many stay with the main thread (at 1,024 links a chunk, 64 million links). */
 const CLAIM_SLOTS = 1 << 16
@@ -128,7 +129,7 @@ export class StreamingBuild {
       prefixFromRoot: relative ? prefixes.map((p) => path.relative(realFinalDir, p)) : [],
     }
     for (const helper of opts.helpers.helpers) {
-      const { port1, port2 } = new MessageChannel()
+      const { port1, port2 } = new (threads().MessageChannel)()
       helper.worker.ref() // it has work now: the process waits for its report
       helper.worker.postMessage({ kind: 'stream', setup: { ...this.setup, port: port2, control: this.control, claims: this.claims } } satisfies LinkWorkerMessage, [port2])
       this.ports.push(port1)
