@@ -89,6 +89,8 @@ export interface FinishOptions {
 export class StreamingBuild {
   readonly staging: string
   private made = false
+  /** The walk's output as last told (its paths array is the plan's, unless the plan was recalled). */
+  private walked: WalkOut | null = null
   /** Staging became the generation (finish). */
   private sealed = false
   private readonly created = new Set<string>([''])
@@ -139,6 +141,7 @@ export class StreamingBuild {
 
   /** The walk's Release callback (plan/merge.ts): place what it settled. Runs inside the walk; a throw ends the walk. */
   readonly onRelease = (out: WalkOut, from: number, to: number, blocked: boolean): void => {
+    this.walked = out
     if (this.stopped) return
     if (blocked || Atomics.load(this.control, STOP) !== 0) {
       this.stopped = true // the run will fail: link nothing more
@@ -366,9 +369,23 @@ export class StreamingBuild {
     const dirs = new Set<string>([''])
     const last = { parent: '' }
     const { paths, kinds } = plan
+    // the plan this walk made: each entry's directory and name are at hand (merge.ts), the paths need not be taken apart
+    const walked = this.walked?.paths === paths ? this.walked : null
+    const names = walked?.names
+    const parents = walked?.parents
     for (let i = 0; i < paths.length; i++) {
       const rel = paths[i]!
-      assertContained(rel, dirs, last)
+      if (names !== undefined && parents !== undefined) {
+        // the same rule as assertContained: one plain name, directly inside a directory entry met before
+        const parent = parents[i]!
+        if (parent !== last.parent) {
+          if (!dirs.has(parent)) throw unsafePath(rel)
+          last.parent = parent
+        }
+        if (!isPlainName(names[i]!)) throw unsafePath(rel)
+      } else {
+        assertContained(rel, dirs, last)
+      }
       if (kinds[i] !== Kind.Dir) continue
       dirs.add(rel)
       if (this.created.has(rel)) continue
