@@ -311,7 +311,7 @@ describe('the walk tells settled entries (merge.ts onRelease)', () => {
         for (let i = from; i < to; i++) {
           entries.push([out.paths[i]!, out.kinds[i]!, out.sources[i]!])
           // the stream makes parents and checks names from these, never taking the path apart (stream.ts, place)
-          const parent = out.parents![i]!
+          const parent = out.dirs![out.parentIds![i]!]!
           expect(parent === '' ? out.names![i] : `${parent}/${out.names![i]}`).toBe(out.paths[i])
         }
         told.push({ from, to, entries })

@@ -255,7 +255,7 @@ export class StreamingBuild {
     if (name !== undefined) {
       // told by the walk, with its name and its directory: the path itself is not read (reading it would flatten it)
       if (!isPlainName(name)) throw unsafePath(rel)
-      parent = out.parents![i]!
+      parent = out.dirs![out.parentIds![i]!]!
     } else {
       // a plan read back from text
       const slash = rel.lastIndexOf('/')
@@ -372,12 +372,13 @@ export class StreamingBuild {
     // the plan this walk made: each entry's directory and name are at hand (merge.ts), the paths need not be taken apart
     const walked = this.walked?.paths === paths ? this.walked : null
     const names = walked?.names
-    const parents = walked?.parents
+    const parentIds = walked?.parentIds
+    const walkedDirs = walked?.dirs
     for (let i = 0; i < paths.length; i++) {
       const rel = paths[i]!
-      if (names !== undefined && parents !== undefined) {
+      if (names !== undefined && parentIds !== undefined && walkedDirs !== undefined) {
         // the same rule as assertContained: one plain name, directly inside a directory entry met before
-        const parent = parents[i]!
+        const parent = walkedDirs[parentIds[i]!]!
         if (parent !== last.parent) {
           if (!dirs.has(parent)) throw unsafePath(rel)
           last.parent = parent
