@@ -525,6 +525,14 @@ describe('what a prefix holds', () => {
     expect(plan.conflicts.map((c) => c.path)).toEqual(['share/a'])
   })
 
+  it('a directory one prefix alone provides is in code unit order too, where that differs from the byte order it is listed in', async () => {
+    // UTF-8 puts U+FF5A (EF BD 9A) before U+1F600 (F0 9F 98 80); UTF-16 code units put U+1F600 (D83D DE00) first
+    const dir = root()
+    const a = writeTree(path.join(dir, 'a'), { 'share/ｚ': 'z', 'share/😀': 's', 'share/a': 'a', 'share/sub/x': 'x' })
+    const plan = await planOf(dir, { fold: false, packages: [a] })
+    expect(plan.paths).toEqual(['share', 'share/a', 'share/sub', 'share/sub/x', 'share/😀', 'share/ｚ'])
+  })
+
   it('a plan of several text chunks round-trips, and a path that needs quoting is quoted in whichever chunk it falls', async () => {
     const dir = root()
     const files: Record<string, string> = {}
