@@ -12,33 +12,10 @@ import { makeFilter, rootIncludeState } from '../src/plan/filters.js'
 import { readDirListing } from '../src/plan/scan.js'
 import { Kind } from '../src/plan/types.js'
 import { tempDir, viewctl, viewctlAsync, writeManifest, writeTree, type FileSpec } from './helpers.js'
-import { finished, fullSnapshot, leftovers, noStackTrace, storeOf } from './view-checks.js'
+import { finished, fullSnapshot, leftovers, noStackTrace, storeOf, treeOf } from './view-checks.js'
 import { mountTmpfs, requireMount } from './mounts.js'
 
 const PLAIN = { VIEWCTL_LINK_THREADS: '1' }
-
-/** Every path under a view's tree, with what it is: a directory, a symlink and its target, or a file's inode or bytes. */
-function treeOf(view: string, files: 'inode' | 'content'): Record<string, string> {
-  const root = fs.realpathSync(view)
-  const out: Record<string, string> = {}
-  const visit = (rel: string) => {
-    for (const d of fs.readdirSync(path.join(root, rel), { withFileTypes: true })) {
-      const r = rel ? `${rel}/${d.name}` : d.name
-      if (r === '.viewctl') continue
-      const abs = path.join(root, r)
-      if (d.isDirectory()) {
-        out[r] = 'dir'
-        visit(r)
-      } else if (d.isSymbolicLink()) out[r] = `-> ${fs.readlinkSync(abs)}`
-      else {
-        const st = fs.statSync(abs)
-        out[r] = files === 'inode' ? `inode ${st.ino}` : `mode ${(st.mode & 0o777).toString(8)} ${fs.readFileSync(abs, 'utf8')}`
-      }
-    }
-  }
-  visit('')
-  return out
-}
 
 /** `n` files in `dir` of a prefix tree spec. */
 function many(dir: string, n: number, tag: string): Record<string, FileSpec> {

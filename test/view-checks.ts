@@ -262,3 +262,26 @@ export function makeWidePrefixes(root: string, pkgs: number, filesPer: number): 
 function escapeRe(s: string): string {
   return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')
 }
+
+/** Every path under a view's tree, with what it is: a directory, a symlink and its target, or a file's inode or bytes. */
+export function treeOf(view: string, files: 'inode' | 'content'): Record<string, string> {
+  const root = fs.realpathSync(view)
+  const out: Record<string, string> = {}
+  const visit = (rel: string) => {
+    for (const d of fs.readdirSync(path.join(root, rel), { withFileTypes: true })) {
+      const r = rel ? `${rel}/${d.name}` : d.name
+      if (r === '.viewctl') continue
+      const abs = path.join(root, r)
+      if (d.isDirectory()) {
+        out[r] = 'dir'
+        visit(r)
+      } else if (d.isSymbolicLink()) out[r] = `-> ${fs.readlinkSync(abs)}`
+      else {
+        const st = fs.statSync(abs)
+        out[r] = files === 'inode' ? `inode ${st.ino}` : `mode ${(st.mode & 0o777).toString(8)} ${fs.readFileSync(abs, 'utf8')}`
+      }
+    }
+  }
+  visit('')
+  return out
+}

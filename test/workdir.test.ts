@@ -13,30 +13,13 @@ import { regenerate } from '../src/ops/regenerate.js'
 import { isViewError } from '../src/errors.js'
 import { makePrefixes, tempDir, writeManifest } from './helpers.js'
 import { mountTmpfs, requireMount } from './mounts.js'
+import { treeOf } from './view-checks.js'
 
 const home = process.cwd()
 afterEach(() => {
   vi.restoreAllMocks()
   process.chdir(home)
 })
-
-/** Every path under a view with what it is (directory, or symlink and target). */
-function treeOf(view: string): Record<string, string> {
-  const root = fs.realpathSync(view)
-  const out: Record<string, string> = {}
-  const visit = (rel: string) => {
-    for (const d of fs.readdirSync(path.join(root, rel), { withFileTypes: true })) {
-      const r = rel ? `${rel}/${d.name}` : d.name
-      if (r === '.viewctl') continue
-      if (d.isDirectory()) {
-        out[r] = 'dir'
-        visit(r)
-      } else out[r] = `-> ${fs.readlinkSync(path.join(root, r))}`
-    }
-  }
-  visit('')
-  return out
-}
 
 describe('enterStore', () => {
   it('makes the store the working directory until left, then puts the old one back (once)', () => {
@@ -94,9 +77,9 @@ describe('regenerate with workInStore', () => {
     const plain = await regenerate(writeManifest(root, `view: ${root}/b\nfold: false\npackages:\n${packages}\n`, 'b.yaml'))
     expect(inStore.built && plain.built).toBe(true)
     expect(inStore.hash).toBe(plain.hash)
-    const tree = treeOf(`${root}/a`)
+    const tree = treeOf(`${root}/a`, 'inode')
     expect(Object.keys(tree).length).toBeGreaterThan(150)
-    expect(tree).toEqual(treeOf(`${root}/b`))
+    expect(tree).toEqual(treeOf(`${root}/b`, 'inode'))
     expect(Object.values(tree).filter((t) => t !== 'dir').every((t) => t.startsWith(`-> ${root}/p/`))).toBe(true)
   })
 
