@@ -157,53 +157,49 @@ async function streamAndSwitch(manifestFile: string, manifest: Manifest, layout:
   const prefixes = prefixTable(manifest)
   // a hardlink view across filesystems: the plain path says so with both mount points, or finds nothing to build
   if (manifest.link === 'hardlink' && prefixOnAnotherFilesystem(layout, prefixes) !== null) return null
-  // links are named from the store while this build runs (store/workdir.ts); the scope ends with the function
+  // links are named from the store while this build runs (store/workdir.ts); restored however the build ends
   const leave = opts.workInStore ? enterStore(layout.store) : null
   try {
-    return await streamInStore(manifestFile, manifest, layout, cache, opts, cleared, started, prefixes, state, leave !== null)
+    const stream = new StreamingBuild({ layout, manifest, prefixes, helpers: opts.helpers, baseline: shownPlan(layout, state), onProgress: opts.onProgress, inStore: leave !== null })
+    let plan: PlanResult
+    try {
+      plan = createPlan(manifest, { readDir: cache.readDir, memo: cache, onRelease: stream.onRelease })
+      assertNoConflicts(plan, manifestFile)
+      cache.save()
+      throwIfAborted(opts.signal)
+    } catch (err) {
+      await stream.abandon()
+      // a conflict or a prefix that cannot be read is already a ViewError; a failed mkdir in staging is not
+      throw translateOsError(err, `building a generation in ${layout.store}`)
+    }
+    const base = summaryOf(layout, plan, false)
+    const previous = state.current?.generation ?? null
+    if (showsPlan(layout, state, plan)) {
+      await stream.abandon()
+      return { ...base, streamed: stream.linkedWhileWalking, generation: previous, previousGeneration: previous, changed: false, built: false, adopted: null, cleared, elapsedMs: nowMs() - started }
+    }
+    const build = async () => {
+      const dir = generationDir(layout, plan.hash)
+      // a tree with this hash is on disk already (a rollback, then the same manifest again): keep it
+      if (isComplete(layout, plan.hash)) {
+        await stream.abandon()
+        return { dir, built: false }
+      }
+      await stream.finish(plan, { signal: opts.signal })
+      return { dir, built: true }
+    }
+    let switched
+    try {
+      switched = await switchToNewGeneration(layout, state, plan, manifest, opts, build)
+    } catch (err) {
+      await stream.abandon() // if the switch failed before the build: no worker links on once the working directory is back
+      throw err
+    }
+    const { generation, built, warnings } = switched
+    return { ...base, streamed: stream.linkedWhileWalking, warnings: [...base.warnings, ...warnings], generation, previousGeneration: previous, changed: true, built, adopted: null, cleared, elapsedMs: nowMs() - started }
   } finally {
     leave?.()
   }
-}
-
-async function streamInStore(manifestFile: string, manifest: Manifest, layout: Layout, cache: ScanCache, opts: RegenerateOptions & { helpers: LinkHelpers }, cleared: string[], started: number, prefixes: string[], state: ViewState, inStore: boolean): Promise<RegenerateResult> {
-  const stream = new StreamingBuild({ layout, manifest, prefixes, helpers: opts.helpers, baseline: shownPlan(layout, state), onProgress: opts.onProgress, inStore })
-  let plan: PlanResult
-  try {
-    plan = createPlan(manifest, { readDir: cache.readDir, memo: cache, onRelease: stream.onRelease })
-    assertNoConflicts(plan, manifestFile)
-    cache.save()
-    throwIfAborted(opts.signal)
-  } catch (err) {
-    await stream.abandon()
-    // a conflict or a prefix that cannot be read is already a ViewError; a failed mkdir in staging is not
-    throw translateOsError(err, `building a generation in ${layout.store}`)
-  }
-  const base = summaryOf(layout, plan, false)
-  const previous = state.current?.generation ?? null
-  if (showsPlan(layout, state, plan)) {
-    await stream.abandon()
-    return { ...base, streamed: stream.linkedWhileWalking, generation: previous, previousGeneration: previous, changed: false, built: false, adopted: null, cleared, elapsedMs: nowMs() - started }
-  }
-  const build = async () => {
-    const dir = generationDir(layout, plan.hash)
-    // a tree with this hash is on disk already (a rollback, then the same manifest again): keep it
-    if (isComplete(layout, plan.hash)) {
-      await stream.abandon()
-      return { dir, built: false }
-    }
-    await stream.finish(plan, { signal: opts.signal })
-    return { dir, built: true }
-  }
-  let switched
-  try {
-    switched = await switchToNewGeneration(layout, state, plan, manifest, opts, build)
-  } catch (err) {
-    await stream.abandon() // if the switch failed before the build: no worker links on once the working directory is back
-    throw err
-  }
-  const { generation, built, warnings } = switched
-  return { ...base, streamed: stream.linkedWhileWalking, warnings: [...base.warnings, ...warnings], generation, previousGeneration: previous, changed: true, built, adopted: null, cleared, elapsedMs: nowMs() - started }
 }
 
 function summaryOf(layout: Layout, plan: PlanResult, dryRun: boolean) {

@@ -259,7 +259,7 @@ export class StreamingBuild {
     } else {
       // a plan read back from text
       const slash = rel.lastIndexOf('/')
-      if (!endsInPlainName(rel, slash)) throw unsafePath(rel)
+      assertPlainName(rel, rel.slice(slash + 1))
       parent = slash === -1 ? '' : rel.slice(0, slash)
     }
     // most entries share the previous one's parent (the same string, so one comparison)
@@ -406,17 +406,10 @@ export class StreamingBuild {
 
 /** One plain path component: not empty, `.` or `..`, and without a slash. */
 function isPlainName(name: string): boolean {
-  return name.length > 2 ? !name.includes('/') : name !== '' && name !== '.' && name !== '..' && !name.includes('/')
+  return name !== '' && name !== '.' && name !== '..' && !name.includes('/')
 }
 
-/** Whether the name after `slash` in rel is one plain component (not empty, `.` or `..`) and rel is not absolute; no slice made. */
-function endsInPlainName(rel: string, slash: number): boolean {
-  const len = rel.length - slash - 1
-  if (len === 0 || rel.charCodeAt(0) === 47) return false
-  if (len > 2 || rel.charCodeAt(slash + 1) !== 46) return true
-  return len === 2 && rel.charCodeAt(slash + 2) !== 46
-}
-
+/** `name`, the last component of `rel`, is plain, and `rel` is not absolute. */
 function assertPlainName(rel: string, name: string): void {
-  if (name === '' || name === '.' || name === '..' || rel.charCodeAt(0) === 47) throw unsafePath(rel)
+  if (!isPlainName(name) || rel.charCodeAt(0) === 47) throw unsafePath(rel)
 }
