@@ -5,35 +5,30 @@
  * every way the input can be wrong ends here as a ViewError whose message
  * points at file:line:column, so later stages can trust a `Manifest`.
  *
+ * The YAML parser and the validator are loaded only to parse: a caller that
+ * remembers the validated document of this exact text (`DocumentMemory`,
+ * regenerate's scan cache) gets it back without either, and the manifest is
+ * normalized from it as from a fresh parse. Only a problem found then (a
+ * prefix gone, say) needs a line and column, and for that the text is parsed
+ * after all (positions.ts).
+ *
  * Messages name the manifest by the path the user gave (a relative path stays
  * relative), because that is what they typed and what their editor shows.
  */
+import fs from 'node:fs'
 import fsp from 'node:fs/promises'
 import path from 'node:path'
-import { LineCounter, isAlias, isMap, isScalar, isSeq, parseDocument, visit, type Document, type Node as YamlNode } from 'yaml'
 import type { ErrorObject, ValidateFunction } from 'ajv'
 import { ViewError, translateOsError } from '../errors.js'
+import { checksum } from '../checksum.js'
+import { toolVersion } from '../version.js'
+import { PositionsNeeded, formatProblems, notParsed, type Positions, type Problem } from './positions.js'
 import { parseDuration } from './duration.js'
 import { DEFAULT_ENV, DEFAULT_GC, type ConflictPolicy, type GcPolicy, type LinkMode, type Manifest, type PackageSpec } from './types.js'
 
 /** The schema file; dist/manifest/ and src/manifest/ both sit two levels below the package root. */
 export const MANIFEST_SCHEMA_URL = new URL('../../schemas/manifest.schema.json', import.meta.url)
 const SCHEMA_HINT = 'see the manifest reference in README.md and schemas/manifest.schema.json (point your editor\'s YAML support at that schema to catch these while typing)'
-const MAX_REPORTED = 20
-
-/** One thing wrong with the manifest, anchored at a source offset. */
-interface Problem {
-  offset: number
-  text: string
-}
-
-/** The parsed YAML with what is needed to turn offsets into file:line:col. */
-interface Source {
-  /** The manifest path as the user gave it, for messages. */
-  label: string
-  doc: Document.Parsed
-  lines: LineCounter
-}
 
 /** The manifest as the schema guarantees it, before defaults. */
 interface RawPackageEntry {
@@ -57,11 +52,40 @@ interface RawManifest {
   gc?: { keep?: number; ttl?: string | number; auto?: boolean }
 }
 
-export async function loadManifest(file: string): Promise<Manifest> {
+/**
+ * What a caller may remember of a manifest between runs: its validated
+ * document, which is a function of `key` alone (the text, this viewctl and its
+ * schema; `documentKey`). regenerate keeps it in the scan cache, so that a
+ * no-op neither loads the YAML parser nor validates (docs/how-it-works.md).
+ */
+export interface DocumentMemory {
+  /** The document remembered under exactly this key (made from `text`), as plain JSON data; undefined when there is none. */
+  recall(key: string, text: string): unknown
+  /** Called after a parse and validation, with what to remember. */
+  remember(key: string, document: unknown): void
+}
+
+export async function loadManifest(file: string, memory?: DocumentMemory): Promise<Manifest> {
   const text = await readManifestText(file)
-  const source = parseYaml(file, text)
-  const data = toPlainData(source)
-  const raw = await validateManifest(source, data)
+  const key = memory ? documentKey(text) : ''
+  const recalled = memory?.recall(key, text)
+  if (recalled !== undefined) {
+    try {
+      return await normalize(file, text, notParsed(file), recalled as RawManifest)
+    } catch (err) {
+      // a problem to report: it needs a line and column, so parse after all and report it from there
+      if (!(err instanceof PositionsNeeded)) throw err
+    }
+  }
+  const { parseManifestText } = await import('./yaml-source.js')
+  const { positions, data } = parseManifestText(file, text)
+  const raw = await validateManifest(positions, data)
+  const manifest = await normalize(file, text, positions, raw)
+  memory?.remember(key, raw)
+  return manifest
+}
+
+async function normalize(file: string, text: string, source: Positions, raw: RawManifest): Promise<Manifest> {
   const baseDir = path.dirname(path.resolve(file))
   const view = resolveView(source, raw, baseDir)
   const gc = resolveGcPolicy(source, raw)
@@ -82,8 +106,20 @@ export async function loadManifest(file: string): Promise<Manifest> {
   }
 }
 
+/**
+ * The key a validated document is remembered by: this viewctl's version, a
+ * checksum of the schema it validates with, and the manifest's text. The same
+ * key gives the same document, whichever view's cache it is found in.
+ */
+export function documentKey(text: string): string {
+  schemaPrint ??= `viewctl ${toolVersion()} schema ${checksum(Buffer.from(fs.readFileSync(MANIFEST_SCHEMA_URL)))}`
+  return `${schemaPrint}\n${text}`
+}
+
+let schemaPrint: string | undefined
+
 // ---------------------------------------------------------------------------
-// Reading and parsing
+// Reading
 
 async function readManifestText(file: string): Promise<string> {
   try {
@@ -108,141 +144,9 @@ function manifestUnreadable(file: string, err: unknown): ViewError {
   return new ViewError('MANIFEST_NOT_FOUND', `manifest ${file} cannot be read: ${code ?? String(err)}`, 'check the path and the filesystem, then retry', undefined, options)
 }
 
-function parseYaml(label: string, text: string): Source {
-  const lines = new LineCounter()
-  // prettyErrors off: positions come from the LineCounter, and the message stays one clean sentence.
-  const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false })
-  const source = { label, doc, lines }
-  if (doc.errors.length > 0) {
-    const problems = doc.errors.map((e) => ({ offset: e.pos[0], text: firstLine(e.message) }))
-    throw yamlError(source, problems)
-  }
-  return source
-}
-
-function yamlError(source: Source, problems: Problem[]): ViewError {
-  const lines = formatProblems(source, problems)
-  return new ViewError('MANIFEST_YAML', lines.join('\n'), 'fix the YAML syntax at that line (indent with spaces, quote values that contain ": " or start with a special character such as * & ! { [)', { errors: lines })
-}
-
-/** The document as plain data, refusing what is not a manifest-shaped mapping. */
-function toPlainData(source: Source): Record<string, unknown> {
-  const { doc, label } = source
-  const root = doc.contents
-  if (root === null || (isScalar(root) && root.value === null)) {
-    throw new ViewError('MANIFEST_INVALID', `${label}:1:1: the manifest is empty`, 'a manifest needs at least `view:` and `packages:`; see examples/ and the README manifest reference')
-  }
-  if (!isMap(root)) {
-    throw new ViewError('MANIFEST_INVALID', `${at(source, nodeOffset(root))}: the manifest must be a mapping of keys (view:, packages:, …), not ${describeKind(root)}`, 'start the file with `view: <path>` and `packages:`; see examples/ and the README manifest reference')
-  }
-  try {
-    // A cap on alias expansion keeps a "billion laughs" file from eating the machine.
-    return doc.toJS({ maxAliasCount: 1000 }) as Record<string, unknown>
-  } catch (err) {
-    // Unresolvable or exploding aliases only surface here, without a position: blame the first alias.
-    throw yamlError(source, [{ offset: firstAliasOffset(doc), text: firstLine((err as Error).message) }])
-  }
-}
-
-function describeKind(node: unknown): string {
-  if (isSeq(node)) return 'a list'
-  if (isScalar(node)) return `a single ${typeof node.value === 'string' ? 'string' : 'value'}`
-  return 'this'
-}
-
-function firstAliasOffset(doc: Document.Parsed): number {
-  let offset = 0
-  visit(doc, {
-    Alias(_, node) {
-      offset = node.range?.[0] ?? 0
-      return visit.BREAK
-    },
-  })
-  return offset
-}
-
-function firstLine(message: string): string {
-  return message.split('\n', 1)[0].trim()
-}
-
-// ---------------------------------------------------------------------------
-// Positions
-
-function at(source: Source, offset: number): string {
-  const { line, col } = source.lines.linePos(offset)
-  return `${source.label}:${line}:${col}`
-}
-
-function nodeOffset(node: unknown): number {
-  return (node as YamlNode | null)?.range?.[0] ?? 0
-}
-
 function decodePointer(pointer: string): string[] {
   if (pointer === '') return []
   return pointer.slice(1).split('/').map((s) => s.replace(/~1/g, '/').replace(/~0/g, '~'))
-}
-
-function deref(doc: Document.Parsed, node: unknown): unknown {
-  let current = node
-  for (let hops = 0; isAlias(current) && hops < 100; hops++) current = current.resolve(doc)
-  return current
-}
-
-function keyText(key: unknown): string {
-  return isScalar(key) ? String(key.value) : String(key)
-}
-
-interface Located {
-  /** The node at the pointer, when it exists. */
-  node: unknown
-  /** The key naming it, when its parent is a mapping. */
-  key: unknown
-}
-
-/** The YAML node a JSON pointer names, or the deepest one that exists on the way. */
-function locate(source: Source, pointer: string[]): Located {
-  let located: Located = { node: source.doc.contents, key: null }
-  for (const segment of pointer) {
-    const parent = deref(source.doc, located.node)
-    if (isMap(parent)) {
-      const pair = parent.items.find((p) => keyText(p.key) === segment)
-      if (!pair) return located
-      located = { node: pair.value, key: pair.key }
-    } else if (isSeq(parent)) {
-      const item = parent.items[Number(segment)]
-      if (item === undefined) return located
-      located = { node: item, key: null }
-    } else {
-      return located
-    }
-  }
-  return located
-}
-
-/** Where a problem with a value is reported: the value, or its key when the value is left empty (`view:`). */
-function valueOffset(source: Source, pointer: string[]): number {
-  const { node, key } = locate(source, pointer)
-  const emptyValue = node === null || (isScalar(node) && node.value === null && node.range?.[0] === node.range?.[1])
-  if (emptyValue && key) return nodeOffset(key)
-  return nodeOffset(node ?? key)
-}
-
-/** Where a problem with a key is reported: the key inside the mapping at `pointer`. */
-function keyOffset(source: Source, pointer: string[], name: string): number {
-  const { node } = locate(source, pointer)
-  const map = deref(source.doc, node)
-  if (isMap(map)) {
-    const pair = map.items.find((p) => keyText(p.key) === name)
-    if (pair) return nodeOffset(pair.key)
-  }
-  return nodeOffset(map)
-}
-
-function formatProblems(source: Source, problems: Problem[]): string[] {
-  const sorted = [...problems].sort((a, b) => a.offset - b.offset)
-  const lines = [...new Set(sorted.map((p) => `${at(source, p.offset)}: ${p.text}`))]
-  if (lines.length <= MAX_REPORTED) return lines
-  return [...lines.slice(0, MAX_REPORTED), `… and ${lines.length - MAX_REPORTED} more`]
 }
 
 // ---------------------------------------------------------------------------
@@ -277,7 +181,7 @@ async function loadValidator(): Promise<ValidateFunction> {
   return validate as unknown as ValidateFunction
 }
 
-async function validateManifest(source: Source, data: Record<string, unknown>): Promise<RawManifest> {
+async function validateManifest(source: Positions, data: Record<string, unknown>): Promise<RawManifest> {
   const validate = await getValidator()
   if (validate(data)) return data as unknown as RawManifest
   const problems = describeSchemaErrors(source, data, validate.errors ?? [])
@@ -287,7 +191,7 @@ async function validateManifest(source: Source, data: Record<string, unknown>): 
 
 const PACKAGE_ITEM = /^\/packages\/(\d+)(?=\/|$)/
 
-function describeSchemaErrors(source: Source, data: unknown, errors: ErrorObject[]): Problem[] {
+function describeSchemaErrors(source: Positions, data: unknown, errors: ErrorObject[]): Problem[] {
   const byPackage = new Map<number, ErrorObject[]>()
   const problems: Problem[] = []
   for (const error of errors) {
@@ -309,11 +213,11 @@ function describeSchemaErrors(source: Source, data: unknown, errors: ErrorObject
  * meant and say one thing about it, keeping errors nested inside an entry
  * (`packages[2].path: must be a string`, unknown keys) as they are.
  */
-function describePackageItem(source: Source, data: unknown, index: number, errors: ErrorObject[]): Problem[] {
+function describePackageItem(source: Positions, data: unknown, index: number, errors: ErrorObject[]): Problem[] {
   const pointer = ['packages', String(index)]
   const item = (data as { packages: unknown[] }).packages[index]
   const name = `packages[${index}]`
-  const offset = valueOffset(source, pointer)
+  const offset = source.valueOffset(pointer)
   if (typeof item === 'string') return [{ offset, text: `${name}: must not be an empty path` }]
   if (!isPlainObject(item)) return [{ offset, text: `${name}: must be a path string or a mapping with \`path\` or \`glob\`` }]
 
@@ -354,22 +258,22 @@ const TYPE_WORDS: Record<string, string> = {
   null: 'empty',
 }
 
-function describeError(source: Source, data: unknown, error: ErrorObject): Problem[] {
+function describeError(source: Positions, data: unknown, error: ErrorObject): Problem[] {
   const pointer = decodePointer(error.instancePath)
   const params = error.params as Record<string, unknown>
   switch (error.keyword) {
     case 'additionalProperties': {
       const key = String(params.additionalProperty)
       const allowed = Object.keys((error.parentSchema as { properties?: object } | undefined)?.properties ?? {})
-      return [{ offset: keyOffset(source, pointer, key), text: `${dataPath(data, [...pointer, key])}: unknown key (allowed: ${allowed.join(', ')})` }]
+      return [{ offset: source.keyOffset(pointer, key), text: `${dataPath(data, [...pointer, key])}: unknown key (allowed: ${allowed.join(', ')})` }]
     }
     case 'propertyNames': {
       const key = String(params.propertyName)
-      return [{ offset: keyOffset(source, pointer, key), text: `${dataPath(data, [...pointer, key])}: not a valid variable name (letters, digits and _, not starting with a digit)` }]
+      return [{ offset: source.keyOffset(pointer, key), text: `${dataPath(data, [...pointer, key])}: not a valid variable name (letters, digits and _, not starting with a digit)` }]
     }
     case 'required': {
       const key = String(params.missingProperty)
-      return [{ offset: valueOffset(source, pointer), text: `${dataPath(data, [...pointer, key])}: required key is missing` }]
+      return [{ offset: source.valueOffset(pointer), text: `${dataPath(data, [...pointer, key])}: required key is missing` }]
     }
     case 'pattern':
       // propertyNames reports its own error for the same key; this one would only repeat it.
@@ -377,7 +281,7 @@ function describeError(source: Source, data: unknown, error: ErrorObject): Probl
       break
   }
   const value = valueAt(data, pointer)
-  return [{ offset: valueOffset(source, pointer), text: `${dataPath(data, pointer)}: ${describeRule(error, value)}` }]
+  return [{ offset: source.valueOffset(pointer), text: `${dataPath(data, pointer)}: ${describeRule(error, value)}` }]
 }
 
 function describeRule(error: ErrorObject, value: unknown): string {
@@ -426,10 +330,10 @@ function dataPath(data: unknown, pointer: string[]): string {
 // ---------------------------------------------------------------------------
 // Normalization
 
-function resolveView(source: Source, raw: RawManifest, baseDir: string): string {
+function resolveView(source: Positions, raw: RawManifest, baseDir: string): string {
   const view = path.resolve(baseDir, raw.view)
   if (view === path.parse(view).root) {
-    throw new ViewError('MANIFEST_INVALID', `${at(source, valueOffset(source, ['view']))}: view: ${view} cannot be a view (it is the filesystem root)`, 'name a path such as /opt/views/hpc; viewctl keeps a store beside it, so its parent must be writable')
+    throw new ViewError('MANIFEST_INVALID', `${source.at(source.valueOffset(['view']))}: view: ${view} cannot be a view (it is the filesystem root)`, 'name a path such as /opt/views/hpc; viewctl keeps a store beside it, so its parent must be writable')
   }
   return view
 }
@@ -448,13 +352,13 @@ function copyEnv(env: Record<string, string[]>): Record<string, string[]> {
   return Object.fromEntries(Object.entries(env).map(([name, dirs]) => [name, [...dirs]]))
 }
 
-function resolveGcPolicy(source: Source, raw: RawManifest): GcPolicy {
+function resolveGcPolicy(source: Positions, raw: RawManifest): GcPolicy {
   const ttl = raw.gc?.ttl === undefined ? DEFAULT_GC.ttl : String(raw.gc.ttl)
   let ttlMs: number
   try {
     ttlMs = parseDuration(ttl)
   } catch (err) {
-    throw new ViewError('MANIFEST_INVALID', `${at(source, valueOffset(source, ['gc', 'ttl']))}: gc.ttl: ${(err as Error).message}`, (err as ViewError).hint)
+    throw new ViewError('MANIFEST_INVALID', `${source.at(source.valueOffset(['gc', 'ttl']))}: gc.ttl: ${(err as Error).message}`, (err as ViewError).hint)
   }
   return {
     keep: raw.gc?.keep ?? DEFAULT_GC.keep,
@@ -470,8 +374,8 @@ function resolveGcPolicy(source: Source, raw: RawManifest): GcPolicy {
 /** A prefix named by the manifest, before it is checked on disk. */
 interface Candidate {
   spec: Omit<PackageSpec, 'realPath'>
-  /** Where to point when this prefix is wrong: the path string or the glob. */
-  offset: number
+  /** Where to point when this prefix is wrong: the path string or the glob (asked only then: it may need a parse). */
+  where: () => number
 }
 
 /** A problem that stops the load, with the code and advice for its kind. */
@@ -480,7 +384,7 @@ interface PrefixProblem extends Problem {
   hint: string
 }
 
-async function resolvePackages(source: Source, raw: RawManifest, baseDir: string, view: string): Promise<PackageSpec[]> {
+async function resolvePackages(source: Positions, raw: RawManifest, baseDir: string, view: string): Promise<PackageSpec[]> {
   const problems: PrefixProblem[] = []
   // Entries are looked at concurrently (a shared filesystem answers faster that way) and kept in manifest order.
   const expanded = await Promise.all(raw.packages.map((entry, index) => expandEntry(source, entry, index, baseDir, problems)))
@@ -504,27 +408,27 @@ async function resolvePackages(source: Source, raw: RawManifest, baseDir: string
   return packages
 }
 
-function prefixError(source: Source, problems: PrefixProblem[]): ViewError {
+function prefixError(source: Positions, problems: PrefixProblem[]): ViewError {
   const first = [...problems].sort((a, b) => a.offset - b.offset)[0]
   const lines = formatProblems(source, problems)
   return new ViewError(first.code, lines.join('\n'), first.hint, { errors: lines })
 }
 
-async function expandEntry(source: Source, entry: string | RawPackageEntry, index: number, baseDir: string, problems: PrefixProblem[]): Promise<Candidate[]> {
+async function expandEntry(source: Positions, entry: string | RawPackageEntry, index: number, baseDir: string, problems: PrefixProblem[]): Promise<Candidate[]> {
   const origin = `packages[${index}]`
   if (typeof entry === 'string') {
-    return [{ spec: packageSpec(path.resolve(baseDir, entry), {}, origin), offset: valueOffset(source, ['packages', String(index)]) }]
+    return [{ spec: packageSpec(path.resolve(baseDir, entry), {}, origin), where: () => source.valueOffset(['packages', String(index)]) }]
   }
   if (entry.path !== undefined) {
-    return [{ spec: packageSpec(path.resolve(baseDir, entry.path), entry, origin), offset: valueOffset(source, ['packages', String(index), 'path']) }]
+    return [{ spec: packageSpec(path.resolve(baseDir, entry.path), entry, origin), where: () => source.valueOffset(['packages', String(index), 'path']) }]
   }
   const glob = entry.glob as string
-  const offset = valueOffset(source, ['packages', String(index), 'glob'])
+  const where = () => source.valueOffset(['packages', String(index), 'glob'])
   const matches = await expandGlob(glob, baseDir, origin)
   if (matches.length === 0) {
-    problems.push({ code: 'GLOB_EMPTY', offset, text: `${origin}.glob: ${glob} matches no directory`, hint: `check the pattern (relative patterns start from ${baseDir}; fast-glob syntax), install the packages it should find, or remove the entry` })
+    problems.push({ code: 'GLOB_EMPTY', offset: where(), text: `${origin}.glob: ${glob} matches no directory`, hint: `check the pattern (relative patterns start from ${baseDir}; fast-glob syntax), install the packages it should find, or remove the entry` })
   }
-  return matches.map((match) => ({ spec: packageSpec(match, entry, `${origin} (glob ${glob})`), offset }))
+  return matches.map((match) => ({ spec: packageSpec(match, entry, `${origin} (glob ${glob})`), where }))
 }
 
 function packageSpec(prefix: string, entry: RawPackageEntry, origin: string): Omit<PackageSpec, 'realPath'> {
@@ -552,13 +456,14 @@ async function expandGlob(pattern: string, baseDir: string, origin: string): Pro
 
 async function checkPrefix(candidate: Candidate, baseDir: string): Promise<{ realPath: string } | PrefixProblem> {
   const { path: prefix, origin } = candidate.spec
-  const invalid = (what: string, hint: string): PrefixProblem => ({ code: 'PREFIX_INVALID', offset: candidate.offset, text: `${origin}: ${prefix} ${what}`, hint })
+  const invalid = (what: string, hint: string): PrefixProblem => ({ code: 'PREFIX_INVALID', offset: candidate.where(), text: `${origin}: ${prefix} ${what}`, hint })
   const missingHint = `check the path (relative paths resolve from ${baseDir}); install the package first or remove it from packages`
   try {
     const stat = await fsp.stat(prefix)
     if (!stat.isDirectory()) return invalid('is not a directory', 'a prefix is an install directory (the one holding bin/, lib/, include/ …); name that directory, not a file in it')
     return { realPath: await fsp.realpath(prefix) }
   } catch (err) {
+    if (err instanceof PositionsNeeded) throw err
     const code = (err as NodeJS.ErrnoException).code
     if (code === 'ENOENT' || code === 'ENOTDIR') return invalid('does not exist', missingHint)
     if (code === 'EACCES' || code === 'EPERM') return invalid('cannot be read (permission denied)', 'viewctl must be able to read every prefix; check its permissions and those of the directories above it')
@@ -609,7 +514,7 @@ function overlapWithView(candidate: Candidate, realPath: string, tree: ViewTree)
   const shown = realPath === prefix ? prefix : `${prefix} (really ${realPath})`
   const problem = (what: string): PrefixProblem => ({
     code: 'VIEW_INSIDE_PREFIX',
-    offset: candidate.offset,
+    offset: candidate.where(),
     text: `${origin}: ${shown} ${what}`,
     hint: `keep the view and its store (._${path.basename(tree.view)} beside it) outside every prefix, and do not list the view or anything under it as a package`,
   })

@@ -34,3 +34,23 @@ export function viewPathOf(target: string): string {
   }
   return path.resolve(path.dirname(path.resolve(target)), view)
 }
+
+/**
+ * The view path a manifest names, read off its text without a YAML parser,
+ * when `view:` is written plainly at the start of a line (`view: /opt/views/hpc`,
+ * quoted or not, with a comment or not); null otherwise. A guess, used only to
+ * find the scan cache that may know this manifest (ops/regenerate.ts): what is
+ * found there is used only when it was stored under this exact text, so a
+ * wrong guess costs a parse, never a wrong manifest.
+ */
+export function guessViewPath(text: string, file: string): string | null {
+  const line = /^view[ \t]*:[ \t]+(.*)$/m.exec(text)?.[1]
+  if (line === undefined) return null
+  let value: string | null
+  if (line.startsWith("'")) value = /^'((?:[^']|'')*)'[ \t]*(?:#.*)?$/.exec(line)?.[1]?.replace(/''/g, "'") ?? null
+  else if (line.startsWith('"')) value = /^"([^"\\]*)"[ \t]*(?:#.*)?$/.exec(line)?.[1] ?? null
+  else if (/^[^-?:,[\]{}#&*!|>'"%@`\s]/.test(line) || /^[-?:][^\s]/.test(line)) value = line.replace(/[ \t]+#.*$/, '').trimEnd()
+  else value = null
+  if (!value) return null
+  return path.resolve(path.dirname(path.resolve(file)), value)
+}

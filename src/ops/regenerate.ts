@@ -7,7 +7,8 @@
  * switch is one more rename. A failure anywhere leaves the view on the
  * generation it had.
  */
-import { loadManifest } from '../manifest/load.js'
+import { loadManifest, type DocumentMemory } from '../manifest/load.js'
+import { guessViewPath } from '../manifest/target.js'
 import type { Manifest } from '../manifest/types.js'
 import fs from 'node:fs'
 import path from 'node:path'
@@ -76,11 +77,9 @@ export interface RegenerateResult {
 
 export async function regenerate(manifestFile: string, opts: RegenerateOptions = {}): Promise<RegenerateResult> {
   const started = nowMs()
-  const manifest = await loadManifest(manifestFile)
-  const layout = layoutFor(manifest.view)
+  const { manifest, layout, cache } = await loadWithCache(manifestFile)
   const before = readViewState(layout)
   assertPublishable(before, opts)
-  const cache = openScanCache(layout.scanCache)
   const unchanged = alreadyShown(layout, before, manifest, cache, !!opts.dryRun)
   if (unchanged) return { ...unchanged, elapsedMs: nowMs() - started }
   // a build is likely: let link workers boot while the prefixes are walked
@@ -99,6 +98,46 @@ export async function regenerate(manifestFile: string, opts: RegenerateOptions =
     return result
   } finally {
     helpers?.release()
+  }
+}
+
+/**
+ * The manifest, and the scan cache of its view. The cache is looked up first,
+ * in the store of the view the text seems to name (guessViewPath), because it
+ * may hold the validated document of this very text: then the manifest is not
+ * parsed (manifest/load.ts). If the guess was wrong, the right cache is opened
+ * once the view is known.
+ */
+async function loadWithCache(manifestFile: string): Promise<{ manifest: Manifest; layout: Layout; cache: ScanCache }> {
+  const memory = new CacheByGuess(manifestFile)
+  const manifest = await loadManifest(manifestFile, memory)
+  const layout = layoutFor(manifest.view)
+  return { manifest, layout, cache: memory.cacheOf(layout) }
+}
+
+class CacheByGuess implements DocumentMemory {
+  private guessed: { file: string; cache: ScanCache } | null = null
+  private learned: { key: string; document: unknown } | null = null
+
+  constructor(private readonly manifestFile: string) {}
+
+  recall(key: string, text: string): unknown {
+    const view = guessViewPath(text, this.manifestFile)
+    if (view === null) return undefined
+    const file = layoutFor(view).scanCache
+    this.guessed = { file, cache: openScanCache(file) }
+    return this.guessed.cache.recallDocument(key)
+  }
+
+  remember(key: string, document: unknown): void {
+    this.learned = { key, document }
+  }
+
+  /** The scan cache of the view the manifest names, keeping the document it was parsed into. */
+  cacheOf(layout: Layout): ScanCache {
+    const cache = this.guessed?.file === layout.scanCache ? this.guessed.cache : openScanCache(layout.scanCache)
+    if (this.learned !== null) cache.rememberDocument(this.learned.key, this.learned.document)
+    return cache
   }
 }
 

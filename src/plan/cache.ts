@@ -32,7 +32,7 @@
  *
  *   viewctl-scan-cache <version> <index bytes> <checksum of index> <sha256 of listings>\n
  *   index: UTF-8 fields, each ended by a NUL
- *     memo (JSON, or empty), n,
+ *     memo (JSON, or empty), document key (or empty), document (JSON, or empty), n,
  *     n times: abs-path, dev, ino, mtime-ns, ctime-ns, name count
  *   listings: for every directory, in the same order: its types, then its names
  *
@@ -47,13 +47,23 @@
  * believed: a missing or corrupt cache only costs speed.
  * Directories whose path or names are not valid Unicode (escaped bytes, see
  * fs.ts) are not stored.
+ *
+ * The manifest's document. The cache also keeps the validated document of the
+ * manifest it was last used with, under its key (the manifest's text, the
+ * viewctl version and the schema's checksum: manifest/load.ts), so that a
+ * no-op regenerate neither parses YAML nor validates. The key is compared
+ * whole; a document that does not survive JSON unchanged is not kept.
  */
 import fs from 'node:fs'
 import path from 'node:path'
+import { isDeepStrictEqual } from 'node:util'
 import { fsPath } from '../fs.js'
 import { META_DIR, PLAN_FILE } from '../store/layout.js'
 import { readDirListing, type DirListing, type DirReader, type EntryType } from './scan.js'
 import { crypto } from '../lazy.js'
+import { checksum } from '../checksum.js'
+
+export { checksum }
 
 /** What the memo keeps of a plan; the rest is in the plan text of generation `hash`. */
 export interface RememberedPlan {
@@ -81,6 +91,10 @@ export interface PlanMemo {
 
 export interface ScanCache extends PlanMemo {
   readDir: DirReader
+  /** The manifest document remembered under exactly `key` (a fresh copy), or undefined (manifest/load.ts, DocumentMemory). */
+  recallDocument(key: string): unknown
+  /** Keep `document` under `key` from the next save(); a key or document that would not read back the same is not kept. */
+  rememberDocument(key: string, document: unknown): void
   /** Persist what was learned (called under the writer lock, store existing). Never throws. */
   save(): void
   /** Whether save() has anything to write. */
@@ -119,7 +133,7 @@ export interface ScanCacheOptions {
 }
 
 const MAGIC = 'viewctl-scan-cache'
-const VERSION = 5
+const VERSION = 6
 /** Changes younger than this at scan time are "racy" and not remembered. */
 export const RACY_NS = 2_000_000_000n
 const NOT_UNICODE = /[\uD800-\uDFFF]/
@@ -144,6 +158,12 @@ interface StoredMemo extends RememberedPlan {
   key: string
 }
 
+interface StoredDocument {
+  key: string
+  /** The document as JSON. */
+  json: string
+}
+
 export function openScanCache(file: string, opts: ScanCacheOptions = {}): ScanCache {
   const scanStart = opts.now ? opts.now() : BigInt(Date.now()) * 1_000_000n
   const stats: ScanCacheStats = { loaded: 0, hits: 0, misses: 0, racy: 0, memo: 'none', saved: false, rejected: null }
@@ -155,6 +175,7 @@ export function openScanCache(file: string, opts: ScanCacheOptions = {}): ScanCa
   const seen = new Map<string, StoredDir>()
   let memo: StoredMemo | null = null
   let learned = false
+  let document = loaded.document
 
   const listingOf = (d: StoredDir): StoredListing | null => {
     if (d.listing === null && d.first >= 0) {
@@ -240,13 +261,27 @@ export function openScanCache(file: string, opts: ScanCacheOptions = {}): ScanCa
     learned = true
   }
 
-  const isDirty = () => learned || stats.rejected !== null || seen.size !== previous.size
+  const recallDocument = (key: string): unknown => {
+    if (document === null || document.key !== key) return undefined
+    try {
+      return JSON.parse(document.json) as unknown
+    } catch {
+      return undefined // the index's checksum matched, so only a writer bug gets here: parse the manifest
+    }
+  }
+  const rememberDocument = (key: string, value: unknown) => {
+    if (document?.key === key || key.includes('\0')) return
+    const json = JSON.stringify(value)
+    if (json !== undefined && isDeepStrictEqual(JSON.parse(json), value)) document = { key, json }
+  }
+
+  const isDirty = () => learned || stats.rejected !== null || seen.size !== previous.size || document !== loaded.document
   const save = () => {
     if (!isDirty()) return // nothing new to say
     // A memo is only as good as the listings behind it: all of them must be stored.
     const keepMemo = memo !== null && stats.racy === 0 ? memo : null
     try {
-      writeCacheFile(file, keepMemo, seen, listingOf)
+      writeCacheFile(file, keepMemo, document, seen, listingOf)
       stats.saved = true
     } catch {
       // the cache is an optimization: a full disk or a read-only store must not fail the run
@@ -269,6 +304,8 @@ export function openScanCache(file: string, opts: ScanCacheOptions = {}): ScanCa
     recallSummary,
     recall,
     remember,
+    recallDocument,
+    rememberDocument,
     save,
     stats,
     get dirty() {
@@ -300,6 +337,7 @@ function decodeTypes(digits: string): EntryType[] {
 
 interface LoadedCache {
   memo: StoredMemo | null
+  document: StoredDocument | null
   dirs: Map<string, StoredDir>
   /** The listings split into fields, checked and split on first use; null if they do not match their digest or add up. */
   listings: () => string[] | null
@@ -307,7 +345,7 @@ interface LoadedCache {
 }
 
 function loadCacheFile(file: string): LoadedCache {
-  const empty = (rejected: string | null): LoadedCache => ({ memo: null, dirs: new Map(), listings: () => null, rejected })
+  const empty = (rejected: string | null): LoadedCache => ({ memo: null, document: null, dirs: new Map(), listings: () => null, rejected })
   // The header and the index only: the listings, most of the file, are read if a listing is used.
   let buf: Buffer
   try {
@@ -342,8 +380,11 @@ function loadCacheFile(file: string): LoadedCache {
     return value
   }
   const memoText = field()
+  const documentKey = field()
+  const documentJson = field()
   const count = Number(field())
-  if (memoText === null || !Number.isInteger(count) || count < 0) return empty('malformed header')
+  if (memoText === null || documentKey === null || documentJson === null || !Number.isInteger(count) || count < 0) return empty('malformed header')
+  const document = documentKey === '' ? null : { key: documentKey, json: documentJson }
   let memo: StoredMemo | null = null
   if (memoText !== '') {
     try {
@@ -383,7 +424,7 @@ function loadCacheFile(file: string): LoadedCache {
     listings = fields.length === total ? fields : null
     return listings
   }
-  return { memo, dirs, listings: split, rejected: null }
+  return { memo, document, dirs, listings: split, rejected: null }
 }
 
 /** The first `bytes` bytes of `file` (64 KiB, a typical index, by default), or all of it if shorter. */
@@ -405,25 +446,7 @@ function readHead(file: string, bytes = 65536): Buffer {
 
 const sha256 = (data: Buffer): string => crypto().createHash('sha256').update(data).digest('hex')
 
-/**
- * A 64-bit hash of the bytes, as 16 hex digits: two 32-bit multiply-xor
- * lanes mixed at the end (the construction of cyrb53). Fast enough in
- * JavaScript for the index (tens of KiB); not a cryptographic digest.
- */
-export function checksum(data: Uint8Array): string {
-  let a = 0x9e3779b9
-  let b = 0x85ebca6b
-  for (let i = 0; i < data.length; i++) {
-    const byte = data[i]!
-    a = Math.imul(a ^ byte, 0x9e3779b1)
-    b = Math.imul(b ^ byte, 0x5f356495)
-  }
-  a = Math.imul(a ^ (a >>> 16), 0x85ebca6b) ^ Math.imul(b ^ (b >>> 13), 0xc2b2ae35)
-  b = Math.imul(b ^ (b >>> 16), 0x85ebca6b) ^ Math.imul(a ^ (a >>> 13), 0xc2b2ae35)
-  return (b >>> 0).toString(16).padStart(8, '0') + (a >>> 0).toString(16).padStart(8, '0')
-}
-
-function writeCacheFile(file: string, memo: StoredMemo | null, seen: Map<string, StoredDir>, listingOf: (d: StoredDir) => StoredListing | null): void {
+function writeCacheFile(file: string, memo: StoredMemo | null, document: StoredDocument | null, seen: Map<string, StoredDir>, listingOf: (d: StoredDir) => StoredListing | null): void {
   const dirs: Array<[string, StoredDir, StoredListing, string]> = []
   for (const [abs, d] of seen) {
     const listing = listingOf(d)
@@ -431,7 +454,7 @@ function writeCacheFile(file: string, memo: StoredMemo | null, seen: Map<string,
     if (names !== undefined && !NOT_UNICODE.test(names)) dirs.push([abs, d, listing!, names])
   }
   if (dirs.length !== seen.size) memo = null // a listing it was made from is missing
-  const fields: string[] = [memo === null ? '' : JSON.stringify(memo), String(dirs.length)]
+  const fields: string[] = [memo === null ? '' : JSON.stringify(memo), document?.key ?? '', document?.json ?? '', String(dirs.length)]
   for (const [abs, d, listing] of dirs) fields.push(abs, ...d.key.split(':'), String(listing.names.length))
   const index = Buffer.from(`${fields.join('\0')}\0`, 'utf8')
   const parts: string[] = []
