@@ -8,7 +8,7 @@
 import fs from 'node:fs'
 import path from 'node:path'
 import { describe, expect, it } from 'vitest'
-import { loadManifest } from '../src/manifest/load.js'
+import { documentKey, loadManifest } from '../src/manifest/load.js'
 import { createPlan, type PlanResult } from '../src/plan/index.js'
 import { checksum, openScanCache, RACY_NS, type ScanCache } from '../src/plan/cache.js'
 import { regenerate } from '../src/ops/regenerate.js'
@@ -309,5 +309,89 @@ describe('plan memo', () => {
     const now = () => BigInt(Date.now()) * 1_000_000n
     racy.plan(racy.manifest, now)
     expect(racy.plan(racy.manifest, now).stats.memo).toBe('none')
+  })
+})
+
+describe("the manifest's document (a no-op without a parse)", () => {
+  /** A cache that has served a plan from the file and has nothing new to save. */
+  const usedCache = (manifest: Awaited<ReturnType<typeof loadManifest>>, cacheFile: string) => {
+    const cache = openScanCache(cacheFile, { now: later })
+    createPlan(manifest, { readDir: cache.readDir })
+    return cache
+  }
+
+  it('is kept under its key across a save, recalled as a fresh copy, and only under exactly that key', async () => {
+    const { manifest, cacheFile } = await setup()
+    planWith(manifest, openScanCache(cacheFile, { now: later }))
+    const document = { view: '/v', packages: ['/a', { glob: '/b*', priority: -2 }], gc: { keep: 3, auto: false }, env: { PATH: ['bin'] } }
+    const first = usedCache(manifest, cacheFile)
+    expect(first.recallDocument('k1')).toBeUndefined()
+    expect(first.dirty).toBe(false)
+    first.rememberDocument('k1', document)
+    expect(first.dirty).toBe(true) // something new to save
+    first.save()
+    const second = openScanCache(cacheFile, { now: later })
+    expect(second.recallDocument('k2')).toBeUndefined()
+    const recalled = second.recallDocument('k1')
+    expect(recalled).toEqual(document)
+    expect(recalled).not.toBe(second.recallDocument('k1'))
+    const third = usedCache(manifest, cacheFile)
+    third.rememberDocument('k1', document)
+    expect(third.dirty).toBe(false) // the same: nothing to save
+  })
+
+  it.each([
+    ['Infinity', { gc: { ttl: Infinity } }],
+    ['-0', { priority: -0 }],
+    ['undefined', { include: undefined }],
+  ])('is not kept when it would not read back the same (%s)', async (_what, document) => {
+    const { manifest, cacheFile } = await setup()
+    planWith(manifest, openScanCache(cacheFile, { now: later }))
+    const cache = usedCache(manifest, cacheFile)
+    expect(cache.dirty).toBe(false)
+    cache.rememberDocument('k', document)
+    expect(cache.dirty).toBe(false)
+    cache.rememberDocument('with\0nul', { view: '/v' })
+    expect(cache.dirty).toBe(false)
+  })
+
+  it('survives listings that are damaged (the index is checked on its own)', async () => {
+    const { manifest, cacheFile } = await setup(false)
+    const cache = openScanCache(cacheFile, { now: later })
+    cache.rememberDocument('k', { view: '/v' })
+    planWith(manifest, cache)
+    const text = fs.readFileSync(cacheFile, 'latin1')
+    fs.writeFileSync(cacheFile, text.replace('pkg1-tool0', 'pkg1-tool9'), 'latin1')
+    expect(openScanCache(cacheFile, { now: later }).recallDocument('k')).toEqual({ view: '/v' })
+  })
+
+  it('regenerate keeps the document of the manifest it built from, and of a manifest edited only in its comments', async () => {
+    const { dir, manifest } = await setup(false)
+    const cacheFile = layoutFor(path.join(dir, 'view')).scanCache
+    const first = await regenerate(manifest.file, { lockTimeout: 5 })
+    let kept: unknown
+    await loadManifest(manifest.file, { recall: () => undefined, remember: (_key, document) => (kept = document) })
+    expect(kept).toMatchObject({ view: path.join(dir, 'view'), fold: false })
+    expect(openScanCache(cacheFile).recallDocument(documentKey(manifest.text))).toEqual(kept)
+
+    const edited = `# edited at 2 a.m.\n${manifest.text}`
+    fs.writeFileSync(manifest.file, edited)
+    const second = await regenerate(manifest.file, { lockTimeout: 5 })
+    expect(second).toMatchObject({ changed: false, built: false, generation: first.generation, hash: first.hash })
+    expect(openScanCache(cacheFile).recallDocument(documentKey(edited))).toEqual(kept)
+    expect(openScanCache(cacheFile).recallDocument(documentKey(manifest.text))).toBeUndefined()
+    const third = await regenerate(manifest.file, { lockTimeout: 5 })
+    expect(third).toMatchObject({ changed: false, generation: first.generation })
+  })
+
+  it('regenerate works the same when the view cannot be guessed from the text (flow style)', async () => {
+    const { dir, prefixes } = await setup(false)
+    const file = writeManifest(dir, `{view: ${path.join(dir, 'flow-view')}, fold: false, packages: [${prefixes.join(', ')}]}\n`, 'flow.yaml')
+    const first = await regenerate(file, { lockTimeout: 5 })
+    const second = await regenerate(file, { lockTimeout: 5 })
+    expect(first.changed).toBe(true)
+    expect(second).toMatchObject({ changed: false, hash: first.hash, generation: first.generation })
+    const text = fs.readFileSync(file, 'utf8')
+    expect(openScanCache(layoutFor(path.join(dir, 'flow-view')).scanCache).recallDocument(documentKey(text))).toMatchObject({ view: path.join(dir, 'flow-view') })
   })
 })

@@ -86,10 +86,27 @@ describe('worker threads of the bundle', () => {
   })
 })
 
-describe('what a no-op loads (src/lazy.ts)', () => {
-  /** Run the bundled CLI in a fresh Node and list which of Node's own modules the command itself loaded. */
-  function nodeModulesLoadedBy(args: string[]): string[] {
+describe('what a no-op loads (src/lazy.ts, the manifest document in the scan cache)', () => {
+  /**
+   * Run the bundled CLI in a fresh Node and list what the command itself
+   * loaded: Node's own modules (process.moduleLoadList) and the files of the
+   * bundle (through a module hook that notes every URL loaded).
+   */
+  function loadedBy(args: string[]): { node: string[]; files: string[] } {
+    const dir = tempDir('viewctl-loads-')
+    const log = path.join(dir, 'loaded.txt')
+    const hooks = `
+      import fs from 'node:fs'
+      let log
+      export function initialize(data) { log = data.log }
+      export async function load(url, context, nextLoad) {
+        fs.appendFileSync(log, url + '\\n')
+        return nextLoad(url, context)
+      }
+    `
     const script = `
+      import { register } from 'node:module'
+      register(${JSON.stringify(`data:text/javascript,${encodeURIComponent(hooks)}`)}, { data: { log: ${JSON.stringify(log)} } })
       const { main } = await import(${JSON.stringify(path.join(ROOT, 'dist', 'bundle', 'main.js'))})
       const before = new Set(process.moduleLoadList)
       const code = await main(${JSON.stringify(args)})
@@ -99,19 +116,31 @@ describe('what a no-op loads (src/lazy.ts)', () => {
     expect(r.status, r.stderr).toBe(0)
     const out = JSON.parse(r.stdout.slice(r.stdout.lastIndexOf('{"code"'))) as { code: number; loaded: string[] }
     expect(out.code).toBe(0)
-    return out.loaded.map((m) => m.replace(/^(NativeModule|Internal Binding) /, ''))
+    const files = fs.readFileSync(log, 'utf8').split('\n').filter((u) => u.startsWith('file:')).map((u) => path.basename(new URL(u).pathname))
+    return { node: out.loaded.map((m) => m.replace(/^(NativeModule|Internal Binding) /, '')), files }
   }
+  const parser = (files: string[]) => files.filter((f) => /^(yaml-source|schema-validator)-/.test(f))
 
-  it('a no-op regenerate loads neither crypto, worker_threads nor perf_hooks; a build does', async () => {
+  it('a no-op regenerate loads neither crypto, worker_threads, perf_hooks, the YAML parser nor the validator; a build does', async () => {
     const root = tempDir()
     const a = writeTree(path.join(root, 'a'), { 'bin/a': 'a', 'lib/liba.so': 'l' })
     const file = writeManifest(root, `view: ${root}/view\npackages:\n  - ${a}\n`)
-    const build = nodeModulesLoadedBy(['regenerate', file, '--quiet'])
-    expect(build).toContain('crypto') // the control: a build hashes its plan
+    const build = loadedBy(['regenerate', file, '--quiet'])
+    expect(build.node).toContain('crypto') // the control: a build hashes its plan
+    expect(parser(build.files)).toHaveLength(2) // and parses and validates the manifest
     // the scan cache does not remember a directory changed within the last 2 s (the racy window, plan/cache.ts)
     await new Promise((resolve) => setTimeout(resolve, 2100))
     expect(viewctl(['regenerate', file, '--quiet']).code).toBe(0) // remembers the listings and the plan
-    const noop = nodeModulesLoadedBy(['regenerate', file, '--quiet'])
-    for (const heavy of ['crypto', 'worker_threads', 'perf_hooks']) expect(noop, `a no-op loaded ${heavy}`).not.toContain(heavy)
+    const noop = loadedBy(['regenerate', file, '--quiet'])
+    for (const heavy of ['crypto', 'worker_threads', 'perf_hooks']) expect(noop.node, `a no-op loaded ${heavy}`).not.toContain(heavy)
+    expect(parser(noop.files)).toEqual([])
+
+    // A manifest edited only in a comment plans the same: its first run parses it (and keeps its document), the next does not.
+    fs.appendFileSync(file, '# edited, not changed\n')
+    const edited = loadedBy(['regenerate', file, '--quiet'])
+    expect(parser(edited.files)).toHaveLength(2)
+    const again = loadedBy(['regenerate', file, '--quiet'])
+    expect(parser(again.files)).toEqual([])
+    expect(fs.readdirSync(path.join(root, '._view')).filter((n) => /^[0-9a-f]{32}$/.test(n))).toHaveLength(1) // nothing was built
   })
 })

@@ -6,7 +6,8 @@ import { parse as parseYaml } from 'yaml'
 import { describe, expect, it, onTestFinished } from 'vitest'
 import { ViewError } from '../src/errors.js'
 import { formatDuration, parseDuration } from '../src/manifest/duration.js'
-import { MANIFEST_AJV_OPTIONS, MANIFEST_SCHEMA_URL, loadManifest } from '../src/manifest/load.js'
+import { MANIFEST_AJV_OPTIONS, MANIFEST_SCHEMA_URL, documentKey, loadManifest, type DocumentMemory } from '../src/manifest/load.js'
+import { guessViewPath } from '../src/manifest/target.js'
 import { DEFAULT_ENV, DEFAULT_GC } from '../src/manifest/types.js'
 
 function tempDir(): string {
@@ -569,6 +570,132 @@ describe('loadManifest: prefixes', () => {
     mkdirs(dir, 'opt/apps/a', 'opt/views')
     const file = writeManifest(dir, 'view: opt/views/hpc\npackages: [opt/apps/a]\n')
     await expect(loadManifest(file)).resolves.toMatchObject({ view: path.join(dir, 'opt/views/hpc') })
+  })
+})
+
+/** A DocumentMemory in a Map, counting what it was asked. */
+function mapMemory() {
+  const documents = new Map<string, unknown>()
+  const counts = { recalled: 0, remembered: 0 }
+  const memory: DocumentMemory = {
+    recall(key) {
+      const document = documents.get(key)
+      if (document !== undefined) counts.recalled++
+      return document === undefined ? undefined : structuredClone(document)
+    },
+    remember(key, document) {
+      counts.remembered++
+      documents.set(key, structuredClone(document))
+    },
+  }
+  return { memory, documents, counts }
+}
+
+async function failure(load: Promise<unknown>): Promise<{ code: string; message: string; hint: string | undefined }> {
+  const err = await load.then(() => null, (e: unknown) => e)
+  expect(err, 'the load should have failed').toBeInstanceOf(ViewError)
+  const { code, message, hint } = err as ViewError
+  return { code, message, hint }
+}
+
+describe('loadManifest: a remembered document (the no-op without a parse)', () => {
+  it('remembers the validated document under the text, and a recall gives the manifest a parse gives', async () => {
+    const dir = tempDir()
+    mkdirs(dir, 'apps/a', 'apps/b', 'opt/c')
+    const text = 'view: views/hpc   # the view\nfold: false\nconflicts: last\npackages:\n  - apps/a\n  - glob: "opt/*"\n    priority: 3\n    exclude: [share/]\n  - path: apps/b\ninclude: [bin, lib]\nenv:\n  PATH: [bin]\ngc: {keep: 4, ttl: 2d, auto: false}\n'
+    const file = writeManifest(dir, text)
+    const { memory, documents, counts } = mapMemory()
+    const parsed = await loadManifest(file, memory)
+    expect(counts).toEqual({ recalled: 0, remembered: 1 })
+    expect([...documents.keys()]).toEqual([documentKey(text)])
+    const recalled = await loadManifest(file, memory)
+    expect(counts).toEqual({ recalled: 1, remembered: 1 })
+    expect(recalled).toEqual(parsed)
+    expect(recalled).toEqual(await loadManifest(file))
+  })
+
+  it('uses what is recalled as it is: the key is the whole text, so the memory is trusted', async () => {
+    const dir = tempDir()
+    mkdirs(dir, 'a')
+    const file = writeManifest(dir, 'view: v\npackages: [a]\n')
+    const memory: DocumentMemory = { recall: () => ({ view: 'elsewhere', packages: ['a'] }), remember: () => undefined }
+    expect((await loadManifest(file, memory)).view).toBe(path.join(dir, 'elsewhere'))
+  })
+
+  it('keys by the exact text, this viewctl and its schema', () => {
+    const key = documentKey('view: v\n')
+    expect(key).not.toBe(documentKey('view: v \n'))
+    expect(key.endsWith('\nview: v\n')).toBe(true)
+    const version = (JSON.parse(fs.readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version
+    expect(key).toMatch(new RegExp(`^viewctl ${version.replace(/\./g, '\\.')} schema [0-9a-f]{16}\n`))
+  })
+
+  it('remembers nothing that YAML or the schema refuses', async () => {
+    const dir = tempDir()
+    const { memory, counts } = mapMemory()
+    await failure(loadManifest(writeManifest(dir, 'view: [\n', 'a.yaml'), memory))
+    await failure(loadManifest(writeManifest(dir, 'view: v\npackages: []\n', 'b.yaml'), memory))
+    expect(counts.remembered).toBe(0)
+  })
+
+  // Each case: a manifest that loads, then a change on disk that makes it wrong. The recalled document has
+  // no positions; the error must still be the one a parse gives, line and column included.
+  it.each([
+    ['a prefix removed', 'view: v\npackages:\n  - a\n  - path: b\n', (dir: string) => fs.rmSync(path.join(dir, 'b'), { recursive: true })],
+    ['a prefix replaced by a file', 'view: v\npackages: [a, b]\n', (dir: string) => {
+      fs.rmSync(path.join(dir, 'b'), { recursive: true })
+      fs.writeFileSync(path.join(dir, 'b'), '')
+    }],
+    ['a glob that no longer matches', 'view: v\npackages:\n  - a\n  - glob: "b*"\n', (dir: string) => fs.rmSync(path.join(dir, 'b'), { recursive: true })],
+    ['two bad prefixes at once', 'view: v\npackages:\n  - a\n  - b\n', (dir: string) => {
+      fs.rmSync(path.join(dir, 'a'), { recursive: true })
+      fs.rmSync(path.join(dir, 'b'), { recursive: true })
+    }],
+    ['a prefix made into the view\'s ancestor by a symlink', 'view: views/hpc\npackages: [a, b]\n', (dir: string) => {
+      fs.rmSync(path.join(dir, 'b'), { recursive: true })
+      fs.mkdirSync(path.join(dir, 'real-views'))
+      fs.symlinkSync(dir, path.join(dir, 'b'))
+    }],
+  ])('reports a problem found after a recall exactly as a parse does (%s)', async (_what, text, breakIt) => {
+    const dir = tempDir()
+    mkdirs(dir, 'a', 'b')
+    const file = writeManifest(dir, text)
+    const { memory, counts } = mapMemory()
+    await loadManifest(file, memory)
+    breakIt(dir)
+    const recalledError = await failure(loadManifest(file, memory))
+    expect(counts.recalled).toBe(1)
+    expect(recalledError).toEqual(await failure(loadManifest(file)))
+    expect(recalledError.message).toMatch(new RegExp(`^${file.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}:\\d+:\\d+: `))
+  })
+})
+
+describe('guessViewPath', () => {
+  const file = '/etc/views/env.yaml'
+  it.each([
+    ['view: /opt/views/hpc\n', '/opt/views/hpc'],
+    ['# a comment\npackages: []\nview:   hpc   # relative, with a comment\n', '/etc/views/hpc'],
+    ['view: "/opt/views/with # hash"\n', '/opt/views/with # hash'],
+    ["view: 'it''s/here' # quoted\n", "/etc/views/it's/here"],
+    ['view: /opt/v\r\npackages: []\r\n', '/opt/v'],
+    ['view: -dash\n', '/etc/views/-dash'],
+    ['view: ../up\n', '/etc/up'],
+  ])('reads %j', (text, expected) => {
+    expect(guessViewPath(text, file)).toBe(expected)
+  })
+
+  it.each([
+    ['no view line', 'packages: []\n'],
+    ['flow style', '{view: /opt/v, packages: []}\n'],
+    ['indented', 'x:\n  view: /opt/v\n'],
+    ['an alias', 'view: *v\n'],
+    ['a tag', 'view: !!str /opt/v\n'],
+    ['a block scalar', 'view: |\n  /opt/v\n'],
+    ['an escape in double quotes', 'view: "/opt/\\u0076"\n'],
+    ['an unclosed quote', 'view: "/opt/v\n'],
+    ['an empty value', 'view:\n  /opt/v\n'],
+  ])('gives up on %s', (_what, text) => {
+    expect(guessViewPath(text, file)).toBeNull()
   })
 })
 
