@@ -328,7 +328,8 @@ describe("the manifest's document (a no-op without a parse)", () => {
     expect(first.recallDocument('k1')).toBeUndefined()
     expect(first.dirty).toBe(false)
     first.rememberDocument('k1', document)
-    expect(first.dirty).toBe(true) // something new to save
+    expect(first.documentIsNew).toBe(true) // something new to save
+    expect(first.dirty).toBe(false) // but nothing about the prefixes: a no-op is still a no-op
     first.save()
     const second = openScanCache(cacheFile, { now: later })
     expect(second.recallDocument('k2')).toBeUndefined()
@@ -337,7 +338,7 @@ describe("the manifest's document (a no-op without a parse)", () => {
     expect(recalled).not.toBe(second.recallDocument('k1'))
     const third = usedCache(manifest, cacheFile)
     third.rememberDocument('k1', document)
-    expect(third.dirty).toBe(false) // the same: nothing to save
+    expect(third.documentIsNew).toBe(false) // the same: nothing to save
   })
 
   it.each([
@@ -350,9 +351,11 @@ describe("the manifest's document (a no-op without a parse)", () => {
     const cache = usedCache(manifest, cacheFile)
     expect(cache.dirty).toBe(false)
     cache.rememberDocument('k', document)
-    expect(cache.dirty).toBe(false)
+    expect(cache.documentIsNew).toBe(false)
     cache.rememberDocument('with\0nul', { view: '/v' })
-    expect(cache.dirty).toBe(false)
+    expect(cache.documentIsNew).toBe(false)
+    cache.rememberDocument('k', { view: '/v' })
+    expect(cache.documentIsNew).toBe(true) // the control
   })
 
   it('survives listings that are damaged (the index is checked on its own)', async () => {
@@ -393,5 +396,42 @@ describe("the manifest's document (a no-op without a parse)", () => {
     expect(second).toMatchObject({ changed: false, hash: first.hash, generation: first.generation })
     const text = fs.readFileSync(file, 'utf8')
     expect(openScanCache(layoutFor(path.join(dir, 'flow-view')).scanCache).recallDocument(documentKey(text))).toMatchObject({ view: path.join(dir, 'flow-view') })
+  })
+})
+
+describe('the manifest document found through a guessed view', () => {
+  it('is used only when it names the view whose store it came from', async () => {
+    const dir = fs.realpathSync(tempDir('viewctl-guess-'))
+    const [p] = makePrefixes(path.join(dir, 'prefixes'), 1, 2)
+    // a view spelled over two lines: the plain `view:` line reads "a", the value is "a -b"
+    const text = `view: ${dir}/a\n  -b\npackages: [${p}]\n`
+    const file = writeManifest(dir, text)
+    const elsewhere = path.join(dir, 'elsewhere')
+    // the store of the guessed view holds a document for this very text that names another view
+    const planted = layoutFor(path.join(dir, 'a'))
+    fs.mkdirSync(planted.store, { recursive: true })
+    const cache = openScanCache(planted.scanCache)
+    cache.rememberDocument(documentKey(text), { view: elsewhere, packages: [p] })
+    cache.save()
+    expect(openScanCache(planted.scanCache).recallDocument(documentKey(text))).toMatchObject({ view: elsewhere })
+
+    const result = await regenerate(file, { lockTimeout: 5 })
+    expect(result.view).toBe(`${dir}/a -b`)
+    expect(fs.existsSync(elsewhere)).toBe(false)
+    expect(fs.readlinkSync(`${dir}/a -b`)).toMatch(/^\._a -b\//)
+  })
+
+  it('is parsed instead when it is not a manifest', async () => {
+    const dir = fs.realpathSync(tempDir('viewctl-guess-'))
+    const [p] = makePrefixes(path.join(dir, 'prefixes'), 1, 2)
+    const text = `view: ${dir}/v\npackages: [${p}]\n`
+    const file = writeManifest(dir, text)
+    const planted = layoutFor(path.join(dir, 'v'))
+    fs.mkdirSync(planted.store, { recursive: true })
+    const cache = openScanCache(planted.scanCache)
+    cache.rememberDocument(documentKey(text), { view: `${dir}/v`, packages: p })
+    cache.save()
+    const result = await regenerate(file, { lockTimeout: 5 })
+    expect(result).toMatchObject({ changed: true, view: `${dir}/v`, prefixes: 1 })
   })
 })

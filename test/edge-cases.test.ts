@@ -167,12 +167,18 @@ function twoManifests(): { dir: string; one: string; two: string } {
   return { dir, one: writeManifest(dir, 'view: v\npackages: [p]\n', 'one.yaml'), two: writeManifest(dir, 'view: v\npackages: [p, q]\n', 'two.yaml') }
 }
 
-/** This test process takes view v's writer lock, as another writer would; released when the test ends. */
-async function holdWriterLock(dir: string): Promise<void> {
+/** This test process takes view v's writer lock, as another writer would; released by the function returned, or when the test ends. */
+async function holdWriterLock(dir: string): Promise<() => void> {
   const { default: fsx } = await import('fs-native-extensions')
   const fd = fs.openSync(path.join(storeOf(path.join(dir, 'v')), '.lock'), 'r+')
-  onTestFinished(() => fs.closeSync(fd))
+  let open = true
+  const release = () => {
+    if (open) fs.closeSync(fd)
+    open = false
+  }
+  onTestFinished(release)
   expect(fsx.tryLock(fd)).toBe(true)
+  return release
 }
 
 describe('--no-lock', () => {
@@ -215,6 +221,28 @@ describe('a no-op regenerate', () => {
     const changed = viewctl(['regenerate', one, '--lock-timeout', '0', '--json'])
     expect(changed.code).toBe(4)
     expect(fs.existsSync(path.join(dir, 'v/share'))).toBe(false)
+  })
+
+  it('needs no lock either when only the manifest\'s comments changed; its new document is saved once the lock is free', async () => {
+    const { dir, one } = twoManifests()
+    const first = viewctl(['regenerate', one, '--json'])
+    expect(first.code).toBe(0)
+    await new Promise((resolve) => setTimeout(resolve, 2100)) // past the racy window, as above
+    expect(viewctl(['regenerate', one]).code).toBe(0)
+    const release = await holdWriterLock(dir)
+    fs.appendFileSync(one, '# checked at 2 a.m.\n')
+    const cacheFile = path.join(storeOf(path.join(dir, 'v')), '.scan-cache')
+    const cacheBefore = fs.readFileSync(cacheFile)
+
+    const edited = viewctl(['regenerate', one, '--lock-timeout', '0', '--json'])
+    expect(edited.code, edited.stderr).toBe(0)
+    expect(edited.json).toMatchObject({ changed: false, generation: 1, hash: first.json.hash })
+    expect(fs.readFileSync(cacheFile)).toEqual(cacheBefore) // the lock was busy: nothing saved, nothing waited for
+
+    release()
+    expect(viewctl(['regenerate', one, '--lock-timeout', '0']).code).toBe(0)
+    expect(fs.readFileSync(cacheFile, 'utf8')).toContain('# checked at 2 a.m.') // saved under the free lock
+    expect(fs.readdirSync(storeOf(path.join(dir, 'v'))).filter((n) => /^[0-9a-f]{32}$/.test(n))).toHaveLength(1)
   })
 })
 

@@ -622,12 +622,22 @@ describe('loadManifest: a remembered document (the no-op without a parse)', () =
     expect((await loadManifest(file, memory)).view).toBe(path.join(dir, 'elsewhere'))
   })
 
-  it('keys by the exact text, this viewctl and its schema', () => {
+  it('keys by the exact text and the code that parsed it (version, module, its size and mtime)', () => {
     const key = documentKey('view: v\n')
     expect(key).not.toBe(documentKey('view: v \n'))
     expect(key.endsWith('\nview: v\n')).toBe(true)
     const version = (JSON.parse(fs.readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version
-    expect(key).toMatch(new RegExp(`^viewctl ${version.replace(/\./g, '\\.')} schema [0-9a-f]{16}\n`))
+    expect(key).toMatch(new RegExp(`^viewctl ${version.replace(/\./g, '\\.')} file:///\\S+/load\\.(ts|js) \\d+ [\\d.]+\n`))
+  })
+
+  it('parses when what is recalled is not a manifest after all', async () => {
+    const dir = tempDir()
+    mkdirs(dir, 'a')
+    const file = writeManifest(dir, 'view: v\npackages: [a]\n')
+    for (const odd of [{ view: 'v', packages: 'a' }, { view: 'v', packages: [7] }, null, 'view: v', [1]]) {
+      const memory: DocumentMemory = { recall: () => odd, remember: () => undefined }
+      expect(await loadManifest(file, memory)).toEqual(await loadManifest(file))
+    }
   })
 
   it('remembers nothing that YAML or the schema refuses', async () => {

@@ -20,7 +20,6 @@ import fsp from 'node:fs/promises'
 import path from 'node:path'
 import type { ErrorObject, ValidateFunction } from 'ajv'
 import { ViewError, translateOsError } from '../errors.js'
-import { checksum } from '../checksum.js'
 import { toolVersion } from '../version.js'
 import { PositionsNeeded, formatProblems, notParsed, type Positions, type Problem } from './positions.js'
 import { parseDuration } from './duration.js'
@@ -73,8 +72,10 @@ export async function loadManifest(file: string, memory?: DocumentMemory): Promi
     try {
       return await normalize(file, text, notParsed(file), recalled as RawManifest)
     } catch (err) {
-      // a problem to report: it needs a line and column, so parse after all and report it from there
-      if (!(err instanceof PositionsNeeded)) throw err
+      // A problem to report needs a line and column (PositionsNeeded): parse after all and report it from
+      // there. Anything else but a ViewError (or an internal one) means the memory held something that is
+      // not a manifest: parse too.
+      if (err instanceof ViewError && err.code !== 'INTERNAL') throw err
     }
   }
   const { parseManifestText } = await import('./yaml-source.js')
@@ -107,16 +108,32 @@ async function normalize(file: string, text: string, source: Positions, raw: Raw
 }
 
 /**
- * The key a validated document is remembered by: this viewctl's version, a
- * checksum of the schema it validates with, and the manifest's text. The same
- * key gives the same document, whichever view's cache it is found in.
+ * The key a validated document is remembered by: the code that parsed and
+ * validated it, and the manifest's text. The same key gives the same document.
+ *
+ * The code is named by the viewctl version and by this module's URL, size and
+ * modification time. In the bundle (scripts/bundle.mjs) each file's name holds
+ * a hash of its content and of the names of the chunks it imports, the YAML
+ * parser's and the validator's among them, so any change to either is a new
+ * URL. In dist/ (the library), a rebuild rewrites the file, a new mtime.
  */
 export function documentKey(text: string): string {
-  schemaPrint ??= `viewctl ${toolVersion()} schema ${checksum(Buffer.from(fs.readFileSync(MANIFEST_SCHEMA_URL)))}`
-  return `${schemaPrint}\n${text}`
+  codePrint ??= codeIdentity()
+  return `${codePrint}\n${text}`
 }
 
-let schemaPrint: string | undefined
+let codePrint: string | undefined
+
+function codeIdentity(): string {
+  let stamp = ''
+  try {
+    const st = fs.statSync(new URL(import.meta.url))
+    stamp = ` ${st.size} ${st.mtimeMs}`
+  } catch {
+    // not loaded from a file: the version and the URL must do
+  }
+  return `viewctl ${toolVersion()} ${import.meta.url}${stamp}`
+}
 
 // ---------------------------------------------------------------------------
 // Reading

@@ -81,7 +81,10 @@ export async function regenerate(manifestFile: string, opts: RegenerateOptions =
   const before = readViewState(layout)
   assertPublishable(before, opts)
   const unchanged = alreadyShown(layout, before, manifest, cache, !!opts.dryRun)
-  if (unchanged) return { ...unchanged, elapsedMs: nowMs() - started }
+  if (unchanged) {
+    if (cache.documentIsNew && !opts.dryRun) await saveIfFree(layout, cache, opts)
+    return { ...unchanged, elapsedMs: nowMs() - started }
+  }
   // a build is likely: let link workers boot while the prefixes are walked
   const helpers = opts.dryRun ? null : startLinkHelpers()
   try {
@@ -115,6 +118,20 @@ async function loadWithCache(manifestFile: string): Promise<{ manifest: Manifest
   return { manifest, layout, cache: memory.cacheOf(layout) }
 }
 
+/**
+ * A no-op whose manifest text is new but means the same (its comments
+ * changed): keep the new document for the next no-op, if the lock is free at
+ * this moment. Never waits and never fails for it; a store this user cannot
+ * write, or a busy one, saves it at the next run that writes.
+ */
+async function saveIfFree(layout: Layout, cache: ScanCache, opts: RegenerateOptions): Promise<void> {
+  try {
+    await withWriterIfFree(layout, opts, () => cache.save())
+  } catch {
+    // not this run's to report: the view is up to date
+  }
+}
+
 class CacheByGuess implements DocumentMemory {
   private guessed: { file: string; cache: ScanCache } | null = null
   private learned: { key: string; document: unknown } | null = null
@@ -126,7 +143,11 @@ class CacheByGuess implements DocumentMemory {
     if (view === null) return undefined
     const file = layoutFor(view).scanCache
     this.guessed = { file, cache: openScanCache(file) }
-    return this.guessed.cache.recallDocument(key)
+    const document = this.guessed.cache.recallDocument(key)
+    // trusted only from the store of the view it names: a guess that went elsewhere finds nothing
+    const named = (document as { view?: unknown } | undefined)?.view
+    if (typeof named !== 'string' || path.resolve(path.dirname(path.resolve(this.manifestFile)), named) !== view) return undefined
+    return document
   }
 
   remember(key: string, document: unknown): void {

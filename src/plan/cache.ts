@@ -61,9 +61,6 @@ import { fsPath } from '../fs.js'
 import { META_DIR, PLAN_FILE } from '../store/layout.js'
 import { readDirListing, type DirListing, type DirReader, type EntryType } from './scan.js'
 import { crypto } from '../lazy.js'
-import { checksum } from '../checksum.js'
-
-export { checksum }
 
 /** What the memo keeps of a plan; the rest is in the plan text of generation `hash`. */
 export interface RememberedPlan {
@@ -95,9 +92,15 @@ export interface ScanCache extends PlanMemo {
   recallDocument(key: string): unknown
   /** Keep `document` under `key` from the next save(); a key or document that would not read back the same is not kept. */
   rememberDocument(key: string, document: unknown): void
+  /**
+   * Whether rememberDocument gave a document the file does not hold yet.
+   * Not part of `dirty`: a no-op that only has a new document to save (the
+   * manifest's comments changed) is still a no-op; it saves if it can.
+   */
+  readonly documentIsNew: boolean
   /** Persist what was learned (called under the writer lock, store existing). Never throws. */
   save(): void
-  /** Whether save() has anything to write. */
+  /** Whether save() has anything to write about the prefixes (listings, the plan memo). */
   readonly dirty: boolean
   /**
    * Whether a walk from these prefix roots may find something the last scan
@@ -275,9 +278,9 @@ export function openScanCache(file: string, opts: ScanCacheOptions = {}): ScanCa
     if (json !== undefined && isDeepStrictEqual(JSON.parse(json), value)) document = { key, json }
   }
 
-  const isDirty = () => learned || stats.rejected !== null || seen.size !== previous.size || document !== loaded.document
+  const isDirty = () => learned || stats.rejected !== null || seen.size !== previous.size
   const save = () => {
-    if (!isDirty()) return // nothing new to say
+    if (!isDirty() && document === loaded.document) return // nothing new to say
     // A memo is only as good as the listings behind it: all of them must be stored.
     const keepMemo = memo !== null && stats.racy === 0 ? memo : null
     try {
@@ -310,6 +313,9 @@ export function openScanCache(file: string, opts: ScanCacheOptions = {}): ScanCa
     stats,
     get dirty() {
       return isDirty()
+    },
+    get documentIsNew() {
+      return document !== loaded.document
     },
   }
 }
@@ -445,6 +451,24 @@ function readHead(file: string, bytes = 65536): Buffer {
 }
 
 const sha256 = (data: Buffer): string => crypto().createHash('sha256').update(data).digest('hex')
+
+/**
+ * A 64-bit hash of the bytes, as 16 hex digits: two 32-bit multiply-xor
+ * lanes mixed at the end (the construction of cyrb53). Fast enough in
+ * JavaScript for the index (tens of KiB); not a cryptographic digest.
+ */
+export function checksum(data: Uint8Array): string {
+  let a = 0x9e3779b9
+  let b = 0x85ebca6b
+  for (let i = 0; i < data.length; i++) {
+    const byte = data[i]!
+    a = Math.imul(a ^ byte, 0x9e3779b1)
+    b = Math.imul(b ^ byte, 0x5f356495)
+  }
+  a = Math.imul(a ^ (a >>> 16), 0x85ebca6b) ^ Math.imul(b ^ (b >>> 13), 0xc2b2ae35)
+  b = Math.imul(b ^ (b >>> 16), 0x85ebca6b) ^ Math.imul(a ^ (a >>> 13), 0xc2b2ae35)
+  return (b >>> 0).toString(16).padStart(8, '0') + (a >>> 0).toString(16).padStart(8, '0')
+}
 
 function writeCacheFile(file: string, memo: StoredMemo | null, document: StoredDocument | null, seen: Map<string, StoredDir>, listingOf: (d: StoredDir) => StoredListing | null): void {
   const dirs: Array<[string, StoredDir, StoredListing, string]> = []
