@@ -10,9 +10,8 @@
 import fs from 'node:fs'
 import path from 'node:path'
 import * as sfs from '../fs.js'
-import type { Layout } from './layout.js'
+import { nonce, type Layout } from './layout.js'
 import { currentUser } from './history.js'
-import { crypto } from '../lazy.js'
 
 export const PINS_FILE = 'pins.json'
 
@@ -53,7 +52,7 @@ export function writePins(layout: Layout, pins: Map<number, PinRecord>): void {
   const doc: PinsDocument = { version: 1, pins: [...pins.values()].sort((a, b) => a.generation - b.generation) }
   const file = pinsFile(layout)
   clearStaleTmp(layout)
-  const tmp = path.join(layout.store, `.pins.tmp-${process.pid}-${crypto().randomBytes(4).toString('hex')}`)
+  const tmp = path.join(layout.store, `.pins.tmp-${process.pid}-${nonce()}`)
   try {
     sfs.writeFileDurable(tmp, JSON.stringify(doc, null, 2) + '\n')
     sfs.rename(tmp, file)
