@@ -143,4 +143,16 @@ describe('what a no-op loads (src/lazy.ts, the manifest document in the scan cac
     expect(parser(again.files)).toEqual([])
     expect(fs.readdirSync(path.join(root, '._view')).filter((n) => /^[0-9a-f]{32}$/.test(n))).toHaveLength(1) // nothing was built
   })
+
+  it('a rollback loads neither crypto nor worker_threads (its temporary link name needs no strong randomness)', () => {
+    const root = tempDir()
+    const a = writeTree(path.join(root, 'a'), { 'bin/a': 'a' })
+    const b = writeTree(path.join(root, 'b'), { 'bin/b': 'b' })
+    expect(viewctl(['regenerate', writeManifest(root, `view: ${root}/view\npackages: [${a}]\n`, 'a.yaml'), '--quiet']).code).toBe(0)
+    expect(viewctl(['regenerate', writeManifest(root, `view: ${root}/view\npackages: [${b}]\n`, 'b.yaml'), '--quiet']).code).toBe(0)
+    const rollback = loadedBy(['rollback', `${root}/view`, '--quiet'])
+    const first = viewctl(['list', `${root}/view`, '--json']).json.generations[0]
+    expect(fs.readlinkSync(path.join(root, 'view'))).toBe(`._view/${first.hash}`) // it did roll back
+    for (const heavy of ['crypto', 'worker_threads']) expect(rollback.node, `a rollback loaded ${heavy}`).not.toContain(heavy)
+  })
 })
