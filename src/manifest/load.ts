@@ -53,8 +53,8 @@ interface RawManifest {
 
 /**
  * What a caller may remember of a manifest between runs: its validated
- * document, which is a function of `key` alone (the text, this viewctl and its
- * schema; `documentKey`). regenerate keeps it in the scan cache, so that a
+ * document, which is a function of `key` alone (the text and the code that
+ * parsed it; `documentKey`). regenerate keeps it in the scan cache, so that a
  * no-op neither loads the YAML parser nor validates (docs/how-it-works.md).
  */
 export interface DocumentMemory {

@@ -40,8 +40,8 @@ export function viewPathOf(target: string): string {
  * when `view:` is written plainly at the start of a line (`view: /opt/views/hpc`,
  * quoted or not, with a comment or not); null otherwise. A guess, used only to
  * find the scan cache that may know this manifest (ops/regenerate.ts): what is
- * found there is used only when it was stored under this exact text, so a
- * wrong guess costs a parse, never a wrong manifest.
+ * found there is used only when it was stored under this exact text and names
+ * this same view, so a wrong guess costs a parse, never a wrong manifest.
  */
 export function guessViewPath(text: string, file: string): string | null {
   const line = /^view[ \t]*:[ \t]+(.*)$/m.exec(text)?.[1]

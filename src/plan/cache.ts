@@ -49,9 +49,9 @@
  * fs.ts) are not stored.
  *
  * The manifest's document. The cache also keeps the validated document of the
- * manifest it was last used with, under its key (the manifest's text, the
- * viewctl version and the schema's checksum: manifest/load.ts), so that a
- * no-op regenerate neither parses YAML nor validates. The key is compared
+ * manifest it was last used with, under its key (the manifest's text and the
+ * code that parsed it: `documentKey` in manifest/load.ts), so that a no-op
+ * regenerate neither parses YAML nor validates. The key is compared
  * whole; a document that does not survive JSON unchanged is not kept.
  */
 import fs from 'node:fs'
