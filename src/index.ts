@@ -1,6 +1,6 @@
 /** viewctl's library API. The CLI (src/cli/) is one client of it. */
 export { ViewError, exitCodeFor, translateOsError, type ErrorCode } from './errors.js'
-export { loadManifest, type DocumentMemory } from './manifest/load.js'
+export { loadManifest } from './manifest/load.js'
 export type { Manifest, PackageSpec, LinkMode, ConflictPolicy, GcPolicy } from './manifest/types.js'
 export { createPlan, assertNoConflicts, unresolvedConflicts, Kind, type Plan, type PlanResult, type Conflict } from './plan/index.js'
 export { regenerate, type RegenerateOptions, type RegenerateResult } from './ops/regenerate.js'

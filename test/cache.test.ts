@@ -8,7 +8,7 @@
 import fs from 'node:fs'
 import path from 'node:path'
 import { describe, expect, it } from 'vitest'
-import { documentKey, loadManifest } from '../src/manifest/load.js'
+import { documentKey, loadManifest, loadManifestRemembering } from '../src/manifest/load.js'
 import { createPlan, type PlanResult } from '../src/plan/index.js'
 import { checksum, openScanCache, RACY_NS, type ScanCache } from '../src/plan/cache.js'
 import { regenerate } from '../src/ops/regenerate.js'
@@ -328,9 +328,9 @@ describe("the manifest's document (a no-op without a parse)", () => {
     expect(first.recallDocument('k1')).toBeUndefined()
     expect(first.dirty).toBe(false)
     first.rememberDocument('k1', document)
-    expect(first.documentIsNew).toBe(true) // something new to save
-    expect(first.dirty).toBe(false) // but nothing about the prefixes: a no-op is still a no-op
+    expect(first.dirty).toBe(false) // nothing new about the prefixes: a no-op is still a no-op
     first.save()
+    expect(first.stats.saved).toBe(true) // but a save has something to write
     const second = openScanCache(cacheFile, { now: later })
     expect(second.recallDocument('k2')).toBeUndefined()
     const recalled = second.recallDocument('k1')
@@ -338,7 +338,8 @@ describe("the manifest's document (a no-op without a parse)", () => {
     expect(recalled).not.toBe(second.recallDocument('k1'))
     const third = usedCache(manifest, cacheFile)
     third.rememberDocument('k1', document)
-    expect(third.documentIsNew).toBe(false) // the same: nothing to save
+    third.save()
+    expect(third.stats.saved).toBe(false) // the same: nothing to write
   })
 
   it.each([
@@ -349,13 +350,14 @@ describe("the manifest's document (a no-op without a parse)", () => {
     const { manifest, cacheFile } = await setup()
     planWith(manifest, openScanCache(cacheFile, { now: later }))
     const cache = usedCache(manifest, cacheFile)
-    expect(cache.dirty).toBe(false)
     cache.rememberDocument('k', document)
-    expect(cache.documentIsNew).toBe(false)
     cache.rememberDocument('with\0nul', { view: '/v' })
-    expect(cache.documentIsNew).toBe(false)
-    cache.rememberDocument('k', { view: '/v' })
-    expect(cache.documentIsNew).toBe(true) // the control
+    cache.save()
+    expect(cache.stats.saved).toBe(false) // nothing was kept, so nothing to write
+    const control = usedCache(manifest, cacheFile)
+    control.rememberDocument('k', { view: '/v' })
+    control.save()
+    expect(control.stats.saved).toBe(true)
   })
 
   it('survives listings that are damaged (the index is checked on its own)', async () => {
@@ -368,23 +370,22 @@ describe("the manifest's document (a no-op without a parse)", () => {
     expect(openScanCache(cacheFile, { now: later }).recallDocument('k')).toEqual({ view: '/v' })
   })
 
-  it('regenerate keeps the document of the manifest it built from, and of a manifest edited only in its comments', async () => {
-    const { dir, manifest } = await setup(false)
+  it('regenerate keeps the document of the manifest it built from, and the next run that saves keeps an edited one', async () => {
+    const { dir, prefixes, manifest } = await setup(false)
     const cacheFile = layoutFor(path.join(dir, 'view')).scanCache
-    const first = await regenerate(manifest.file, { lockTimeout: 5 })
+    await regenerate(manifest.file, { lockTimeout: 5 })
     let kept: unknown
-    await loadManifest(manifest.file, { recall: () => undefined, remember: (_key, document) => (kept = document) })
+    await loadManifestRemembering(manifest.file, { recall: () => undefined, remember: (_key, document) => (kept = document) })
     expect(kept).toMatchObject({ view: path.join(dir, 'view'), fold: false })
     expect(openScanCache(cacheFile).recallDocument(documentKey(manifest.text))).toEqual(kept)
 
     const edited = `# edited at 2 a.m.\n${manifest.text}`
     fs.writeFileSync(manifest.file, edited)
+    fs.writeFileSync(path.join(prefixes[0]!, 'bin', 'fresh'), 'x') // and a prefix changed: this run builds, and saves the cache
     const second = await regenerate(manifest.file, { lockTimeout: 5 })
-    expect(second).toMatchObject({ changed: false, built: false, generation: first.generation, hash: first.hash })
+    expect(second).toMatchObject({ changed: true, built: true })
     expect(openScanCache(cacheFile).recallDocument(documentKey(edited))).toEqual(kept)
     expect(openScanCache(cacheFile).recallDocument(documentKey(manifest.text))).toBeUndefined()
-    const third = await regenerate(manifest.file, { lockTimeout: 5 })
-    expect(third).toMatchObject({ changed: false, generation: first.generation })
   })
 
   it('regenerate works the same when the view cannot be guessed from the text (flow style)', async () => {
@@ -394,8 +395,9 @@ describe("the manifest's document (a no-op without a parse)", () => {
     const second = await regenerate(file, { lockTimeout: 5 })
     expect(first.changed).toBe(true)
     expect(second).toMatchObject({ changed: false, hash: first.hash, generation: first.generation })
+    // nothing would find a document for it, so none is kept
     const text = fs.readFileSync(file, 'utf8')
-    expect(openScanCache(layoutFor(path.join(dir, 'flow-view')).scanCache).recallDocument(documentKey(text))).toMatchObject({ view: path.join(dir, 'flow-view') })
+    expect(openScanCache(layoutFor(path.join(dir, 'flow-view')).scanCache).recallDocument(documentKey(text))).toBeUndefined()
   })
 })
 

@@ -135,12 +135,19 @@ describe('what a no-op loads (src/lazy.ts, the manifest document in the scan cac
     for (const heavy of ['crypto', 'worker_threads', 'perf_hooks']) expect(noop.node, `a no-op loaded ${heavy}`).not.toContain(heavy)
     expect(parser(noop.files)).toEqual([])
 
-    // A manifest edited only in a comment plans the same: its first run parses it (and keeps its document), the next does not.
+    // A manifest edited only in a comment plans the same: a no-op parses it, and writes nothing (not even the
+    // new document); the next run that writes the cache keeps it, and the no-ops after that parse no more.
     fs.appendFileSync(file, '# edited, not changed\n')
+    const cacheFile = path.join(root, '._view', '.scan-cache')
+    const cacheBefore = fs.readFileSync(cacheFile)
     const edited = loadedBy(['regenerate', file, '--quiet'])
     expect(parser(edited.files)).toHaveLength(2)
+    expect(fs.readFileSync(cacheFile)).toEqual(cacheBefore)
+    fs.rmSync(cacheFile) // a run that must write the cache again
+    expect(viewctl(['regenerate', file, '--quiet']).code).toBe(0)
     const again = loadedBy(['regenerate', file, '--quiet'])
     expect(parser(again.files)).toEqual([])
+    for (const heavy of ['crypto', 'worker_threads', 'perf_hooks']) expect(again.node, `a no-op loaded ${heavy}`).not.toContain(heavy)
     expect(fs.readdirSync(path.join(root, '._view')).filter((n) => /^[0-9a-f]{32}$/.test(n))).toHaveLength(1) // nothing was built
   })
 

@@ -6,7 +6,7 @@ import { parse as parseYaml } from 'yaml'
 import { describe, expect, it, onTestFinished } from 'vitest'
 import { ViewError } from '../src/errors.js'
 import { formatDuration, parseDuration } from '../src/manifest/duration.js'
-import { MANIFEST_AJV_OPTIONS, MANIFEST_SCHEMA_URL, documentKey, loadManifest, type DocumentMemory } from '../src/manifest/load.js'
+import { MANIFEST_AJV_OPTIONS, MANIFEST_SCHEMA_URL, documentKey, loadManifest, loadManifestRemembering, type DocumentMemory } from '../src/manifest/load.js'
 import { guessViewPath } from '../src/manifest/target.js'
 import { DEFAULT_ENV, DEFAULT_GC } from '../src/manifest/types.js'
 
@@ -605,10 +605,10 @@ describe('loadManifest: a remembered document (the no-op without a parse)', () =
     const text = 'view: views/hpc   # the view\nfold: false\nconflicts: last\npackages:\n  - apps/a\n  - glob: "opt/*"\n    priority: 3\n    exclude: [share/]\n  - path: apps/b\ninclude: [bin, lib]\nenv:\n  PATH: [bin]\ngc: {keep: 4, ttl: 2d, auto: false}\n'
     const file = writeManifest(dir, text)
     const { memory, documents, counts } = mapMemory()
-    const parsed = await loadManifest(file, memory)
+    const parsed = await loadManifestRemembering(file, memory)
     expect(counts).toEqual({ recalled: 0, remembered: 1 })
     expect([...documents.keys()]).toEqual([documentKey(text)])
-    const recalled = await loadManifest(file, memory)
+    const recalled = await loadManifestRemembering(file, memory)
     expect(counts).toEqual({ recalled: 1, remembered: 1 })
     expect(recalled).toEqual(parsed)
     expect(recalled).toEqual(await loadManifest(file))
@@ -619,7 +619,7 @@ describe('loadManifest: a remembered document (the no-op without a parse)', () =
     mkdirs(dir, 'a')
     const file = writeManifest(dir, 'view: v\npackages: [a]\n')
     const memory: DocumentMemory = { recall: () => ({ view: 'elsewhere', packages: ['a'] }), remember: () => undefined }
-    expect((await loadManifest(file, memory)).view).toBe(path.join(dir, 'elsewhere'))
+    expect((await loadManifestRemembering(file, memory)).view).toBe(path.join(dir, 'elsewhere'))
   })
 
   it('keys by the exact text and the code that parsed it (version, module, its size and mtime)', () => {
@@ -636,15 +636,15 @@ describe('loadManifest: a remembered document (the no-op without a parse)', () =
     const file = writeManifest(dir, 'view: v\npackages: [a]\n')
     for (const odd of [{ view: 'v', packages: 'a' }, { view: 'v', packages: [7] }, null, 'view: v', [1]]) {
       const memory: DocumentMemory = { recall: () => odd, remember: () => undefined }
-      expect(await loadManifest(file, memory)).toEqual(await loadManifest(file))
+      expect(await loadManifestRemembering(file, memory)).toEqual(await loadManifest(file))
     }
   })
 
   it('remembers nothing that YAML or the schema refuses', async () => {
     const dir = tempDir()
     const { memory, counts } = mapMemory()
-    await failure(loadManifest(writeManifest(dir, 'view: [\n', 'a.yaml'), memory))
-    await failure(loadManifest(writeManifest(dir, 'view: v\npackages: []\n', 'b.yaml'), memory))
+    await failure(loadManifestRemembering(writeManifest(dir, 'view: [\n', 'a.yaml'), memory))
+    await failure(loadManifestRemembering(writeManifest(dir, 'view: v\npackages: []\n', 'b.yaml'), memory))
     expect(counts.remembered).toBe(0)
   })
 
@@ -671,9 +671,9 @@ describe('loadManifest: a remembered document (the no-op without a parse)', () =
     mkdirs(dir, 'a', 'b')
     const file = writeManifest(dir, text)
     const { memory, counts } = mapMemory()
-    await loadManifest(file, memory)
+    await loadManifestRemembering(file, memory)
     breakIt(dir)
-    const recalledError = await failure(loadManifest(file, memory))
+    const recalledError = await failure(loadManifestRemembering(file, memory))
     expect(counts.recalled).toBe(1)
     expect(recalledError).toEqual(await failure(loadManifest(file)))
     expect(recalledError.message).toMatch(new RegExp(`^${file.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}:\\d+:\\d+: `))

@@ -21,7 +21,7 @@ import path from 'node:path'
 import type { ErrorObject, ValidateFunction } from 'ajv'
 import { ViewError, translateOsError } from '../errors.js'
 import { toolVersion } from '../version.js'
-import { PositionsNeeded, formatProblems, notParsed, type Positions, type Problem } from './positions.js'
+import { formatProblems, notParsed, type Positions, type Problem } from './positions.js'
 import { parseDuration } from './duration.js'
 import { DEFAULT_ENV, DEFAULT_GC, type ConflictPolicy, type GcPolicy, type LinkMode, type Manifest, type PackageSpec } from './types.js'
 
@@ -52,10 +52,12 @@ interface RawManifest {
 }
 
 /**
- * What a caller may remember of a manifest between runs: its validated
+ * What regenerate remembers of a manifest between runs: its validated
  * document, which is a function of `key` alone (the text and the code that
- * parsed it; `documentKey`). regenerate keeps it in the scan cache, so that a
- * no-op neither loads the YAML parser nor validates (docs/how-it-works.md).
+ * parsed it; `documentKey`). It keeps it in the scan cache, so that a no-op
+ * neither loads the YAML parser nor validates (docs/how-it-works.md). Not
+ * part of the library's API: a recalled document is not validated again, so
+ * only viewctl's own cache may give one.
  */
 export interface DocumentMemory {
   /** The document remembered under exactly this key (made from `text`), as plain JSON data; undefined when there is none. */
@@ -64,7 +66,12 @@ export interface DocumentMemory {
   remember(key: string, document: unknown): void
 }
 
-export async function loadManifest(file: string, memory?: DocumentMemory): Promise<Manifest> {
+export async function loadManifest(file: string): Promise<Manifest> {
+  return loadManifestRemembering(file, null)
+}
+
+/** loadManifest, with the validated document recalled from `memory` when it knows this text, and given to it when parsed. */
+export async function loadManifestRemembering(file: string, memory: DocumentMemory | null): Promise<Manifest> {
   const text = await readManifestText(file)
   const key = memory ? documentKey(text) : ''
   const recalled = memory?.recall(key, text)
@@ -112,10 +119,13 @@ async function normalize(file: string, text: string, source: Positions, raw: Raw
  * validated it, and the manifest's text. The same key gives the same document.
  *
  * The code is named by the viewctl version and by this module's URL, size and
- * modification time. In the bundle (scripts/bundle.mjs) each file's name holds
- * a hash of its content and of the names of the chunks it imports, the YAML
- * parser's and the validator's among them, so any change to either is a new
- * URL. In dist/ (the library), a rebuild rewrites the file, a new mtime.
+ * modification time. In the bundle (scripts/bundle.mjs, what bin/viewctl runs)
+ * each file's name holds a hash of its content and of the names of the chunks
+ * it imports, the YAML parser's and the validator's among them, so any change
+ * to either is a new URL. In dist/ (the library), a rebuild of viewctl
+ * rewrites the file, a new mtime; but `yaml` is loaded from node_modules
+ * there, and a new `yaml` under an unchanged viewctl is not seen: the
+ * document it would parse differently is recalled until viewctl changes.
  */
 export function documentKey(text: string): string {
   codePrint ??= codeIdentity()
@@ -395,10 +405,12 @@ interface Candidate {
   where: () => number
 }
 
-/** A problem that stops the load, with the code and advice for its kind. */
-interface PrefixProblem extends Problem {
+/** A problem that stops the load, with the code and advice for its kind; placed only when reported. */
+interface PrefixProblem {
   code: 'PREFIX_INVALID' | 'GLOB_EMPTY' | 'VIEW_INSIDE_PREFIX'
+  text: string
   hint: string
+  where: () => number
 }
 
 async function resolvePackages(source: Positions, raw: RawManifest, baseDir: string, view: string): Promise<PackageSpec[]> {
@@ -425,7 +437,8 @@ async function resolvePackages(source: Positions, raw: RawManifest, baseDir: str
   return packages
 }
 
-function prefixError(source: Positions, problems: PrefixProblem[]): ViewError {
+function prefixError(source: Positions, prefixProblems: PrefixProblem[]): ViewError {
+  const problems = prefixProblems.map((p) => ({ ...p, offset: p.where() }))
   const first = [...problems].sort((a, b) => a.offset - b.offset)[0]
   const lines = formatProblems(source, problems)
   return new ViewError(first.code, lines.join('\n'), first.hint, { errors: lines })
@@ -443,7 +456,7 @@ async function expandEntry(source: Positions, entry: string | RawPackageEntry, i
   const where = () => source.valueOffset(['packages', String(index), 'glob'])
   const matches = await expandGlob(glob, baseDir, origin)
   if (matches.length === 0) {
-    problems.push({ code: 'GLOB_EMPTY', offset: where(), text: `${origin}.glob: ${glob} matches no directory`, hint: `check the pattern (relative patterns start from ${baseDir}; fast-glob syntax), install the packages it should find, or remove the entry` })
+    problems.push({ code: 'GLOB_EMPTY', where, text: `${origin}.glob: ${glob} matches no directory`, hint: `check the pattern (relative patterns start from ${baseDir}; fast-glob syntax), install the packages it should find, or remove the entry` })
   }
   return matches.map((match) => ({ spec: packageSpec(match, entry, `${origin} (glob ${glob})`), where }))
 }
@@ -473,14 +486,13 @@ async function expandGlob(pattern: string, baseDir: string, origin: string): Pro
 
 async function checkPrefix(candidate: Candidate, baseDir: string): Promise<{ realPath: string } | PrefixProblem> {
   const { path: prefix, origin } = candidate.spec
-  const invalid = (what: string, hint: string): PrefixProblem => ({ code: 'PREFIX_INVALID', offset: candidate.where(), text: `${origin}: ${prefix} ${what}`, hint })
+  const invalid = (what: string, hint: string): PrefixProblem => ({ code: 'PREFIX_INVALID', where: candidate.where, text: `${origin}: ${prefix} ${what}`, hint })
   const missingHint = `check the path (relative paths resolve from ${baseDir}); install the package first or remove it from packages`
   try {
     const stat = await fsp.stat(prefix)
     if (!stat.isDirectory()) return invalid('is not a directory', 'a prefix is an install directory (the one holding bin/, lib/, include/ …); name that directory, not a file in it')
     return { realPath: await fsp.realpath(prefix) }
   } catch (err) {
-    if (err instanceof PositionsNeeded) throw err
     const code = (err as NodeJS.ErrnoException).code
     if (code === 'ENOENT' || code === 'ENOTDIR') return invalid('does not exist', missingHint)
     if (code === 'EACCES' || code === 'EPERM') return invalid('cannot be read (permission denied)', 'viewctl must be able to read every prefix; check its permissions and those of the directories above it')
@@ -531,7 +543,7 @@ function overlapWithView(candidate: Candidate, realPath: string, tree: ViewTree)
   const shown = realPath === prefix ? prefix : `${prefix} (really ${realPath})`
   const problem = (what: string): PrefixProblem => ({
     code: 'VIEW_INSIDE_PREFIX',
-    offset: candidate.where(),
+    where: candidate.where,
     text: `${origin}: ${shown} ${what}`,
     hint: `keep the view and its store (._${path.basename(tree.view)} beside it) outside every prefix, and do not list the view or anything under it as a package`,
   })

@@ -32,7 +32,12 @@ export function viewPathOf(target: string): string {
   if (typeof view !== 'string' || view === '') {
     throw new ViewError('MANIFEST_INVALID', `${target}: no \`view\` path in the manifest`, 'add `view: /path/to/view`, or give the view path instead of the manifest')
   }
-  return path.resolve(path.dirname(path.resolve(target)), view)
+  return fromManifestDir(target, view)
+}
+
+/** A path as the manifest `file` means it: relative paths resolve from the manifest's folder. */
+export function fromManifestDir(file: string, p: string): string {
+  return path.resolve(path.dirname(path.resolve(file)), p)
 }
 
 /**
@@ -52,5 +57,5 @@ export function guessViewPath(text: string, file: string): string | null {
   else if (/^[^-?:,[\]{}#&*!|>'"%@`\s]/.test(line) || /^[-?:][^\s]/.test(line)) value = line.replace(/[ \t]+#.*$/, '').trimEnd()
   else value = null
   if (!value) return null
-  return path.resolve(path.dirname(path.resolve(file)), value)
+  return fromManifestDir(file, value)
 }

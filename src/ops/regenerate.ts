@@ -7,8 +7,8 @@
  * switch is one more rename. A failure anywhere leaves the view on the
  * generation it had.
  */
-import { loadManifest, type DocumentMemory } from '../manifest/load.js'
-import { guessViewPath } from '../manifest/target.js'
+import { loadManifestRemembering, type DocumentMemory } from '../manifest/load.js'
+import { fromManifestDir, guessViewPath } from '../manifest/target.js'
 import type { Manifest } from '../manifest/types.js'
 import fs from 'node:fs'
 import path from 'node:path'
@@ -81,10 +81,7 @@ export async function regenerate(manifestFile: string, opts: RegenerateOptions =
   const before = readViewState(layout)
   assertPublishable(before, opts)
   const unchanged = alreadyShown(layout, before, manifest, cache, !!opts.dryRun)
-  if (unchanged) {
-    if (cache.documentIsNew && !opts.dryRun) await saveIfFree(layout, cache, opts)
-    return { ...unchanged, elapsedMs: nowMs() - started }
-  }
+  if (unchanged) return { ...unchanged, elapsedMs: nowMs() - started }
   // a build is likely: let link workers boot while the prefixes are walked
   const helpers = opts.dryRun ? null : startLinkHelpers()
   try {
@@ -113,23 +110,9 @@ export async function regenerate(manifestFile: string, opts: RegenerateOptions =
  */
 async function loadWithCache(manifestFile: string): Promise<{ manifest: Manifest; layout: Layout; cache: ScanCache }> {
   const memory = new CacheByGuess(manifestFile)
-  const manifest = await loadManifest(manifestFile, memory)
+  const manifest = await loadManifestRemembering(manifestFile, memory)
   const layout = layoutFor(manifest.view)
   return { manifest, layout, cache: memory.cacheOf(layout) }
-}
-
-/**
- * A no-op whose manifest text is new but means the same (its comments
- * changed): keep the new document for the next no-op, if the lock is free at
- * this moment. Never waits and never fails for it; a store this user cannot
- * write, or a busy one, saves it at the next run that writes.
- */
-async function saveIfFree(layout: Layout, cache: ScanCache, opts: RegenerateOptions): Promise<void> {
-  try {
-    await withWriterIfFree(layout, opts, () => cache.save())
-  } catch {
-    // not this run's to report: the view is up to date
-  }
 }
 
 class CacheByGuess implements DocumentMemory {
@@ -144,9 +127,10 @@ class CacheByGuess implements DocumentMemory {
     const file = layoutFor(view).scanCache
     this.guessed = { file, cache: openScanCache(file) }
     const document = this.guessed.cache.recallDocument(key)
-    // trusted only from the store of the view it names: a guess that went elsewhere finds nothing
+    // Only a document that names this view: one planted in a store that someone else can write can then
+    // describe no other view than that store's own. viewctl itself stores a document only where it is found.
     const named = (document as { view?: unknown } | undefined)?.view
-    if (typeof named !== 'string' || path.resolve(path.dirname(path.resolve(this.manifestFile)), named) !== view) return undefined
+    if (typeof named !== 'string' || fromManifestDir(this.manifestFile, named) !== view) return undefined
     return document
   }
 
@@ -154,10 +138,15 @@ class CacheByGuess implements DocumentMemory {
     this.learned = { key, document }
   }
 
-  /** The scan cache of the view the manifest names, keeping the document it was parsed into. */
+  /**
+   * The scan cache of the view the manifest names. It keeps the document the
+   * manifest was parsed into (saved by the next run that writes the cache)
+   * when the guess leads here, the one place the next run will look.
+   */
   cacheOf(layout: Layout): ScanCache {
-    const cache = this.guessed?.file === layout.scanCache ? this.guessed.cache : openScanCache(layout.scanCache)
-    if (this.learned !== null) cache.rememberDocument(this.learned.key, this.learned.document)
+    const guessedRight = this.guessed?.file === layout.scanCache
+    const cache = guessedRight ? this.guessed!.cache : openScanCache(layout.scanCache)
+    if (guessedRight && this.learned !== null) cache.rememberDocument(this.learned.key, this.learned.document)
     return cache
   }
 }
@@ -307,7 +296,8 @@ async function collectAfterSwitch(result: RegenerateResult, manifest: Manifest, 
  * The no-op, decided without the writer lock: the scan cache recalls the plan
  * these inputs made while every directory it was made from is unchanged, and
  * the view already shows that plan's complete tree. Nothing would be written
- * (not even the cache, which has nothing new), so nothing needs the lock; a
+ * (not even the cache: a new manifest document, after an edit of comments
+ * only, waits for the next run that writes), so nothing needs the lock; a
  * writer switching the view at this moment is simply ordered after this run.
  * Leftovers of a dead writer stay until the next run that writes.
  */

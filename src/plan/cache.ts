@@ -90,14 +90,13 @@ export interface ScanCache extends PlanMemo {
   readDir: DirReader
   /** The manifest document remembered under exactly `key` (a fresh copy), or undefined (manifest/load.ts, DocumentMemory). */
   recallDocument(key: string): unknown
-  /** Keep `document` under `key` from the next save(); a key or document that would not read back the same is not kept. */
-  rememberDocument(key: string, document: unknown): void
   /**
-   * Whether rememberDocument gave a document the file does not hold yet.
-   * Not part of `dirty`: a no-op that only has a new document to save (the
-   * manifest's comments changed) is still a no-op; it saves if it can.
+   * Keep `document` under `key` from the next save(); a key or document that
+   * would not read back the same is not kept. Not part of `dirty`: a no-op
+   * whose manifest changed only in its comments is still a no-op, and writes
+   * nothing; the next run that saves the cache keeps the new document.
    */
-  readonly documentIsNew: boolean
+  rememberDocument(key: string, document: unknown): void
   /** Persist what was learned (called under the writer lock, store existing). Never throws. */
   save(): void
   /** Whether save() has anything to write about the prefixes (listings, the plan memo). */
@@ -313,9 +312,6 @@ export function openScanCache(file: string, opts: ScanCacheOptions = {}): ScanCa
     stats,
     get dirty() {
       return isDirty()
-    },
-    get documentIsNew() {
-      return document !== loaded.document
     },
   }
 }
