@@ -144,9 +144,9 @@ class CacheByGuess implements DocumentMemory {
    * when the guess leads here, the one place the next run will look.
    */
   cacheOf(layout: Layout): ScanCache {
-    const guessedRight = this.guessed?.file === layout.scanCache
-    const cache = guessedRight ? this.guessed!.cache : openScanCache(layout.scanCache)
-    if (guessedRight && this.learned !== null) cache.rememberDocument(this.learned.key, this.learned.document)
+    const guessed = this.guessed?.file === layout.scanCache ? this.guessed.cache : null
+    const cache = guessed ?? openScanCache(layout.scanCache)
+    if (guessed !== null && this.learned !== null) cache.rememberDocument(this.learned.key, this.learned.document)
     return cache
   }
 }
