@@ -37,8 +37,8 @@ await build({
   target: 'node20',
   external: ['yargs'],
   // yaml's ES module build (its "browser" one: the same code, without the CommonJS wrappers), so that
-  // esbuild can leave out what viewctl never calls: the chunk every regenerate loads is 300 -> 236 KB,
-  // about 5 ms less to compile (docs/benchmarks.md). Its one difference on Node: a warning goes to
+  // esbuild can leave out what viewctl never calls: 64 KB less in the chunk that holds the
+  // parser, about 5 ms less to compile (docs/benchmarks.md). Its one difference on Node: a warning goes to
   // console.warn rather than process.emitWarning, both on stderr.
   alias: { yaml: path.join(root, 'node_modules', 'yaml', 'browser', 'index.js') },
   // yaml is CommonJS: its require() of Node's built-ins needs a real require in an ES module

@@ -1,5 +1,7 @@
 /**
- * Regressions found in review: each case once misbehaved.
+ * Edge cases of single commands, each checked end to end through the CLI:
+ * paths reached through symlinks, adoption, recovery by the next writer, the
+ * lock's options, a no-op without the lock, and `plan --list`.
  */
 import fs from 'node:fs'
 import path from 'node:path'

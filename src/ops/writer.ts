@@ -46,7 +46,7 @@ export async function withWriter<T>(layout: Layout, opts: WriterOptions, fn: (cl
  * withWriter, only if no other writer holds the lock at this moment: null
  * when one does (nothing was run). A streamed build (ops/regenerate.ts)
  * takes the lock before it plans; when the lock is busy it plans first and
- * waits afterwards, as before.
+ * waits for the lock afterwards, like any other writer.
  */
 export async function withWriterIfFree<T>(layout: Layout, opts: WriterOptions, fn: (cleared: string[]) => T | Promise<T>): Promise<{ value: T } | null> {
   let entered = false

@@ -16,7 +16,8 @@
  * a granularity (a clock tick; a second on some NFS servers), so a second
  * change within the tick of the listing we read would leave the times as they
  * were. Two seconds covers the tick, not a clock skew between this host and a
- * file server larger than that (docs/benchmarks.md).
+ * file server larger than that (docs/how-it-works.md, "The scan cache: what
+ * it trusts").
  *
  * The plan memo. When every directory a plan was made from is stored, the
  * cache also remembers that plan by the digest of its inputs (plan/index.ts):

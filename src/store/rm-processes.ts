@@ -6,8 +6,9 @@
  * parallel when they are in different directories. A worker thread has to
  * boot a V8 isolate first (50-70 ms on a busy 2-CPU VM, while it competes
  * with the main thread for a core); `rm` is running after a millisecond or
- * two. gc of one 70,000-link generation on tmpfs: the thread remover took
- * 1.19-1.24 x `rm -rf`, this one see docs/benchmarks.md (session 4).
+ * two. gc of one 70,000-link generation on tmpfs takes 1.05 x `rm -rf` this
+ * way, 1.2 x with the thread remover (docs/benchmarks.md, "Measurements
+ * behind the code").
  *
  * What does not change:
  *   - rm never follows a symlink, and each argument is a directory that was
@@ -19,7 +20,7 @@
  *     the processes;
  *   - a tree whose names are not valid UTF-8, a small tree, faults armed
  *     (tests) or no rm at /bin/rm or /usr/bin/rm: the thread remover
- *     (store/remover.ts) or the main thread alone, as before.
+ *     (store/remover.ts) or the main thread alone.
  *   - VIEWCTL_RM_PROCESSES=0 turns this off.
  *
  * If this process is killed, its rm children go on removing trash, which
