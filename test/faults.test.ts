@@ -10,7 +10,7 @@ import os from 'node:os'
 import path from 'node:path'
 import { spawnSync } from 'node:child_process'
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest'
-import { BIN, ROOT, makePrefixes, tempDir, viewctl, writeManifest, writeTree, type RunResult } from './helpers.js'
+import { BIN, ROOT, makePrefixes, publicInstall, tempDir, viewctl, writeManifest, writeTree, type RunResult } from './helpers.js'
 import { mountTmpfs, requireMount } from './mounts.js'
 import { assertCompleteGeneration, fullSnapshot, historyRecords, leftovers, makeWidePrefixes, noStackTrace, readPlanEntries, storeOf, viewctlRun } from './view-checks.js'
 
@@ -253,15 +253,17 @@ describe('hardlinks across filesystems', () => {
 })
 
 describe('no write permission on the view parent', () => {
+  const install = publicInstall()
   /**
    * As root, run viewctl as nobody (setpriv); otherwise make the parent read-only.
-   * nobody needs to read node, this repository (bin/, dist/, node_modules/, schemas/)
-   * and the test tree: the repository is world-readable here (checked below, the test says
-   * so if not), and the test tree is opened up with chmod 755 (mkdtemp makes it 0700).
+   * nobody needs to read node, viewctl and the test tree: viewctl runs from a
+   * world-readable copy (publicInstall: the checkout may be in a 0700 directory),
+   * and the test tree is opened up with chmod 755 (mkdtemp makes it 0700).
    */
-  function unprivileged(args: string[]): RunResult {
-    const argv = isRoot ? ['--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, BIN, ...args] : [BIN, ...args]
-    const r = spawnSync(isRoot ? 'setpriv' : process.execPath, argv, { encoding: 'utf8', env: { ...process.env, HOME: '/nonexistent' }, timeout: 60_000 })
+  function unprivileged(args: string[], cwd: string): RunResult {
+    const bin = isRoot ? install().bin : BIN
+    const argv = isRoot ? ['--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, bin, ...args] : [bin, ...args]
+    const r = spawnSync(isRoot ? 'setpriv' : process.execPath, argv, { cwd, encoding: 'utf8', env: { ...process.env, HOME: '/nonexistent' }, timeout: 60_000 })
     let json: any
     try {
       json = args.includes('--json') ? JSON.parse(r.stdout) : undefined
@@ -280,8 +282,8 @@ describe('no write permission on the view parent', () => {
     // whatever the umask: nobody must read the prefixes and manifests, but not write the parent
     expect(spawnSync('chmod', ['-R', 'u=rwX,go=rX', root]).status).toBe(0)
     if (isRoot) {
-      const probe = unprivileged(['--version'])
-      expect(probe.code, `nobody (uid 65534) cannot run ${BIN} with ${process.execPath}; the repository or node must be world-readable for this test: ${probe.stderr}`).toBe(0)
+      const probe = unprivileged(['--version'], root)
+      expect(probe.code, `nobody (uid 65534) cannot run ${install().bin} with ${process.execPath}: ${probe.stderr}`).toBe(0)
     }
     return { root, prefixes, parent }
   }
@@ -300,7 +302,7 @@ describe('no write permission on the view parent', () => {
     expect(viewctl(['regenerate', a]).code).toBe(0)
     readOnlyParent(parent)
     const before = fullSnapshot(view)
-    const r = unprivileged(['regenerate', b, '--json'])
+    const r = unprivileged(['regenerate', b, '--json'], root)
     expect(r.code, r.stdout + r.stderr).toBe(1)
     expect(r.json?.error?.code).toBe('PERMISSION')
     expect(r.stderr).toMatch(/permission denied/i)
@@ -315,7 +317,7 @@ describe('no write permission on the view parent', () => {
     const view = path.join(parent, 'fresh')
     const m = writeManifest(root, `view: ${view}\npackages:\n  - ${prefixes[0]}\n`, 'fresh.yaml')
     readOnlyParent(parent)
-    const r = unprivileged(['regenerate', m])
+    const r = unprivileged(['regenerate', m], root)
     expect(r.code, r.stdout + r.stderr).toBe(1)
     expect(r.stderr).toMatch(/permission denied/i)
     expect(r.stderr).toContain(parent)

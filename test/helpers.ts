@@ -7,7 +7,7 @@ import os from 'node:os'
 import path from 'node:path'
 import { spawnSync, spawn, type SpawnSyncReturns, type ChildProcess } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
-import { onTestFinished } from 'vitest'
+import { afterAll, onTestFinished } from 'vitest'
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
 export const BIN = path.join(ROOT, 'bin', 'viewctl')
@@ -117,4 +117,68 @@ export function makePrefixes(root: string, n: number, filesPer = 4): string[] {
     out.push(dir)
   }
   return out
+}
+
+/** A world-readable copy of what running viewctl needs; see publicInstall. */
+export interface PublicInstall {
+  /** The copy's root: bin/, dist/, schemas/, package.json, node_modules/. */
+  root: string
+  /** Its bin/viewctl. */
+  bin: string
+  /** Its dist/ (the library build and dist/bundle/). */
+  dist: string
+}
+
+/**
+ * For tests that run viewctl as another user (nobody, or a user made with
+ * useradd): a copy of bin/, dist/, schemas/, package.json and the packages
+ * npm installs for users (package-lock.json entries not marked dev: the lock
+ * addon of fs-native-extensions and what the bundle loads at run time) in a
+ * temporary directory every user may read. The checkout itself may sit
+ * inside a directory only its owner can enter (mkdtemp makes 0700
+ * directories, and so do many home directories), and then another user
+ * cannot even start bin/viewctl from it.
+ *
+ * Call it at the top of a describe block or test file: it returns a getter
+ * that makes the copy on first use (so a file whose tests are all skipped
+ * copies nothing), and the copy is removed after the block's tests.
+ */
+export function publicInstall(): () => PublicInstall {
+  let made: PublicInstall | undefined
+  afterAll(() => {
+    if (made) fs.rmSync(made.root, { recursive: true, force: true })
+  })
+  return () => (made ??= makePublicInstall())
+}
+
+function makePublicInstall(): PublicInstall {
+  const base = fs.realpathSync(os.tmpdir())
+  const closed = firstClosedAncestor(base)
+  if (closed !== null) throw new Error(`other users cannot enter ${closed} (mode ${(fs.statSync(closed).mode & 0o777).toString(8)}), which holds the temporary directory ${base}: set TMPDIR to a directory everyone may enter, such as /tmp`)
+  const root = fs.mkdtempSync(path.join(base, 'viewctl-public-'))
+  try {
+    for (const rel of ['bin', 'dist', 'schemas', 'package.json']) fs.cpSync(path.join(ROOT, rel), path.join(root, rel), { recursive: true })
+    const lock = JSON.parse(fs.readFileSync(path.join(ROOT, 'package-lock.json'), 'utf8')) as { packages: Record<string, { dev?: boolean }> }
+    // top-level packages only: a nested node_modules/ comes with the package that holds it
+    const runtime = Object.entries(lock.packages).filter(([rel, pkg]) => /^node_modules\/(@[^/]+\/)?[^/]+$/.test(rel) && !pkg.dev).map(([rel]) => rel)
+    if (!runtime.includes('node_modules/fs-native-extensions')) throw new Error('package-lock.json lists no fs-native-extensions among the runtime packages')
+    for (const rel of runtime) fs.cpSync(path.join(ROOT, rel), path.join(root, rel), { recursive: true })
+    // whatever the umask of the checkout: everyone reads every file and enters every directory
+    const chmod = spawnSync('chmod', ['-R', 'a+rX', root], { encoding: 'utf8' })
+    if (chmod.status !== 0) throw new Error(`chmod -R a+rX ${root}: ${chmod.stderr}`)
+  } catch (err) {
+    fs.rmSync(root, { recursive: true, force: true })
+    throw err
+  }
+  return { root, bin: path.join(root, 'bin', 'viewctl'), dist: path.join(root, 'dist') }
+}
+
+/** The nearest directory from / down to `dir` that others may not enter (no o+x), or null. */
+function firstClosedAncestor(dir: string): string | null {
+  const chain: string[] = []
+  for (let d = dir; ; d = path.dirname(d)) {
+    chain.unshift(d)
+    if (path.dirname(d) === d) break
+  }
+  return chain.find((d) => (fs.statSync(d).mode & 0o001) === 0) ?? null
 }

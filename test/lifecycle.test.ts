@@ -9,7 +9,7 @@ import fs from 'node:fs'
 import path from 'node:path'
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { describe, expect, it, onTestFinished } from 'vitest'
-import { ROOT, tempDir, viewctl, writeManifest, writeTree, type RunResult } from './helpers.js'
+import { publicInstall, tempDir, viewctl, writeManifest, writeTree, type RunResult } from './helpers.js'
 import { findProcessUsers } from '../src/store/readers.js'
 
 const HOUR = 3600_000
@@ -463,6 +463,7 @@ describe('in use on this host (/proc)', () => {
 
 describe('in use on this host, seen by another user (/proc)', () => {
   const isRoot = process.getuid?.() === 0
+  const install = publicInstall() // nobody imports the scan from a world-readable copy: the checkout may be in a 0700 directory
   it.runIf(isRoot)("counts the processes it may not inspect, finds its user's own, and cannot see the others'", async () => {
     const dir = tempDir('viewctl-life-')
     fs.chmodSync(dir, 0o755)
@@ -476,10 +477,10 @@ describe('in use on this host, seen by another user (/proc)', () => {
       own.kill('SIGKILL')
     })
     await new Promise((r) => setTimeout(r, 150))
-    const script = `const { findProcessUsers } = await import(${JSON.stringify(path.join(ROOT, 'dist', 'store', 'readers.js'))})
+    const script = `const { findProcessUsers } = await import(${JSON.stringify(path.join(install().dist, 'store', 'readers.js'))})
 const s = findProcessUsers([${JSON.stringify(dir)}], [${JSON.stringify(hash)}])
 console.log(JSON.stringify({ scanned: s.scanned, unreadable: s.unreadable, uses: s.uses.get(${JSON.stringify(hash)}) ?? [] }))`
-    const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', ...nobody })
+    const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { cwd: dir, encoding: 'utf8', ...nobody })
     expect(r.status, r.stderr).toBe(0)
     const scan = JSON.parse(r.stdout)
     expect(scan.uses).toEqual([{ pid: own.pid, command: 'sleep', how: 'cwd' }])
