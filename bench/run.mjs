@@ -5,6 +5,7 @@
  * does) side by side with the tools it replaces, alternating in one run.
  *
  *   node bench/run.mjs [--prefixes 100] [--files 1000] [--runs 5] [--dir PATH] [--json] [--keep]
+ *   node bench/run.mjs --sharedfs …   (across sshfs mounts: bench/sharedfs.mjs)
  *
  * Synthetic prefixes: each has `bin/` 20 %, `lib/` 30 %, `include/<pkg>/` 30 %
  * and `share/man/man1/` 20 % of --files. `include/<pkg>/` is the only
@@ -31,11 +32,13 @@ import { spawnSync } from 'node:child_process'
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
-import { fileURLToPath } from 'node:url'
+import { BIN, childEnv, countTree, fsType, has, haveTime, layoutCounts, makePrefixes, manifestText, median, RSS_FILE, ROOT, rmrf, timed, viewctl, viewctlJson } from './common.mjs'
 
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
-const BIN = path.join(ROOT, 'bin', 'viewctl')
-const TIME = '/usr/bin/time'
+// `--sharedfs`: the shared-filesystem bench (bench/sharedfs.mjs) instead
+if (process.argv.slice(2).includes('--sharedfs')) {
+  const { runSharedFsBench } = await import('./sharedfs.mjs')
+  process.exit(await runSharedFsBench(process.argv.slice(2).filter((a) => a !== '--sharedfs')))
+}
 
 // ---------------------------------------------------------------------------
 // arguments
@@ -86,61 +89,6 @@ function usage(problem) {
 // ---------------------------------------------------------------------------
 // helpers
 
-const has = (cmd) => spawnSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ignore' }).status === 0
-const haveTime = fs.existsSync(TIME)
-/** Where /usr/bin/time writes; removed with the work directory's cleanup. */
-const RSS_FILE = path.join(os.tmpdir(), `viewctl-bench-rss-${process.pid}`)
-// bin/viewctl runs as a program, the way users run it (its shell line finds `node` on PATH): this node first
-const childEnv = { ...process.env, PATH: `${path.dirname(process.execPath)}${path.delimiter}${process.env.PATH ?? ''}` }
-delete childEnv.VIEWCTL_TEST_FAULTS
-
-/** Run one command; returns { ms, rssKiB, stdout }. Throws on a non-zero exit. */
-function timed(cmd, args, { cwd } = {}) {
-  let file = cmd
-  let argv = args
-  let rssFile = null
-  if (haveTime) {
-    rssFile = RSS_FILE
-    file = TIME
-    argv = ['-f', '%M %U %S', '-o', rssFile, cmd, ...args]
-  }
-  const t0 = process.hrtime.bigint()
-  const r = spawnSync(file, argv, { cwd, env: childEnv, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], maxBuffer: 64 << 20 })
-  const ms = Number(process.hrtime.bigint() - t0) / 1e6
-  if (r.error) throw r.error
-  let rssKiB = null
-  let cpuMs = null
-  if (rssFile) {
-    try {
-      const lines = fs.readFileSync(rssFile, 'utf8').trim().split('\n')
-      const [maxrss, user, sys] = lines[lines.length - 1].split(' ').map(Number)
-      rssKiB = Number.isFinite(maxrss) ? maxrss : null
-      cpuMs = Number.isFinite(user) && Number.isFinite(sys) ? (user + sys) * 1000 : null
-    } catch {
-      rssKiB = null
-    }
-  }
-  if (r.status !== 0) {
-    const err = new Error(`${[cmd, ...args].join(' ').slice(0, 300)} exited ${r.status}\n${r.stderr.slice(0, 2000)}`)
-    err.stdout = r.stdout
-    throw err
-  }
-  return { ms, rssKiB, cpuMs, stdout: r.stdout }
-}
-
-function viewctl(args) {
-  return timed(BIN, args)
-}
-
-function viewctlJson(args) {
-  const r = viewctl([...args, '--json'])
-  return { ...r, json: JSON.parse(r.stdout) }
-}
-
-function rmrf(p) {
-  fs.rmSync(p, { recursive: true, force: true })
-}
-
 /**
  * Flush the filesystem after removing a tree (not timed): on a disk the
  * writeback and block discards of a big deletion otherwise land in the next
@@ -149,78 +97,6 @@ function rmrf(p) {
 let settleDir = null
 function settle() {
   if (settleDir) spawnSync('sync', ['-f', settleDir], { stdio: 'ignore' })
-}
-
-function median(xs) {
-  if (xs.length === 0) return null
-  const s = [...xs].sort((a, b) => a - b)
-  const m = s.length >> 1
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2
-}
-
-function countTree(dir) {
-  let links = 0
-  let files = 0
-  const stack = [dir]
-  while (stack.length) {
-    const d = stack.pop()
-    for (const e of fs.readdirSync(d, { withFileTypes: true })) {
-      if (e.isDirectory()) stack.push(path.join(d, e.name))
-      else if (e.isSymbolicLink()) links++
-      else files++
-    }
-  }
-  return { links, files }
-}
-
-/** The type of the filesystem holding `dir`, from the longest matching mount point in /proc/mounts. */
-function fsType(dir) {
-  try {
-    let best = { point: '', type: 'unknown' }
-    for (const line of fs.readFileSync('/proc/mounts', 'utf8').split('\n')) {
-      const [, point, type] = line.split(' ')
-      if (!point || !type) continue
-      const inside = dir === point || dir.startsWith(point.endsWith('/') ? point : `${point}/`)
-      if (inside && point.length >= best.point.length) best = { point, type }
-    }
-    return best.type
-  } catch {
-    const r = spawnSync('stat', ['-f', '-c', '%T', dir], { encoding: 'utf8' })
-    return r.status === 0 ? r.stdout.trim() : 'unknown'
-  }
-}
-
-// ---------------------------------------------------------------------------
-// synthetic prefixes
-
-function layoutCounts(files) {
-  const bin = Math.round(files * 0.2)
-  const lib = Math.round(files * 0.3)
-  const inc = Math.round(files * 0.3)
-  return { bin, lib, inc, man: Math.max(0, files - bin - lib - inc) }
-}
-
-function makePrefixes(root, n, files) {
-  const c = layoutCounts(files)
-  const width = String(n - 1).length
-  const names = []
-  for (let p = 0; p < n; p++) {
-    const name = `p${String(p).padStart(width, '0')}`
-    const dir = path.join(root, name)
-    const dirs = { bin: `${dir}/bin`, lib: `${dir}/lib`, inc: `${dir}/include/${name}`, man: `${dir}/share/man/man1` }
-    for (const d of Object.values(dirs)) fs.mkdirSync(d, { recursive: true })
-    // Empty files: no tool here reads them, and a million of them then cost inodes but no blocks.
-    for (let i = 0; i < c.bin; i++) fs.writeFileSync(`${dirs.bin}/${name}-tool${i}`, '', { mode: 0o755 })
-    for (let i = 0; i < c.lib; i++) fs.writeFileSync(`${dirs.lib}/lib${name}-${i}.so`, '')
-    for (let i = 0; i < c.inc; i++) fs.writeFileSync(`${dirs.inc}/h${i}.h`, '')
-    for (let i = 0; i < c.man; i++) fs.writeFileSync(`${dirs.man}/${name}-tool${i}.1`, '')
-    names.push(name)
-  }
-  return names
-}
-
-function manifestText(view, prefixes, extra) {
-  return [`view: ${JSON.stringify(view)}`, ...extra, 'packages:', ...prefixes.map((p) => `  - ${JSON.stringify(p)}`), ''].join('\n')
 }
 
 // ---------------------------------------------------------------------------

@@ -8,6 +8,8 @@ import path from 'node:path'
 import { spawnSync } from 'node:child_process'
 import { describe, expect, it } from 'vitest'
 import { ROOT, tempDir } from './helpers.js'
+import { isMounted } from './rig/sharedfs.mjs'
+import { requireSharedFs } from './rig/vitest.js'
 
 const BENCH = path.join(ROOT, 'bench', 'run.mjs')
 
@@ -52,5 +54,20 @@ describe('bench/run.mjs', () => {
     const r = spawnSync(process.execPath, [BENCH, '--frobnicate'], { encoding: 'utf8' })
     expect(r.status).toBe(2)
     expect(r.stderr).toContain('unknown option --frobnicate')
+  })
+
+  it('--sharedfs runs every case through the rig\'s mounts, prints its table and leaves no mount behind', SLOW, (ctx) => {
+    requireSharedFs(ctx)
+    const r = spawnSync(process.execPath, [BENCH, '--sharedfs', '--prefixes', '2', '--files', '10', '--runs', '1', '--json'], { encoding: 'utf8', timeout: 170_000 })
+    expect(r.stderr).not.toMatch(/failed/)
+    expect(r.status).toBe(0)
+    const out = JSON.parse(r.stdout)
+    expect(out.config).toMatchObject({ prefixes: 2, files: 10, totalFiles: 20, runs: 1 })
+    for (const row of out.results) expect(row.samples, row.name).toBe(1)
+    expect(out.targets.map((t: { name: string }) => t.name)).toEqual(['per-file / cp -rs (delayed)', 'folded / per-file (delayed)', 'gc / rm -rf (uncached)', 'gc / rm -rf (delayed)'])
+    expect(out.network.measuredMeanHoldMs).toBeGreaterThanOrEqual(0.95)
+    expect(out.config.mounts.delayed).toContain('dir_cache=no')
+    const mountinfo = fs.readFileSync('/proc/self/mountinfo', 'utf8').split('\n').map((l) => l.split(' ')[4] ?? '')
+    expect(mountinfo.filter((p) => p.includes('viewctl-bench-sharedfs-') && isMounted(p))).toEqual([])
   })
 })
