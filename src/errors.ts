@@ -13,6 +13,8 @@ export type ErrorCode =
   | 'PREFIX_INVALID'
   | 'GLOB_EMPTY'
   | 'VIEW_INSIDE_PREFIX'
+  | 'VIEW_PATH_INVALID'
+  | 'STORE_COLLISION'
   | 'NOT_A_VIEW'
   | 'GENERATION_NOT_FOUND'
   // conflicts: exit 3
@@ -28,6 +30,7 @@ export type ErrorCode =
   | 'LOCK_UNSUPPORTED'
   | 'TTL_TOO_SHORT'
   | 'PERMISSION'
+  | 'PREFIX_UNREADABLE'
   | 'DISK_FULL'
   | 'READ_ONLY'
   | 'XDEV_HARDLINK'
@@ -46,6 +49,8 @@ const EXIT_CODES: Partial<Record<ErrorCode, number>> = {
   PREFIX_INVALID: 2,
   GLOB_EMPTY: 2,
   VIEW_INSIDE_PREFIX: 2,
+  VIEW_PATH_INVALID: 2,
+  STORE_COLLISION: 2,
   NOT_A_VIEW: 2,
   GENERATION_NOT_FOUND: 2,
   CONFLICT: 3,
@@ -65,6 +70,10 @@ export function exitCodeFor(code: ErrorCode): number {
 export function isLockUnsupported(code: string | undefined): boolean {
   return code === 'ENOLCK' || code === 'ENOSYS' || code === 'EOPNOTSUPP' || code === 'ENOTSUP' || code === 'EINVAL'
 }
+
+/** What to do about a prefix viewctl may not read (PREFIX_UNREADABLE): it needs read and search permission on all of it. */
+export const PREFIX_PERMISSION_HINT =
+  'viewctl reads every directory of every prefix as the user it runs as; give that user read and search permission (e.g. `chmod -R a+rX` on the prefix, and search permission on the directories above it), or leave the prefix out of the manifest'
 
 export class ViewError extends Error {
   readonly code: ErrorCode

@@ -74,6 +74,18 @@ describe('bad input never touches the view', () => {
     { name: 'empty manifest', yaml: () => '', exit: 2, code: 'MANIFEST_INVALID', at: '1:1', says: /empty/ },
     { name: 'comments-only manifest', yaml: () => '# nothing here\n', exit: 2, code: 'MANIFEST_INVALID', at: '1:1', says: /empty/ },
     { name: 'missing manifest file', yaml: () => null, exit: 2, code: 'MANIFEST_NOT_FOUND', at: null, says: /does not exist/ },
+    { name: 'env entry leading outside the view', yaml: () => `view: ${view}\nenv:\n  PATH: [bin, ../../../etc]\npackages:\n  - ${pkgs[0]}\n`, exit: 2, code: 'MANIFEST_INVALID', at: '3:15', says: /env\.PATH\[1\]: "\.\.\/\.\.\/\.\.\/etc" leads outside the view/ },
+    { name: 'env entry hidden behind a subdirectory', yaml: () => `view: ${view}\nenv:\n  MANPATH:\n    - share/../../x\npackages:\n  - ${pkgs[0]}\n`, exit: 2, code: 'MANIFEST_INVALID', at: '4:7', says: /env\.MANPATH\[0\]: .* leads outside the view/ },
+    { name: 'env entry with the list separator', yaml: () => `view: ${view}\nenv:\n  PATH: ["bin:/usr/local/evil"]\npackages:\n  - ${pkgs[0]}\n`, exit: 2, code: 'MANIFEST_INVALID', at: '3:10', says: /env\.PATH\[0\]: .* contains ':'/ },
+    { name: 'gc.keep .inf', yaml: () => `view: ${view}\ngc:\n  keep: .inf\npackages:\n  - ${pkgs[0]}\n`, exit: 2, code: 'MANIFEST_INVALID', at: '3:9', says: /gc\.keep: must be a whole number \(got infinity\)/ },
+    { name: 'gc.keep 1e400', yaml: () => `view: ${view}\ngc:\n  keep: 1e400\npackages:\n  - ${pkgs[0]}\n`, exit: 2, code: 'MANIFEST_INVALID', at: '3:9', says: /gc\.keep: must be a whole number/ },
+    { name: 'gc.keep 2.5', yaml: () => `view: ${view}\ngc:\n  keep: 2.5\npackages:\n  - ${pkgs[0]}\n`, exit: 2, code: 'MANIFEST_INVALID', at: '3:9', says: /gc\.keep: must be an integer/ },
+    { name: 'gc.ttl .inf', yaml: () => `view: ${view}\ngc:\n  ttl: .inf\npackages:\n  - ${pkgs[0]}\n`, exit: 2, code: 'MANIFEST_INVALID', at: '3:8', says: /gc\.ttl: must be a whole number/ },
+    { name: 'priority .inf', yaml: () => `view: ${view}\npackages:\n  - path: ${pkgs[0]}\n    priority: .inf\n`, exit: 2, code: 'MANIFEST_INVALID', at: '4:15', says: /packages\[0\]\.priority: must be a whole number \(got infinity\)/ },
+    { name: 'priority -1e400', yaml: () => `view: ${view}\npackages:\n  - path: ${pkgs[0]}\n    priority: -1e400\n`, exit: 2, code: 'MANIFEST_INVALID', at: '4:15', says: /packages\[0\]\.priority: must be a whole number/ },
+    { name: 'priority 2.5', yaml: () => `view: ${view}\npackages:\n  - path: ${pkgs[0]}\n    priority: 2.5\n`, exit: 2, code: 'MANIFEST_INVALID', at: '4:15', says: /priority: must be an integer/ },
+    { name: "the view's parent is a regular file", yaml: () => `view: ${root}/p/not-a-dir/view\npackages:\n  - ${pkgs[0]}\n`, exit: 2, code: 'VIEW_PATH_INVALID', at: '1:7', says: /not-a-dir is not a directory/ },
+    { name: 'a view path with a colon', yaml: () => `view: ${root}/a:b\npackages:\n  - ${pkgs[0]}\n`, exit: 2, code: 'MANIFEST_INVALID', at: '1:7', says: /contains ':'/ },
     { name: 'a conflict', yaml: () => `view: ${view}\npackages:\n  - ${pkgs[0]}\n  - ${root}/p/clash\n`, exit: 3, code: 'CONFLICT', at: null, says: /bin\/pkg0-tool0/ },
   ]
 
@@ -221,5 +233,117 @@ describe('hostile names', () => {
       // flat: bin, share, share/<é>t<é> and 2 × names + "other tool"; folded: bin, its links, and share as one link
       expect(verify.json.checked).toBe(fold ? names.length + 3 : 2 * names.length + 4)
     }
+  })
+})
+
+describe("a view path that collides with another view's store", () => {
+  /** The store and every generation tree of `view`, as data. */
+  function storeTree(view: string): Record<string, string> {
+    return treeOf(storeOf(view))
+  }
+
+  it('a view at ._x, with x built: exit 2 (STORE_COLLISION), --adopt refused too, x and its store untouched', () => {
+    const root = tempDir()
+    const pkgs = makePrefixes(path.join(root, 'p'), 2, 2)
+    const x = path.join(root, 'x')
+    expect(viewctl(['regenerate', writeManifest(root, `view: ${x}\npackages:\n  - ${pkgs[0]}\n`, 'x.yaml')]).code).toBe(0)
+    const before = { x: fullSnapshot(x), store: storeTree(x) }
+    const clash = writeManifest(root, `view: ${storeOf(x)}\npackages:\n  - ${pkgs[1]}\n`, 'clash.yaml')
+    for (const extra of [[], ['--adopt']]) {
+      const r = viewctl(['regenerate', clash, '--json', ...extra])
+      expect(r.code, r.stderr).toBe(2)
+      expect(r.json?.error?.code).toBe('STORE_COLLISION')
+      expect(r.stderr).toContain(`${storeOf(x)} is the store of the view ${x}`)
+      expect(r.stderr).not.toContain('--adopt')
+      noStackTrace(r.stderr)
+      expect({ x: fullSnapshot(x), store: storeTree(x) }).toEqual(before)
+      assertCompleteGeneration(x)
+    }
+    expect(fs.existsSync(storeOf(storeOf(x))), 'no store was made for the refused view').toBe(false)
+  })
+
+  it('a view y, with ._y built: exit 2 (STORE_COLLISION), nothing written into ._y\'s generation', () => {
+    const root = tempDir()
+    const pkgs = makePrefixes(path.join(root, 'p'), 2, 2)
+    const hidden = path.join(root, '._y')
+    expect(viewctl(['regenerate', writeManifest(root, `view: ${hidden}\npackages:\n  - ${pkgs[0]}\n`, 'hidden.yaml')]).code).toBe(0)
+    const seen = assertCompleteGeneration(hidden)
+    const before = { view: fullSnapshot(hidden), tree: treeOf(seen.dir) }
+    const y = path.join(root, 'y')
+    const r = viewctl(['regenerate', writeManifest(root, `view: ${y}\npackages:\n  - ${pkgs[1]}\n`, 'y.yaml'), '--json'])
+    expect(r.code, r.stderr).toBe(2)
+    expect(r.json?.error?.code).toBe('STORE_COLLISION')
+    expect(r.stderr).toContain(`the store path ${hidden} of ${y} is itself a view`)
+    noStackTrace(r.stderr)
+    expect({ view: fullSnapshot(hidden), tree: treeOf(seen.dir) }).toEqual(before)
+    expect(fs.existsSync(y)).toBe(false)
+  })
+
+  it('a view inside a generation or inside a store: exit 2 (STORE_COLLISION), nothing created there', () => {
+    const root = tempDir()
+    const pkgs = makePrefixes(path.join(root, 'p'), 2, 2)
+    const x = path.join(root, 'x')
+    expect(viewctl(['regenerate', writeManifest(root, `view: ${x}\npackages:\n  - ${pkgs[0]}\n`, 'x.yaml')]).code).toBe(0)
+    const before = { x: fullSnapshot(x), store: storeTree(x) }
+    for (const [view, says] of [
+      [path.join(x, 'inner'), /lies inside generation [0-9a-f]{12} of the view/],
+      [path.join(storeOf(x), 'inner'), /lies inside the store .* of the view/],
+    ] as const) {
+      const r = viewctl(['regenerate', writeManifest(root, `view: ${view}\npackages:\n  - ${pkgs[1]}\n`, 'inner.yaml'), '--json'])
+      expect(r.code, r.stderr).toBe(2)
+      expect(r.json?.error?.code).toBe('STORE_COLLISION')
+      expect(r.stderr).toMatch(says)
+      expect({ x: fullSnapshot(x), store: storeTree(x) }).toEqual(before)
+    }
+  })
+})
+
+describe('hints that fit the directory', () => {
+  it('status of /tmp, of a plain folder and of the manifest\'s folder: exit 2, no --adopt suggested', () => {
+    const root = tempDir()
+    const folder = path.join(root, 'folder')
+    fs.mkdirSync(path.join(folder, 'notes'), { recursive: true })
+    for (const dir of [os.tmpdir(), folder, root]) {
+      const r = viewctl(['status', dir, '--json'])
+      expect(r.code, r.stderr).toBe(2)
+      expect(r.json?.error?.code).toBe('NOT_A_VIEW')
+      expect(r.stderr).toContain(`${dir} is a real directory`)
+      expect(r.stderr).not.toContain('--adopt')
+    }
+    // an old view (a tree of bin/, lib/ …) is still offered it
+    const old = writeTree(path.join(root, 'old'), { 'bin/tool': 'x\n' })
+    const r = viewctl(['status', old])
+    expect(r.code).toBe(2)
+    expect(r.stderr).toContain('--adopt')
+  })
+
+  it("a manifest whose view is its own folder: no --adopt suggested, and --adopt refused; the folder untouched", () => {
+    const root = tempDir()
+    const pkgs = makePrefixes(path.join(root, 'p'), 1, 2)
+    const folder = writeTree(path.join(root, 'here'), { 'bin/tool': 'x\n' })
+    const file = writeManifest(folder, `view: .\npackages:\n  - ${pkgs[0]}\n`)
+    const tree = treeOf(folder)
+    for (const extra of [[], ['--adopt']]) {
+      const r = viewctl(['regenerate', file, '--json', ...extra])
+      expect(r.code, r.stderr).toBe(1)
+      expect(r.json?.error?.code).toBe('NOT_MANAGED')
+      expect(r.stderr).toContain(`it holds the manifest ${file}`)
+      expect(r.stderr).not.toContain('pass --adopt')
+      expect(treeOf(folder)).toEqual(tree)
+      expect(fs.existsSync(storeOf(folder))).toBe(false)
+    }
+  })
+
+  it("a view path below a regular file: exit 2 (VIEW_PATH_INVALID) for readers too, no raw ENOTDIR", () => {
+    const root = tempDir()
+    fs.writeFileSync(path.join(root, 'file'), 'x\n')
+    for (const cmd of ['status', 'list', 'verify', 'rollback', 'gc']) {
+      const r = viewctl([cmd, path.join(root, 'file', 'view'), '--json'])
+      expect(r.code, `${cmd}: ${r.stderr}`).toBe(2)
+      expect(r.json?.error?.code).toBe('VIEW_PATH_INVALID')
+      expect(r.stderr).toContain(`${path.join(root, 'file')} is not a directory`)
+      expect(r.stderr).not.toMatch(/ENOTDIR|readlink/)
+    }
+    expect(fs.readFileSync(path.join(root, 'file'), 'utf8')).toBe('x\n')
   })
 })

@@ -19,7 +19,7 @@ import fs from 'node:fs'
 import fsp from 'node:fs/promises'
 import path from 'node:path'
 import type { ErrorObject, ValidateFunction } from 'ajv'
-import { ViewError, translateOsError } from '../errors.js'
+import { PREFIX_PERMISSION_HINT, ViewError, translateOsError } from '../errors.js'
 import { toolVersion } from '../version.js'
 import { formatProblems, notParsed, type Positions, type Problem } from './positions.js'
 import { parseDuration } from './duration.js'
@@ -96,6 +96,7 @@ export async function loadManifestRemembering(file: string, memory: DocumentMemo
 async function normalize(file: string, text: string, source: Positions, raw: RawManifest): Promise<Manifest> {
   const baseDir = path.dirname(path.resolve(file))
   const view = resolveView(source, raw, baseDir)
+  checkValues(source, raw)
   const gc = resolveGcPolicy(source, raw)
   const packages = await resolvePackages(source, raw, baseDir, view)
   return {
@@ -362,6 +363,10 @@ function resolveView(source: Positions, raw: RawManifest, baseDir: string): stri
   if (view === path.parse(view).root) {
     throw new ViewError('MANIFEST_INVALID', `${source.at(source.valueOffset(['view']))}: view: ${view} cannot be a view (it is the filesystem root)`, 'name a path such as /opt/views/hpc; viewctl keeps a store beside it, so its parent must be writable')
   }
+  if (view.includes(':')) {
+    // activate and exec put the view in PATH-like lists, where ':' separates entries
+    throw new ViewError('MANIFEST_INVALID', `${source.at(source.valueOffset(['view']))}: view: ${view} contains ':', which separates the entries of PATH and the other variables a view is exported in`, 'choose a view path without a colon')
+  }
   return view
 }
 
@@ -373,6 +378,65 @@ function normalizePatterns(patterns: string[]): string[] {
     while (p.length > 1 && p.endsWith('/')) p = p.slice(0, -1)
     return p === '' || p === '.' || p === '/' ? '**' : p
   })
+}
+
+/**
+ * Numbers the schema calls integers but JSON Schema lets through: YAML's
+ * `.inf` and `1e400` are numbers with no fractional part, and would be
+ * stored as null in the journal (JSON has no infinity), silently becoming
+ * the default. Only whole numbers a double holds exactly are accepted. A
+ * document recalled from the scan cache is checked again: a value that is
+ * not a number there at all is refused the same way.
+ */
+function wholeNumberProblems(source: Positions, raw: RawManifest): Problem[] {
+  const problems: Problem[] = []
+  const check = (value: unknown, pointer: string[]) => {
+    if (value === undefined || (typeof value === 'number' && Number.isSafeInteger(value))) return
+    const shown = typeof value === 'number' && !Number.isFinite(value) ? 'infinity' : JSON.stringify(value)
+    problems.push({ offset: source.valueOffset(pointer), text: `${dataPath(raw, pointer)}: must be a whole number (got ${shown})` })
+  }
+  check(raw.gc?.keep, ['gc', 'keep'])
+  if (typeof raw.gc?.ttl !== 'string') check(raw.gc?.ttl, ['gc', 'ttl'])
+  raw.packages.forEach((entry, i) => {
+    if (typeof entry === 'object' && entry !== null) check(entry.priority, ['packages', String(i), 'priority'])
+  })
+  return problems
+}
+
+/**
+ * `env:` entries are directories inside the view: `activate` and `exec` put
+ * them in PATH-like lists for every user of the view, so an entry that
+ * leads out of it (`../../../etc`) or carries the list separator `:` (which
+ * would add a directory of its own) is refused here, at load, rather than
+ * by every shell that later activates the view.
+ */
+function envProblems(source: Positions, raw: RawManifest): Problem[] {
+  const problems: Problem[] = []
+  for (const [name, dirs] of Object.entries(raw.env ?? {})) {
+    if (!Array.isArray(dirs)) continue
+    dirs.forEach((dir, i) => {
+      if (typeof dir !== 'string') return
+      const normal = path.posix.normalize(dir)
+      let why: string | null = null
+      if (normal === '..' || normal.startsWith('../')) why = 'leads outside the view'
+      else if (dir.includes(':')) why = "contains ':', which separates the entries of PATH-like variables"
+      if (why !== null) problems.push({ offset: source.valueOffset(['env', name, String(i)]), text: `${dataPath(raw, ['env', name, String(i)])}: ${JSON.stringify(dir)} ${why}` })
+    })
+  }
+  return problems
+}
+
+/** Values the schema accepts but a view cannot use: every one of them reported at once, in file order. */
+function checkValues(source: Positions, raw: RawManifest): void {
+  const numbers = wholeNumberProblems(source, raw)
+  const env = envProblems(source, raw)
+  if (numbers.length + env.length === 0) return
+  const lines = formatProblems(source, [...numbers, ...env])
+  const hints = [
+    numbers.length > 0 ? 'write whole numbers such as 2 or 10 (YAML reads .inf, 1e400 and 2.5 as numbers, but none of them counts generations or ranks a package)' : '',
+    env.length > 0 ? 'list env directories inside the view, relative to its root, e.g. bin or lib/pkgconfig ("." is the root itself)' : '',
+  ]
+  throw new ViewError('MANIFEST_INVALID', lines.join('\n'), hints.filter(Boolean).join('; '), { errors: lines })
 }
 
 function copyEnv(env: Record<string, string[]>): Record<string, string[]> {
@@ -407,7 +471,7 @@ interface Candidate {
 
 /** A problem that stops the load, with the code and advice for its kind; placed only when reported. */
 interface PrefixProblem {
-  code: 'PREFIX_INVALID' | 'GLOB_EMPTY' | 'VIEW_INSIDE_PREFIX'
+  code: 'PREFIX_INVALID' | 'PREFIX_UNREADABLE' | 'GLOB_EMPTY' | 'VIEW_INSIDE_PREFIX' | 'VIEW_PATH_INVALID'
   text: string
   hint: string
   where: () => number
@@ -419,6 +483,14 @@ async function resolvePackages(source: Positions, raw: RawManifest, baseDir: str
   const expanded = await Promise.all(raw.packages.map((entry, index) => expandEntry(source, entry, index, baseDir, problems)))
   const candidates = expanded.flat()
   const [checked, viewTree] = await Promise.all([Promise.all(candidates.map((c) => checkPrefix(c, baseDir))), viewTreeOf(view)])
+  if (viewTree.blockedBy !== null) {
+    problems.push({
+      code: 'VIEW_PATH_INVALID',
+      where: () => source.valueOffset(['view']),
+      text: `view: ${view} cannot be made: ${viewTree.blockedBy} is not a directory`,
+      hint: `a view and its store live in a directory; name a path whose parent is a directory (or does not exist yet), not one below the file ${viewTree.blockedBy}`,
+    })
+  }
   const packages: PackageSpec[] = []
   const seen = new Set<string>()
   for (const [i, result] of checked.entries()) {
@@ -495,7 +567,10 @@ async function checkPrefix(candidate: Candidate, baseDir: string): Promise<{ rea
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code
     if (code === 'ENOENT' || code === 'ENOTDIR') return invalid('does not exist', missingHint)
-    if (code === 'EACCES' || code === 'EPERM') return invalid('cannot be read (permission denied)', 'viewctl must be able to read every prefix; check its permissions and those of the directories above it')
+    if (code === 'EACCES' || code === 'EPERM') {
+      // a permission problem, not a wrong path: exit 1, like a directory inside the prefix that cannot be read (plan/merge.ts)
+      return { ...invalid('cannot be reached: permission denied (search permission is missing on a directory above it)', PREFIX_PERMISSION_HINT), code: 'PREFIX_UNREADABLE' }
+    }
     if (code === 'ELOOP') return invalid('is a symlink loop', 'fix the symlink so that it points at the install directory')
     return invalid(`cannot be checked (${code ?? String(err)})`, 'check the path and the filesystem, then retry')
   }
@@ -509,23 +584,35 @@ interface ViewTree {
   /** The view path with every existing ancestor resolved, but not the view itself (it is our symlink). */
   viewReal: string
   storeReal: string
+  /** The deepest existing ancestor of the view, when it is not a directory (a file): the view cannot be made. */
+  blockedBy: string | null
 }
 
 async function viewTreeOf(view: string): Promise<ViewTree> {
-  const viewReal = path.join(await realpathOfDeepestAncestor(path.dirname(view)), path.basename(view))
-  return { view, viewReal, storeReal: path.join(path.dirname(viewReal), `._${path.basename(viewReal)}`) }
+  const { real, existing } = await realpathOfDeepestAncestor(path.dirname(view))
+  const viewReal = path.join(real, path.basename(view))
+  let blockedBy: string | null = null
+  try {
+    if (existing !== null && !(await fsp.stat(existing)).isDirectory()) blockedBy = existing
+  } catch {
+    // gone since: the writer finds out
+  }
+  return { view, viewReal, storeReal: path.join(path.dirname(viewReal), `._${path.basename(viewReal)}`), blockedBy }
 }
 
-/** realpath() of the deepest part of `p` that exists, with the rest appended: where `p` will be once created. */
-async function realpathOfDeepestAncestor(p: string): Promise<string> {
+/**
+ * realpath() of the deepest part of `p` that exists, with the rest appended: where `p` will be once created;
+ * and that deepest existing part, as `p` names it (null when nothing of it resolves).
+ */
+async function realpathOfDeepestAncestor(p: string): Promise<{ real: string; existing: string | null }> {
   const missing: string[] = []
   let current = p
   for (;;) {
     try {
-      return path.join(await fsp.realpath(current), ...missing.reverse())
+      return { real: path.join(await fsp.realpath(current), ...missing.reverse()), existing: current }
     } catch {
       const parent = path.dirname(current)
-      if (parent === current) return p
+      if (parent === current) return { real: p, existing: null }
       missing.push(path.basename(current))
       current = parent
     }

@@ -26,6 +26,7 @@ import { nowMs } from '../lazy.js'
 import { adoptDirectory, type AdoptResult } from '../store/adopt.js'
 import { isComplete, nextGenerationNumber, readViewState, type ViewState } from '../store/state.js'
 import { retireTree } from '../store/recover.js'
+import { assertNoCollision, notAnOldView } from '../store/places.js'
 import { ViewError, translateOsError } from '../errors.js'
 import { withWriter, withWriterIfFree, type WriterOptions } from './writer.js'
 import type { GcResult } from './gc.js'
@@ -79,7 +80,7 @@ export async function regenerate(manifestFile: string, opts: RegenerateOptions =
   const started = nowMs()
   const { manifest, layout, cache } = await loadWithCache(manifestFile)
   const before = readViewState(layout)
-  assertPublishable(before, opts)
+  assertPublishable(before, opts, manifestFile)
   const unchanged = alreadyShown(layout, before, manifest, cache, !!opts.dryRun)
   if (unchanged) return { ...unchanged, elapsedMs: nowMs() - started }
   // a build is likely: let link workers boot while the prefixes are walked
@@ -176,7 +177,7 @@ async function planAndSwitch(manifestFile: string, manifest: Manifest, layout: L
   return withWriter(layout, opts, async (cleared) => {
     cache.save()
     let state = readViewState(layout)
-    assertPublishable(state, opts)
+    assertPublishable(state, opts, manifestFile)
     let adopted: AdoptResult | null = null
     if (state.kind === 'directory' && opts.adopt) {
       adopted = adoptDirectory(layout, state, manifest, opts.argv ?? process.argv.slice(1))
@@ -202,7 +203,7 @@ async function planAndSwitch(manifestFile: string, manifest: Manifest, layout: L
 async function streamAndSwitch(manifestFile: string, manifest: Manifest, layout: Layout, cache: ScanCache, opts: RegenerateOptions & { helpers: LinkHelpers }, cleared: string[], started: number): Promise<RegenerateResult | null> {
   const state = readViewState(layout)
   // a directory that appeared at the view path since the first look is refused here, --adopt or not (adoption is the plain path's)
-  assertPublishable(state, { ...opts, adopt: false })
+  assertPublishable(state, { ...opts, adopt: false }, manifestFile)
   const prefixes = prefixTable(manifest)
   // a hardlink view across filesystems: the plain path says so with both mount points, or finds nothing to build
   if (manifest.link === 'hardlink' && prefixOnAnotherFilesystem(layout, prefixes) !== null) return null
@@ -350,15 +351,31 @@ async function switchToNewGeneration(layout: Layout, state: ViewState, plan: Pla
   }
 }
 
-/** A view path that is a real directory or a foreign symlink is never replaced silently. */
-function assertPublishable(state: ViewState, opts: RegenerateOptions): void {
+/**
+ * A view path that is a real directory or a foreign symlink is never
+ * replaced silently, and a view that would collide with another view's store
+ * is refused (store/places.ts). `--adopt` is suggested only for a directory
+ * that could be an old view, and refused for one whose adoption would harm.
+ */
+function assertPublishable(state: ViewState, opts: RegenerateOptions, manifestFile: string): void {
   const { layout } = state
-  if (state.kind === 'directory' && !opts.adopt) {
-    throw new ViewError(
-      'NOT_MANAGED',
-      `${layout.view} is a real directory, not a view managed by viewctl; refusing to replace it`,
-      'pass --adopt to move it into the store as generation 1 (rollback can return to it), or choose another view path',
-    )
+  if (state.kind !== 'managed') assertNoCollision(layout)
+  if (state.kind === 'directory') {
+    const notView = notAnOldView(layout.view, manifestFile)
+    if (notView !== null && (notView.unsafe || !opts.adopt)) {
+      throw new ViewError(
+        'NOT_MANAGED',
+        `${layout.view} is a real directory, not a view managed by viewctl, and ${notView.why}; refusing to ${opts.adopt ? 'adopt' : 'replace'} it`,
+        'choose another view path (a new name: viewctl creates it)',
+      )
+    }
+    if (!opts.adopt) {
+      throw new ViewError(
+        'NOT_MANAGED',
+        `${layout.view} is a real directory, not a view managed by viewctl; refusing to replace it`,
+        'pass --adopt to move it into the store as generation 1 (rollback can return to it), or choose another view path',
+      )
+    }
   }
   if (state.kind === 'foreign') {
     throw new ViewError(

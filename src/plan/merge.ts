@@ -13,7 +13,7 @@
  */
 import fs from 'node:fs'
 import { fsPath } from '../fs.js'
-import { translateOsError } from '../errors.js'
+import { PREFIX_PERMISSION_HINT, ViewError, translateOsError } from '../errors.js'
 import type { PackageFilter, IncludeState } from './filters.js'
 import { INCLUDED } from './filters.js'
 import { EntryType, type DirListing, type DirReader } from './scan.js'
@@ -88,6 +88,19 @@ interface Candidate {
   type: EntryType
   abs: string
   inc: IncludeState
+}
+
+/**
+ * A directory of a prefix that cannot be listed. Permission is the usual
+ * cause (a prefix installed by another user with a tight umask) and gets its
+ * own message naming the prefix: the generic advice about the view's parent
+ * would send the admin to the wrong directory.
+ */
+function unreadable(err: unknown, c: Candidate): ViewError {
+  const code = (err as NodeJS.ErrnoException).code
+  if (code !== 'EACCES' && code !== 'EPERM') return translateOsError(err, `reading ${c.abs}`)
+  const inside = c.abs === c.pkg.path ? '' : ` (inside the prefix ${c.pkg.path})`
+  return new ViewError('PREFIX_UNREADABLE', `cannot read the directory ${c.abs}${inside}: permission denied (listing it needs read and search permission)`, PREFIX_PERMISSION_HINT, undefined, { cause: err })
 }
 
 /** The largest slot number a sort key can carry (two 15-bit code units). */
@@ -216,7 +229,7 @@ export function mergedWalk(packages: WalkPackage[], opts: WalkOptions): WalkResu
       try {
         listing = opts.readDir(c.abs)
       } catch (err) {
-        throw translateOsError(err, `reading ${c.abs}`)
+        throw unreadable(err, c)
       }
       listings.push(listing)
       total += listing.names.length

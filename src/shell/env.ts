@@ -48,6 +48,9 @@ export function envEntries(root: string, env: Record<string, string[]>): EnvEntr
     }
     const dirs: string[] = []
     for (const rel of rels) {
+      if (rel.includes(':')) {
+        throw new ViewError('UNSAFE_PATH', `env.${name}: ${JSON.stringify(rel)} contains ':', which separates entries in PATH-like variables`, 'list directories inside the view, relative to its root, e.g. bin or lib/pkgconfig')
+      }
       const abs = rel === '.' ? root : path.join(root, rel)
       if (abs !== root && !abs.startsWith(root + '/')) {
         throw new ViewError('UNSAFE_PATH', `env.${name}: ${JSON.stringify(rel)} leads outside the view (${abs})`, 'list directories inside the view, relative to its root, e.g. bin or lib/pkgconfig')

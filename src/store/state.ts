@@ -9,6 +9,7 @@ import { ViewError } from '../errors.js'
 import { readHistory, switches, type HistoryRecord } from './history.js'
 import { generationDir, isHashName, META_DIR, META_FILE, type Layout } from './layout.js'
 import { readPins } from './pins.js'
+import { notAnOldView } from './places.js'
 
 export type ViewPathKind = 'missing' | 'managed' | 'directory' | 'foreign'
 
@@ -41,6 +42,7 @@ export function readViewState(layout: Layout): ViewState {
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code
     if (code === 'EINVAL') kind = fs.statSync(layout.view).isDirectory() ? 'directory' : 'foreign'
+    else if (code === 'ENOTDIR') throw viewPathBlocked(layout)
     else if (code !== 'ENOENT') throw err
   }
   const records = readHistory(layout.history)
@@ -55,6 +57,19 @@ export function readViewState(layout: Layout): ViewState {
     }
   }
   return { layout, kind, target, hash, records, current }
+}
+
+/** ENOTDIR at the view path: a file stands where one of its parent directories should be. Bad input, not an I/O error. */
+function viewPathBlocked(layout: Layout): ViewError {
+  let file = layout.parent
+  for (let p = layout.parent; path.dirname(p) !== p; p = path.dirname(p)) {
+    try {
+      if (!fs.statSync(p).isDirectory()) file = p
+    } catch {
+      // missing or unreachable: look further up
+    }
+  }
+  return new ViewError('VIEW_PATH_INVALID', `${layout.view} cannot be a view: ${file} is not a directory`, `a view and its store live in a directory; check the path (a file stands at ${file})`)
 }
 
 export function isComplete(layout: Layout, hash: string): boolean {
@@ -110,7 +125,10 @@ export function requireManaged(state: ViewState): asserts state is ViewState & {
     throw new ViewError('NOT_A_VIEW', `${layout.view} does not exist`, 'build it first with `viewctl regenerate <manifest>`')
   }
   if (state.kind === 'directory') {
-    throw new ViewError('NOT_A_VIEW', `${layout.view} is a real directory, not a view managed by viewctl`, 'regenerate with --adopt to move it into the store as generation 1')
+    // --adopt only where the directory could be an old view: not for /tmp, a store, the manifest's folder …
+    const notView = notAnOldView(layout.view)
+    const hint = notView === null ? 'if it is an old view, regenerate its manifest with --adopt to move it into the store as generation 1' : 'give the path of a view (the symlink `viewctl regenerate` made), or its manifest'
+    throw new ViewError('NOT_A_VIEW', `${layout.view} is a real directory, not a view managed by viewctl${notView === null ? '' : ` (${notView.why})`}`, hint)
   }
   if (state.kind === 'foreign') {
     throw new ViewError('NOT_A_VIEW', `${layout.view} is not a view managed by viewctl (it does not point into ${layout.store})`, 'check the path; viewctl views are symlinks to ._<name>/<hash>')
