@@ -4,7 +4,7 @@
  * with setpriv, and a copy of viewctl that they can run.
  *
  * The checkout may sit in a directory only its owner can enter, so another
- * user cannot run bin/viewctl from it: `portableViewctl()` copies what the
+ * user cannot run bin/viewctl from it: `publicBin()` copies what the
  * command needs (bin/, dist/bundle/, package.json, schemas/ and the
  * production packages of node_modules, the lock addon among them) into a
  * world-readable temporary directory, once per test file.
@@ -14,10 +14,9 @@
  * made again.
  */
 import fs from 'node:fs'
-import os from 'node:os'
 import path from 'node:path'
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
-import { ROOT, jsonOutput, tempDir, type RunResult } from './helpers.js'
+import { jsonOutput, publicInstall, tempDir, type PublicInstall, type RunResult } from './helpers.js'
 import { finishedWithin } from './view-checks.js'
 
 export const isRoot = process.getuid?.() === 0
@@ -94,26 +93,20 @@ export function makeUsers(group: string, members: string[], others: string[] = [
   }
 }
 
-let portable: string | null = null
+let install: (() => PublicInstall) | null = null
 
 /**
- * A copy of viewctl that any user can run: its bin/viewctl. Made once per
- * test file, in a world-readable temporary directory, removed when the
- * process exits.
+ * Call once at the top of a test file that runs viewctl as test users: they
+ * run the world-readable copy publicInstall makes (helpers.ts), removed after
+ * the file's tests.
  */
-export function portableViewctl(): string {
-  if (portable !== null) return path.join(portable, 'bin', 'viewctl')
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vc14-viewctl-'))
-  const copy = (rel: string) => fs.cpSync(path.join(ROOT, rel), path.join(dir, rel), { recursive: true, verbatimSymlinks: true })
-  for (const rel of ['package.json', 'bin', path.join('dist', 'bundle'), 'schemas']) copy(rel)
-  const lock = JSON.parse(fs.readFileSync(path.join(ROOT, 'package-lock.json'), 'utf8')) as { packages: Record<string, { dev?: boolean }> }
-  for (const [rel, info] of Object.entries(lock.packages)) {
-    if (rel.startsWith('node_modules/') && !info.dev && fs.existsSync(path.join(ROOT, rel))) copy(rel)
-  }
-  must('chmod', ['-R', 'a+rX', dir])
-  portable = dir
-  process.on('exit', () => fs.rmSync(dir, { recursive: true, force: true }))
-  return path.join(dir, 'bin', 'viewctl')
+export function usePublicInstall(): void {
+  install = publicInstall()
+}
+
+function publicBin(): string {
+  if (install === null) throw new Error('call usePublicInstall() at the top of the test file')
+  return install().bin
 }
 
 /** A temporary directory every test user can enter and read (mkdtemp makes 0700 ones); removed after the test. */
@@ -152,13 +145,13 @@ export function runCommandAs(as: AsUser, argv: string[], opts: { cwd?: string; i
 
 /** Run viewctl (the portable copy) as `as.user`. */
 export function viewctlAs(as: AsUser, args: string[]): RunResult {
-  const r = runCommandAs(as, [process.execPath, portableViewctl(), ...args])
+  const r = runCommandAs(as, [process.execPath, publicBin(), ...args])
   return { ...r, json: jsonOutput(args, r.stdout) }
 }
 
 /** Start viewctl as `as.user` without waiting. */
 export function viewctlAsAsync(as: AsUser, args: string[]): ChildProcess {
-  const { cmd, args: argv } = argvAs(as, [process.execPath, portableViewctl(), ...args])
+  const { cmd, args: argv } = argvAs(as, [process.execPath, publicBin(), ...args])
   return spawn(cmd, argv, { env: envAs(as), stdio: ['ignore', 'pipe', 'pipe'] })
 }
 
@@ -170,7 +163,7 @@ export async function viewctlAsRun(as: AsUser, args: string[]): Promise<RunResul
 
 /** Start a node script as `as.user`, run from the portable copy (its node_modules are found from there). */
 export function nodeScriptAs(as: AsUser, script: string): ChildProcess {
-  const dir = path.dirname(path.dirname(portableViewctl()))
+  const dir = install!().root
   const file = path.join(dir, `script-${process.pid}-${Math.random().toString(16).slice(2)}.cjs`)
   fs.writeFileSync(file, script, { mode: 0o644 })
   const { cmd, args } = argvAs(as, [process.execPath, file])
