@@ -8,7 +8,7 @@ import fs from 'node:fs'
 import path from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { makePrefixes, writeManifest, writeTree } from './helpers.js'
-import { fullSnapshot, noStackTrace, storeOf } from './view-checks.js'
+import { fullSnapshot, noStackTrace } from './view-checks.js'
 import { makeUsers, sharedTempDir, usePublicInstall, viewctlAs, whyNoUsers, type TestUsers } from './users.js'
 
 const why = whyNoUsers()

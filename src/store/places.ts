@@ -125,6 +125,7 @@ export function notAnOldView(dir: string, manifestFile?: string): NotAView | nul
     return unsafe('it cannot be resolved')
   }
   if (real === path.parse(real).root) return unsafe('it is the filesystem root')
+  if (fs.statSync(dir).dev !== fs.statSync(path.dirname(real)).dev) return unsafe('it is a mount point, and a mount point cannot be replaced by a symlink')
   if (holdsStore(dir)) return unsafe(`it is the store of the view ${viewOfStore(dir)}`)
   if (isGenerationTree(dir)) return unsafe('it is a viewctl generation tree')
   if (fs.statSync(dir).mode & 0o1002) return unsafe('it is writable by every user, like /tmp')
