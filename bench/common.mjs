@@ -21,6 +21,23 @@ export const RSS_FILE = path.join(os.tmpdir(), `viewctl-bench-rss-${process.pid}
 export const childEnv = { ...process.env, PATH: `${path.dirname(process.execPath)}${path.delimiter}${process.env.PATH ?? ''}` }
 delete childEnv.VIEWCTL_TEST_FAULTS
 
+/**
+ * What a child may write to stdout or stderr before it is stopped: viewctl's --json answer is a few
+ * KiB, and the other tools print nothing when they work. A tool that fails on every file (cp -rs on a
+ * filesystem out of inodes) prints a line per file; that is cut short instead of buffered.
+ */
+export const OUTPUT_CAP = 1 << 20
+
+/** spawnSync with stdout and stderr capped at OUTPUT_CAP; a child that writes more is stopped, and said so. */
+export function spawnCapped(file, argv, opts = {}) {
+  const r = spawnSync(file, argv, { env: childEnv, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], ...opts, maxBuffer: OUTPUT_CAP })
+  if (r.error?.code === 'ENOBUFS') {
+    throw new Error(`${[file, ...argv].join(' ').slice(0, 300)} wrote more than ${OUTPUT_CAP >> 20} MiB and was stopped; it began:\n${(r.stderr || r.stdout || '').slice(0, 2000)}`)
+  }
+  if (r.error) throw r.error
+  return r
+}
+
 /** Run one command; returns { ms, rssKiB, stdout }. Throws on a non-zero exit. */
 export function timed(cmd, args, { cwd, env } = {}) {
   let file = cmd
@@ -32,9 +49,8 @@ export function timed(cmd, args, { cwd, env } = {}) {
     argv = ['-f', '%M %U %S', '-o', rssFile, cmd, ...args]
   }
   const t0 = process.hrtime.bigint()
-  const r = spawnSync(file, argv, { cwd, env: env ? { ...childEnv, ...env } : childEnv, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], maxBuffer: 64 << 20 })
+  const r = spawnCapped(file, argv, { cwd, env: env ? { ...childEnv, ...env } : childEnv })
   const ms = Number(process.hrtime.bigint() - t0) / 1e6
-  if (r.error) throw r.error
   let rssKiB = null
   let cpuMs = null
   if (rssFile) {

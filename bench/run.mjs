@@ -4,7 +4,7 @@
  * `bin/viewctl` (against dist/, so run `npm run build` first — `npm run bench`
  * does) side by side with the tools it replaces, alternating in one run.
  *
- *   node bench/run.mjs [--prefixes 100] [--files 1000] [--runs 5] [--dir PATH] [--json] [--keep]
+ *   node bench/run.mjs [--prefixes 100] [--files 1000] [--runs 5] [--dir PATH] [--json | --markdown] [--keep]
  *   node bench/run.mjs --sharedfs …   (across sshfs mounts: bench/sharedfs.mjs)
  *
  * Synthetic prefixes: each has `bin/` 20 %, `lib/` 30 %, `include/<pkg>/` 30 %
@@ -27,12 +27,17 @@
  *   first round checks that the farm holds every file. `cp -al` likewise with
  *   hardlinks. `lndir` takes one prefix a call, so it runs once per prefix in
  *   one shell, the way it is used.
+ *
+ * Before anything is made, the free inodes and space of --dir's filesystem
+ * are checked against what the run will need at its peak (`needs`); a run
+ * that would not fit is refused with the mount that would hold it, rather
+ * than failing half-way with a million error lines.
  */
 import { spawnSync } from 'node:child_process'
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
-import { BIN, childEnv, countTree, fsType, has, haveTime, layoutCounts, makePrefixes, manifestText, median, RSS_FILE, ROOT, rmrf, timed, viewctl, viewctlJson } from './common.mjs'
+import { BIN, childEnv, countTree, fsType, has, haveTime, layoutCounts, makePrefixes, manifestText, median, RSS_FILE, ROOT, rmrf as removeTree, spawnCapped, timed, viewctl, viewctlJson } from './common.mjs'
 
 // `--sharedfs`: the shared-filesystem bench (bench/sharedfs.mjs) instead
 if (process.argv.slice(2).includes('--sharedfs')) {
@@ -44,7 +49,7 @@ if (process.argv.slice(2).includes('--sharedfs')) {
 // arguments
 
 function parseArgs(argv) {
-  const opts = { prefixes: 100, files: 1000, runs: 5, dir: null, json: false, keep: false }
+  const opts = { prefixes: 100, files: 1000, runs: 5, dir: null, json: false, markdown: false, keep: false }
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]
     const value = () => {
@@ -63,20 +68,23 @@ function parseArgs(argv) {
     else if (flag === '--runs') opts.runs = int('--runs')
     else if (flag === '--dir') opts.dir = path.resolve(value())
     else if (flag === '--json') opts.json = true
+    else if (flag === '--markdown') opts.markdown = true
     else if (flag === '--keep') opts.keep = true
     else if (flag === '--help' || flag === '-h') usage(null)
     else usage(`unknown option ${a}`)
   }
+  if (opts.json && opts.markdown) usage('--json and --markdown exclude each other')
   return opts
 }
 
 function usage(problem) {
-  const text = `usage: node bench/run.mjs [--prefixes N] [--files N] [--runs N] [--dir PATH] [--json] [--keep]
+  const text = `usage: node bench/run.mjs [--prefixes N] [--files N] [--runs N] [--dir PATH] [--json | --markdown] [--keep]
   --prefixes N  synthetic prefixes (default 100)
   --files N     files per prefix (default 1000: bin 20 %, lib 30 %, include/<pkg> 30 %, share/man/man1 20 %)
   --runs N      rounds; each case runs once a round (default 5)
   --dir PATH    where to work (default: a fresh dir under /dev/shm, else the OS temp dir); removed afterwards
   --json        print one JSON object instead of the table
+  --markdown    print the run's line and tables as docs/benchmarks.md shows them
   --keep        keep the work directory`
   if (problem) {
     process.stderr.write(`bench: ${problem}\n${text}\n`)
@@ -100,6 +108,92 @@ function settle() {
 }
 
 // ---------------------------------------------------------------------------
+// room on --dir's filesystem
+
+/**
+ * Free and used space and inodes of the filesystem holding `dir`. A filesystem that counts no
+ * inodes (tmpfs mounted with nr_inodes=0, btrfs) reports none: it has no inode limit to meet.
+ */
+function room(dir) {
+  const s = fs.statfsSync(dir)
+  return {
+    freeBytes: s.bavail * s.bsize,
+    usedBytes: (s.blocks - s.bfree) * s.bsize,
+    freeInodes: s.files > 0 ? s.ffree : Infinity,
+    usedInodes: s.files > 0 ? s.files - s.ffree : 0,
+  }
+}
+
+/** Longest symlink target the kernel keeps inside the inode, by filesystem type; a longer one takes a block of its own. */
+const INLINE_TARGET = { tmpfs: 128, ext2: 59, ext3: 59, ext4: 59 }
+
+/**
+ * What a run needs of its filesystem at its peak. Inodes: the prefixes' files, the rollback view's
+ * two generations (a folded one, 0.7 link a file, and a per-file one, 1 a file), and the biggest
+ * case, gc's: a folded generation and its `cp -a` copy (1.4 a file); hardlinks take no inode.
+ * Measured: 10 prefixes x 1,000 files peak at 41,202 inodes, 100 x 100 at 42,282, i.e. about 4.11
+ * a file and 12 a prefix; estimated here with a few per cent to spare. Space: a symlink whose
+ * target is longer than the filesystem keeps in its inode takes a block (4.2 a file, at most), the
+ * rest is directories (measured at 10,000 files: tmpfs 0.8 MB with short targets; ext4 113 MB with
+ * targets of 62 bytes, where the estimate says 174 MB).
+ */
+function needs(parent, type, prefixes, files, blockSize) {
+  const n = prefixes * files
+  const name = `p${String(prefixes - 1)}`
+  const work = path.join(parent, 'viewctl-bench-XXXXXX', 'prefixes', name)
+  const target = Math.max(...[`bin/${name}-tool${files}`, `lib/lib${name}-${files}.so`, `share/man/man1/${name}-tool${files}.1`].map((t) => Buffer.byteLength(path.join(work, t))))
+  const blocksPerFile = target > (INLINE_TARGET[type] ?? 0) ? 4.2 : 0
+  return {
+    inodes: Math.ceil(4.2 * n + 16 * prefixes + 1000),
+    bytes: Math.ceil(n * (blocksPerFile * blockSize + 256) + 64 * prefixes * blockSize),
+  }
+}
+
+/**
+ * Refuse, before anything is made, a run that would not fit on --dir's filesystem: it would fail
+ * half-way, with every tool printing an error per file. Says what to mount instead.
+ */
+function checkRoom(parent, opts) {
+  const type = fsType(parent)
+  const free = room(parent)
+  const need = needs(parent, type, opts.prefixes, opts.files, fs.statfsSync(parent).bsize)
+  const short = []
+  if (free.freeInodes < need.inodes) short.push(`${free.freeInodes.toLocaleString('en-US')} free inodes, and the run needs about ${need.inodes.toLocaleString('en-US')}`)
+  if (free.freeBytes < need.bytes) short.push(`${gib(free.freeBytes)} free, and the run needs about ${gib(need.bytes)}`)
+  if (short.length === 0) return need
+  // a tmpfs takes memory only as it is used, so its size is a limit with room to spare
+  const size = Math.max(4, Math.ceil((need.bytes * 2) / 2 ** 30))
+  const args = process.argv.slice(2).filter((a, i, all) => a !== '--dir' && !a.startsWith('--dir=') && all[i - 1] !== '--dir')
+  process.stderr.write(
+    `bench: ${parent} (${type}) has ${short.join('; and ')} at its peak, when it holds\n` +
+      `  ${opts.prefixes.toLocaleString('en-US')} prefixes x ${opts.files.toLocaleString('en-US')} files, the rollback view's two generations and one case's tree with a copy of it.\n` +
+      'Give the run a filesystem that holds it, such as a tmpfs without an inode limit, and point --dir at it:\n' +
+      `  mkdir -p /mnt/x && mount -t tmpfs -o size=${size}g,nr_inodes=0 tmpfs /mnt/x\n` +
+      `  node bench/run.mjs ${[...args, '--dir', '/mnt/x'].join(' ')}\n`,
+  )
+  process.exit(2)
+}
+
+function gib(bytes) {
+  return bytes >= 2 ** 30 ? `${(bytes / 2 ** 30).toFixed(1)} GiB` : `${Math.ceil(bytes / 2 ** 20)} MiB`
+}
+
+/** The most the run has used of its filesystem, beyond what was used before it began (sampled before each removal). */
+const use = { dir: null, base: null, peakBytes: 0, peakInodes: 0 }
+function sampleUse() {
+  if (use.dir === null) return
+  const r = room(use.dir)
+  use.peakBytes = Math.max(use.peakBytes, r.usedBytes - use.base.usedBytes)
+  use.peakInodes = Math.max(use.peakInodes, r.usedInodes - use.base.usedInodes)
+}
+
+/** Remove a case's output; its filesystem's use is sampled first, so the run's peak is seen. */
+function rmrf(p) {
+  sampleUse()
+  removeTree(p)
+}
+
+// ---------------------------------------------------------------------------
 // main
 
 const opts = parseArgs(process.argv.slice(2))
@@ -109,8 +203,12 @@ if (!fs.existsSync(path.join(ROOT, 'dist', 'bundle', 'main.js'))) {
 }
 const parent = opts.dir ?? (fs.existsSync('/dev/shm') ? '/dev/shm' : os.tmpdir())
 fs.mkdirSync(parent, { recursive: true })
+const estimate = checkRoom(parent, opts)
 const work = fs.mkdtempSync(path.join(parent, 'viewctl-bench-'))
+use.dir = work
+use.base = room(work)
 const cleanup = () => {
+  use.dir = null // nothing more to sample
   rmrf(RSS_FILE)
   if (!opts.keep) rmrf(work)
 }
@@ -136,6 +234,7 @@ try {
 process.exit(exitCode)
 
 function runBench() {
+  const startedAt = new Date()
   loadBefore = os.loadavg()
   const totalFiles = opts.prefixes * opts.files
   const prefixRoot = path.join(work, 'prefixes')
@@ -282,11 +381,12 @@ function runBench() {
       const bigTree = path.join(gcv.store, big.json.hash)
       const copy = path.join(work, 'rm-tree')
       rmrf(copy)
-      const cp = spawnSync('cp', ['-a', bigTree, copy])
-      if (cp.status !== 0) throw new Error(`cp -a ${bigTree} failed`)
+      const cp = spawnCapped('cp', ['-a', bigTree, copy])
+      if (cp.status !== 0) throw new Error(`cp -a ${bigTree} ${copy} exited ${cp.status}\n${cp.stderr.slice(0, 2000)}`)
       settle()
       if (gcAvailable) {
         viewctl(['regenerate', gcSmall, '--quiet'])
+        sampleUse() // the case's peak: the big tree, its copy and the small tree
         settle()
         record('viewctl gc', viewctl(['gc', gcv.view, '--keep', '0', '--ttl', '0', '--force', '--quiet']))
         if (fs.existsSync(bigTree)) throw new Error(`viewctl gc left ${bigTree} in place`)
@@ -353,8 +453,15 @@ function runBench() {
     peakRssMiB: rss[name] != null ? rss[name] / 1024 : null,
   }))
 
+  sampleUse()
+  const space = { peakInodes: use.peakInodes, peakBytes: use.peakBytes, estimate }
   if (opts.json) {
-    process.stdout.write(JSON.stringify({ machine, config, tools: { ...tools, gc: gcAvailable }, results: rows, samples, targets, memory, notes }, null, 2) + '\n')
+    process.stdout.write(JSON.stringify({ machine, config, tools: { ...tools, gc: gcAvailable }, results: rows, samples, targets, memory, space, notes }, null, 2) + '\n')
+    return 0
+  }
+
+  if (opts.markdown) {
+    process.stdout.write(markdown({ startedAt, machine, rows, targets, memory }) + '\n')
     return 0
   }
 
@@ -375,10 +482,60 @@ function runBench() {
   lines.push('-'.repeat(52))
   for (const t of targets) lines.push(`${pad(t.name, 26)}${lpad(f(t.value, 2), 8)}${lpad(`≤ ${t.max}`, 8)}  ${t.pass === null ? 'n/a' : t.pass ? 'PASS' : 'FAIL'}`)
   lines.push(`${pad('peak RSS per-file (MiB)', 26)}${lpad(f(memory.MiB, 0), 8)}${lpad('< 1024', 8)}  ${memory.pass === null ? 'n/a (target is at 1M files)' : memory.pass ? 'PASS' : 'FAIL'}`)
+  lines.push('')
+  lines.push(`room: at its peak the run took ${space.peakInodes.toLocaleString('en-US')} inodes and ${gib(space.peakBytes)} of ${machine.fs} (other writers there count too); the check before it asked for ${estimate.inodes.toLocaleString('en-US')} and ${gib(estimate.bytes)}`)
   if (notes.length || missing.length || !gcAvailable) lines.push('')
   for (const n of notes) lines.push(`note: ${n}`)
   if (!gcAvailable) lines.push('note: viewctl gc is not implemented yet (n/a)')
   for (const m of missing) lines.push(`note: not installed: ${m}`)
   process.stdout.write(lines.join('\n') + '\n')
   return 0
+}
+
+/**
+ * The run as docs/benchmarks.md shows it: one line saying when, on what, with which command and at
+ * which commit, then the table of cases and the table of targets, ready to replace the old ones.
+ */
+function markdown({ startedAt, machine, rows, targets, memory }) {
+  const hm = (d) => d.toISOString().slice(11, 16)
+  const load = (x) => x.toFixed(1)
+  const git = (args) => spawnSync('git', ['-C', ROOT, ...args], { encoding: 'utf8' })
+  const head = git(['rev-parse', '--short', 'HEAD'])
+  const dirty = git(['status', '--porcelain', '--untracked-files=no']).stdout?.trim()
+  const commit = head.status === 0 ? `\`${head.stdout.trim()}\`${dirty ? ' with changes not committed' : ''}` : 'not a git checkout'
+  let weight = ''
+  try {
+    const nice = /nice (-?\d+)/.exec(fs.readFileSync('/proc/self/autogroup', 'utf8'))?.[1]
+    if (nice && nice !== '0') weight = ` (autogroup nice ${nice})`
+  } catch {
+    // no autogroups: nothing to say
+  }
+  const args = process.argv.slice(2).filter((a) => a !== '--markdown')
+  const n = (x, d = 0) => (x === null || x === undefined ? '—' : x.toLocaleString('en-US', { minimumFractionDigits: d, maximumFractionDigits: d }))
+  const rss = (x) => (x === null ? '—' : n(x, x < 10 ? 1 : 0))
+  const names = {
+    'cp -rs': '`cp -rs`', 'cp -al': '`cp -al`', stow: 'GNU Stow', lndir: '`lndir`',
+    'viewctl per-file': 'viewctl per-file (cold)', 'viewctl folded': 'viewctl folded (cold)', 'viewctl hardlink': 'viewctl hardlink (cold)',
+    'viewctl no-op': 'viewctl no-op', 'viewctl rollback': 'viewctl rollback', 'viewctl --version': '`viewctl --version`',
+    'viewctl gc': 'viewctl gc (one generation)', 'rm -rf': '`rm -rf` of the same tree',
+  }
+  const targetNames = {
+    'per-file cold / cp -rs': 'cold per-file / `cp -rs`', 'folded cold / cp -rs': 'cold folded / `cp -rs`', 'hardlink cold / cp -al': 'cold hardlink / `cp -al`',
+    'no-op / cp -rs': 'no-op / `cp -rs`', 'rollback / --version': 'rollback / `--version`', 'gc / rm -rf': 'gc / `rm -rf`',
+  }
+  const verdict = (pass) => (pass === null ? 'n/a' : pass ? 'PASS' : 'FAIL')
+  const lines = [
+    `${startedAt.toISOString().slice(0, 10)} ${hm(startedAt)}–${hm(new Date(machine.date))} UTC · ${machine.cpus} CPUs (${machine.cpuModel.trim()}), ${machine.memGiB} GiB, Linux ${machine.kernel}, Node ${machine.node} · ${machine.fs} · load ${load(machine.loadavg.before[0])} → ${load(machine.loadavg.after[0])} ·`,
+    `\`node bench/run.mjs${args.length ? ` ${args.join(' ')}` : ''}\`${weight} · commit ${commit}`,
+    '',
+    '| case | median ms | min ms | cpu ms | peak RSS MiB |',
+    '|---|---:|---:|---:|---:|',
+    ...rows.map((r) => `| ${names[r.name]} | ${n(r.medianMs)} | ${n(r.minMs)} | ${n(r.cpuMs)} | ${rss(r.peakRssMiB)} |`),
+    '',
+    '| target (DESIGN §11) | limit | ratio | verdict |',
+    '|---|---:|---:|---|',
+    ...targets.map((t) => `| ${targetNames[t.name]} | ≤ ${t.max.toFixed(1)} | ${n(t.value, 2)} | ${verdict(t.pass)} |`),
+  ]
+  if (memory.pass !== null) lines.push(`| peak RSS, per-file regenerate | < 1 GiB | ${n(memory.MiB)} MiB | ${verdict(memory.pass)} |`)
+  return lines.join('\n')
 }

@@ -8,6 +8,7 @@ import path from 'node:path'
 import { spawnSync } from 'node:child_process'
 import { describe, expect, it } from 'vitest'
 import { ROOT, tempDir } from './helpers.js'
+import { mountTmpfs, requireMount } from './mounts.js'
 import { isMounted } from './rig/sharedfs.mjs'
 import { requireSharedFs } from './rig/vitest.js'
 
@@ -48,6 +49,29 @@ describe('bench/run.mjs', () => {
     expect(perFile.samples).toBe(1)
     expect(perFile.medianMs).toBeGreaterThan(0)
     expect(out.targets.map((t: { name: string }) => t.name)).toContain('folded cold / cp -rs')
+  })
+
+  it('refuses, before making anything, a run whose filesystem has too few free inodes, and says what to mount', (ctx) => {
+    requireMount(ctx)
+    const mnt = mountTmpfs('size=64m,nr_inodes=2000')
+    // 3,000 files need about 13,600 inodes at the run's peak (about 4 a file): far more than 2,000
+    const r = spawnSync(process.execPath, [BENCH, '--prefixes', '3', '--files', '1000', '--runs', '1', '--dir', mnt], { encoding: 'utf8', timeout: 60_000 })
+    expect(r.status, r.stderr).toBe(2)
+    expect(r.stderr).toMatch(new RegExp(`${mnt} \\(tmpfs\\) has 1,99\\d free inodes, and the run needs about 13,648 at its peak`))
+    expect(r.stderr).toContain('mount -t tmpfs -o size=4g,nr_inodes=0 tmpfs /mnt/x')
+    expect(r.stderr).toContain('node bench/run.mjs --prefixes 3 --files 1000 --runs 1 --dir /mnt/x')
+    expect(r.stdout).toBe('')
+    expect(fs.readdirSync(mnt)).toEqual([])
+  })
+
+  it('refuses a run whose filesystem has too little free space', (ctx) => {
+    requireMount(ctx)
+    const mnt = mountTmpfs('size=1m')
+    const r = spawnSync(process.execPath, [BENCH, '--prefixes', '100', '--files', '1000', '--dir', mnt], { encoding: 'utf8', timeout: 60_000 })
+    expect(r.status, r.stderr).toBe(2)
+    expect(r.stderr).toMatch(/has 1 MiB free, and the run needs about 50 MiB at its peak/)
+    expect(r.stderr).not.toContain('free inodes')
+    expect(fs.readdirSync(mnt)).toEqual([])
   })
 
   it('refuses an unknown option with exit 2', () => {
