@@ -20,10 +20,12 @@ import { build } from 'esbuild'
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
 const dist = path.join(root, 'dist')
 const out = path.join(dist, 'bundle')
-// The workers are found by name next to the code that starts them (src/store/worker-file.ts),
+// The workers are found by name next to the code that starts them (src/store/workers.ts, workerFile),
 // so every file lands flat in dist/bundle/.
 const entryPoints = [path.join(dist, 'cli', 'main.js')]
-const workers = ['store/link-worker.js', 'store/rm-worker.js'].map((f) => path.join(dist, f)).filter((f) => fs.existsSync(f))
+const workers = ['store/build/link-worker.js', 'store/remove/rm-worker.js'].map((f) => path.join(dist, f))
+// a worker that is not built would leave its threads' work to the main thread without a word: say so
+for (const f of workers) if (!fs.existsSync(f)) throw new Error(`${f} is missing: the bundle's workers are built from it (run tsc first)`)
 
 fs.rmSync(out, { recursive: true, force: true })
 await build({
@@ -46,7 +48,7 @@ await build({
   logLevel: 'warning',
 })
 
-// Each worker is one CommonJS file of its own (rm-worker.cjs, link-worker.cjs, found by store/worker-file.ts):
+// Each worker is one CommonJS file of its own (rm-worker.cjs, link-worker.cjs, found by store/workers.ts):
 // a worker thread boots a fresh isolate, and one that starts as an ES module first boots Node's module
 // loader and then loads its chunks one by one. As one CommonJS file, the removal worker is up 25-30 ms
 // sooner (docs/benchmarks.md), time in which the main thread would otherwise work alone.

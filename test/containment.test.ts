@@ -6,7 +6,7 @@
  * be refused.
  */
 import { describe, expect, it } from 'vitest'
-import { assertContained } from '../src/store/build.js'
+import { assertContained } from '../src/store/build/build.js'
 
 /** Run a plan's paths in order; `dirs` are the directories made so far, as linkEntries keeps them. */
 function check(entries: Array<[string, 'd' | 'f']>): string | null {

@@ -9,7 +9,7 @@ import path from 'node:path'
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { describe, expect, it, onTestFinished } from 'vitest'
 import { BIN, tempDir, viewctl, viewctlAsync, writeManifest, writeTree, type RunResult } from './helpers.js'
-import { tryExclusiveLease, trySharedLease } from '../src/store/lease.js'
+import { tryExclusiveLease, trySharedLease } from '../src/store/guard/lease.js'
 import { collectGarbage } from '../src/ops/gc.js'
 
 const DAY = 24 * 3600_000

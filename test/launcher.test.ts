@@ -11,7 +11,7 @@ import path from 'node:path'
 import { spawnSync } from 'node:child_process'
 import { describe, expect, it } from 'vitest'
 import { BIN, ROOT, snapshot, tempDir, viewctl, writeManifest, writeTree } from './helpers.js'
-import { workerFile } from '../src/store/worker-file.js'
+import { workerFile } from '../src/store/workers.js'
 
 /** Node's own words when NODE_EXTRA_CA_CERTS names a file it cannot read (printed at start-up, before any script). */
 const NODE_WARNS = /Ignoring extra certs from/

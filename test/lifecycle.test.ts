@@ -10,7 +10,7 @@ import path from 'node:path'
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { describe, expect, it, onTestFinished } from 'vitest'
 import { publicInstall, tempDir, viewctl, writeManifest, writeTree, type RunResult } from './helpers.js'
-import { findProcessUsers } from '../src/store/readers.js'
+import { findProcessUsers } from '../src/store/guard/readers.js'
 
 const HOUR = 3600_000
 const DAY = 24 * HOUR
@@ -477,7 +477,7 @@ describe('in use on this host, seen by another user (/proc)', () => {
       own.kill('SIGKILL')
     })
     await new Promise((r) => setTimeout(r, 150))
-    const script = `const { findProcessUsers } = await import(${JSON.stringify(path.join(install().dist, 'store', 'readers.js'))})
+    const script = `const { findProcessUsers } = await import(${JSON.stringify(path.join(install().dist, 'store', 'guard', 'readers.js'))})
 const s = findProcessUsers([${JSON.stringify(dir)}], [${JSON.stringify(hash)}])
 console.log(JSON.stringify({ scanned: s.scanned, unreadable: s.unreadable, uses: s.uses.get(${JSON.stringify(hash)}) ?? [] }))`
     const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { cwd: dir, encoding: 'utf8', ...nobody })

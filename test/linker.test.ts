@@ -11,7 +11,7 @@
 import fs from 'node:fs'
 import path from 'node:path'
 import { describe, expect, it, onTestFinished } from 'vitest'
-import { CHUNK, PARALLEL_MIN_LINKS, scheduleLinks } from '../src/store/linker.js'
+import { CHUNK, PARALLEL_MIN_LINKS, scheduleLinks } from '../src/store/build/linker.js'
 import { ROOT, makePrefixes, tempDir, viewctl, writeManifest } from './helpers.js'
 
 describe('scheduleLinks', () => {
@@ -67,7 +67,7 @@ describe('linking with a worker thread (compiled package)', () => {
   })
 
   it('fails the whole build on an error in any thread, with the errno for translateOsError', { timeout: 60_000 }, async () => {
-    const { linkAll } = (await import(path.join(ROOT, 'dist', 'store', 'linker.js'))) as typeof import('../src/store/linker.js')
+    const { linkAll } = (await import(path.join(ROOT, 'dist', 'store', 'linker.js'))) as typeof import('../src/store/build/linker.js')
     const staging = tempDir('viewctl-linker-staging-')
     const n = PARALLEL_MIN_LINKS + 4000
     // "b/" is never made: every link there fails with ENOENT, whichever thread takes it
@@ -84,7 +84,7 @@ describe('linking with a worker thread (compiled package)', () => {
     expect(err!.syscall).toBe('symlink')
   })
   it('hands the queue to workers started ahead of the plan; an error in one fails the build the same way', { timeout: 60_000 }, async () => {
-    const { linkAll, startLinkHelpers } = (await import(path.join(ROOT, 'dist', 'store', 'linker.js'))) as typeof import('../src/store/linker.js')
+    const { linkAll, startLinkHelpers } = (await import(path.join(ROOT, 'dist', 'store', 'linker.js'))) as typeof import('../src/store/build/linker.js')
     const threads = process.env.VIEWCTL_LINK_THREADS
     process.env.VIEWCTL_LINK_THREADS = '2' // one worker even on a one-CPU machine
     onTestFinished(() => {

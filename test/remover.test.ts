@@ -14,11 +14,11 @@ import { spawnSync } from 'node:child_process'
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest'
 import { ROOT, tempDir, viewctl, viewctlAsync, writeManifest, writeTree } from './helpers.js'
 import { finished, makeWidePrefixes, scratchDir, storeOf } from './view-checks.js'
-import { PARALLEL_MIN_ENTRIES, REMOVE_CHUNK } from '../src/store/remover.js'
-import { processRemover, rmProgram, startRemover } from '../src/store/rm-processes.js'
+import { PARALLEL_MIN_ENTRIES, REMOVE_CHUNK } from '../src/store/remove/remover.js'
+import { processRemover, rmProgram, startRemover } from '../src/store/remove/rm-processes.js'
 import { armFaults } from '../src/fs.js'
 
-type RemoverModule = typeof import('../src/store/remover.js')
+type RemoverModule = typeof import('../src/store/remove/remover.js')
 const compiled = () => import(path.join(ROOT, 'dist', 'store', 'remover.js')) as Promise<RemoverModule>
 const isRoot = process.getuid?.() === 0
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms))
@@ -145,7 +145,7 @@ describe('removing a tree with a worker thread (compiled package)', () => {
       if (saved === undefined) delete process.env.VIEWCTL_RM_THREADS
       else process.env.VIEWCTL_RM_THREADS = saved
     }
-    const fromSources = await import('../src/store/remover.js')
+    const fromSources = await import('../src/store/remove/remover.js')
     expect(await run(fromSources.startTreeRemover(10 * PARALLEL_MIN_ENTRIES))).toEqual({ chunks: 0, workerChunks: 0 })
   })
 

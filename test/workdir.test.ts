@@ -8,7 +8,7 @@
 import fs from 'node:fs'
 import path from 'node:path'
 import { afterEach, describe, expect, it, vi } from 'vitest'
-import { absolutePaths, enterStore, stagingSpelling } from '../src/store/workdir.js'
+import { absolutePaths, enterStore, stagingSpelling } from '../src/store/build/workdir.js'
 import { regenerate } from '../src/ops/regenerate.js'
 import { isViewError } from '../src/errors.js'
 import { makePrefixes, tempDir, writeManifest } from './helpers.js'

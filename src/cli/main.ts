@@ -6,12 +6,7 @@
  */
 import { toolVersion } from '../version.js'
 import { parseQuickly, type ParsedCommand } from './parse.js'
-import { Output, type OutputFlags } from './render.js'
-
-export interface GlobalArgs extends OutputFlags {
-  lockTimeout: number
-  lock: boolean
-}
+import { Output } from './render.js'
 
 export async function main(argv: string[]): Promise<number> {
   if (argv.length === 1 && argv[0] === '--version') {

@@ -3,9 +3,9 @@ import { ViewError } from '../errors.js'
 import { viewPathOf } from '../manifest/target.js'
 import { KIND_LETTERS, NO_SOURCE } from '../plan/types.js'
 import { layoutFor } from '../store/layout.js'
-import { readGenerationPlan } from '../store/plan-file.js'
-import { listGenerations, readViewState, requireManaged, type GenerationInfo, type ViewState } from '../store/state.js'
-import { switches } from '../store/history.js'
+import { readGenerationPlan } from '../store/journal/plan-file.js'
+import { listGenerations, readViewState, requireManaged, type GenerationInfo, type ViewState } from '../store/journal/state.js'
+import { switches } from '../store/journal/history.js'
 import { findGeneration } from './rollback.js'
 
 export interface PathChange {

@@ -1,7 +1,7 @@
 /** status and list: read-only, no lock. */
 import { layoutFor, generationDir, linkTargetFor } from '../store/layout.js'
-import { listGenerations, readViewState, requireManaged, type GenerationInfo } from '../store/state.js'
-import { readMeta } from '../store/meta.js'
+import { listGenerations, readViewState, requireManaged, type GenerationInfo } from '../store/journal/state.js'
+import { readMeta } from '../store/journal/meta.js'
 import { viewPathOf } from '../manifest/target.js'
 
 export interface StatusResult {

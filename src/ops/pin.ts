@@ -7,8 +7,8 @@
 import { ViewError, translateOsError } from '../errors.js'
 import { viewPathOf } from '../manifest/target.js'
 import { layoutFor } from '../store/layout.js'
-import { newPin, readPins, writePins } from '../store/pins.js'
-import { readViewState, requireManaged } from '../store/state.js'
+import { newPin, readPins, writePins } from '../store/journal/pins.js'
+import { readViewState, requireManaged } from '../store/journal/state.js'
 import { findGeneration } from './rollback.js'
 import { withWriter, type WriterOptions } from './writer.js'
 

@@ -3,10 +3,10 @@
  * is built and no generation number is created; the switch is recorded.
  */
 import { ViewError } from '../errors.js'
-import { appendHistory, newRecord, retractHistory, switches } from '../store/history.js'
+import { appendHistory, newRecord, retractHistory, switches } from '../store/journal/history.js'
 import { layoutFor } from '../store/layout.js'
-import { publishGeneration } from '../store/publish.js'
-import { isComplete, listGenerations, readViewState, requireManaged, type GenerationInfo, type ViewState } from '../store/state.js'
+import { publishGeneration } from '../store/build/publish.js'
+import { isComplete, listGenerations, readViewState, requireManaged, type GenerationInfo, type ViewState } from '../store/journal/state.js'
 import { viewPathOf } from '../manifest/target.js'
 import { withWriter, type WriterOptions } from './writer.js'
 

@@ -9,10 +9,10 @@ import { decodeName, fsPath } from '../fs.js'
 import { viewPathOf } from '../manifest/target.js'
 import { Kind, NO_SOURCE } from '../plan/types.js'
 import { EntryType, readDirListing } from '../plan/scan.js'
-import { readMeta } from '../store/meta.js'
+import { readMeta } from '../store/journal/meta.js'
 import { generationDir, layoutFor, META_DIR, realGenerationDir } from '../store/layout.js'
-import { readGenerationPlan } from '../store/plan-file.js'
-import { readViewState, requireManaged } from '../store/state.js'
+import { readGenerationPlan } from '../store/journal/plan-file.js'
+import { readViewState, requireManaged } from '../store/journal/state.js'
 
 export type ProblemKind = 'missing' | 'extra' | 'wrong-type' | 'wrong-target' | 'dangling'
 

@@ -5,8 +5,8 @@
  */
 import fs from 'node:fs'
 import { ViewError, translateOsError } from '../errors.js'
-import { acquireWriterLock } from '../store/lock.js'
-import { clearLeftovers } from '../store/recover.js'
+import { acquireWriterLock } from '../store/guard/lock.js'
+import { clearLeftovers } from '../store/recover/recover.js'
 import type { Layout } from '../store/layout.js'
 
 export interface WriterOptions {

@@ -59,8 +59,8 @@ import fs from 'node:fs'
 import path from 'node:path'
 import { isDeepStrictEqual } from 'node:util'
 import { fsPath } from '../fs.js'
-import { META_DIR, PLAN_FILE } from '../store/layout.js'
 import { readDirListing, type DirListing, type DirReader, type EntryType } from './scan.js'
+import { META_DIR, PLAN_FILE } from './types.js'
 import { crypto } from '../lazy.js'
 
 /** What the memo keeps of a plan; the rest is in the plan text of generation `hash`. */

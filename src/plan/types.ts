@@ -23,6 +23,14 @@ export const NEEDS_QUOTING = /[\t\n\r\\"\uD800-\uDFFF]/
 
 /** The plan text's format version (hash.ts); here so that readers of metadata need not load the hashing code. */
 export const PLAN_FORMAT = 1
+
+/**
+ * Where a generation keeps the plan it was built from: `<hash>/.viewctl/plan.tsv`
+ * (store/layout.ts names the rest of the store). Here because the scan cache
+ * (cache.ts) reads a remembered plan back from there.
+ */
+export const META_DIR = '.viewctl'
+export const PLAN_FILE = 'plan.tsv'
 export const NO_SOURCE = 0xffffffff
 
 export interface ConflictSource {

@@ -25,7 +25,7 @@ import { ViewError, translateOsError } from '../errors.js'
 import { viewPathOf } from '../manifest/target.js'
 import { DEFAULT_ENV } from '../manifest/types.js'
 import { isHashName, layoutFor } from '../store/layout.js'
-import { readViewState, requireManaged, type ViewState } from '../store/state.js'
+import { readViewState, requireManaged, type ViewState } from '../store/journal/state.js'
 import { envEntries, prependEntries, recordedEnv, removeEntries } from './env.js'
 
 export const SHELLS = ['sh', 'bash', 'zsh', 'fish', 'csh'] as const

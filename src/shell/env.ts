@@ -13,8 +13,8 @@
 import path from 'node:path'
 import { ViewError } from '../errors.js'
 import { DEFAULT_ENV } from '../manifest/types.js'
-import { switches, type HistoryRecord } from '../store/history.js'
-import type { ViewState } from '../store/state.js'
+import { switches, type HistoryRecord } from '../store/journal/history.js'
+import type { ViewState } from '../store/journal/state.js'
 
 export interface EnvEntries {
   name: string

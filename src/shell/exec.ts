@@ -26,8 +26,8 @@ import path from 'node:path'
 import { ViewError, translateOsError } from '../errors.js'
 import { viewPathOf } from '../manifest/target.js'
 import { isHashName, layoutFor, META_DIR, META_FILE, type Layout } from '../store/layout.js'
-import { trySharedLease, type SharedLease } from '../store/lease.js'
-import { readViewState, requireManaged } from '../store/state.js'
+import { trySharedLease, type SharedLease } from '../store/guard/lease.js'
+import { readViewState, requireManaged } from '../store/journal/state.js'
 import { envEntries, prependEntries, recordedEnv } from './env.js'
 
 /** The descriptor number the command finds its lease on. */

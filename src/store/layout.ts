@@ -26,9 +26,9 @@ export interface Layout {
   scanCache: string
 }
 
-export const META_DIR = '.viewctl'
+// a generation's own directory and plan file are named where the plan is (the scan cache reads plans back)
+export { META_DIR, PLAN_FILE } from '../plan/types.js'
 export const META_FILE = 'meta.json'
-export const PLAN_FILE = 'plan.tsv'
 export const MANIFEST_COPY = 'manifest.yaml'
 export const LEASE_FILE = 'lease'
 

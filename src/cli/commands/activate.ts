@@ -1,6 +1,6 @@
 import { activate, type ShellKind } from '../../shell/activate.js'
 import type { Output } from '../render.js'
-import type { GlobalArgs } from '../main.js'
+import type { GlobalArgs } from '../args.js'
 
 export async function run(args: GlobalArgs & { target: string; shell?: ShellKind; canonical: boolean; deactivate: boolean }, out: Output): Promise<number> {
   try {

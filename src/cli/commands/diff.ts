@@ -1,6 +1,6 @@
 import { diff } from '../../ops/diff.js'
 import { shortHash, type Output } from '../render.js'
-import type { GlobalArgs } from '../main.js'
+import type { GlobalArgs } from '../args.js'
 
 export async function run(args: GlobalArgs & { target: string; from?: string | number; to?: string | number }, out: Output): Promise<number> {
   try {

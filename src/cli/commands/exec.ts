@@ -1,7 +1,7 @@
 import { execInView } from '../../shell/exec.js'
 import type { Output } from '../render.js'
 import { ViewError } from '../../errors.js'
-import type { GlobalArgs } from '../main.js'
+import type { GlobalArgs } from '../args.js'
 
 export async function run(args: GlobalArgs & { target: string; '--'?: Array<string | number> }, out: Output): Promise<number> {
   try {

@@ -1,6 +1,6 @@
 import { collectGarbage, type GcResult } from '../../ops/gc.js'
 import { shortHash, type Output } from '../render.js'
-import type { GlobalArgs } from '../main.js'
+import type { GlobalArgs } from '../args.js'
 
 export async function run(args: GlobalArgs & { target: string; keep?: number; ttl?: string; dryRun: boolean; force: boolean }, out: Output): Promise<number> {
   try {

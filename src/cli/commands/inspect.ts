@@ -1,7 +1,7 @@
 import { list, status } from '../../ops/inspect.js'
 import { formatCount, formatWhen, shortHash, type Output } from '../render.js'
 import { formatDuration } from '../../manifest/duration.js'
-import type { GlobalArgs } from '../main.js'
+import type { GlobalArgs } from '../args.js'
 
 export async function runStatus(args: GlobalArgs & { target: string }, out: Output): Promise<number> {
   try {

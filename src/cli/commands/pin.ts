@@ -1,6 +1,6 @@
 import { pin, unpin, type PinResult } from '../../ops/pin.js'
 import { shortHash, type Output } from '../render.js'
-import type { GlobalArgs } from '../main.js'
+import type { GlobalArgs } from '../args.js'
 
 type PinArgs = GlobalArgs & { target: string; generation: string | number }
 

@@ -2,7 +2,7 @@ import { loadManifest } from '../../manifest/load.js'
 import { createPlan, unresolvedConflicts, KIND_LETTERS, NO_SOURCE, type Conflict } from '../../plan/index.js'
 import { exitCodeFor } from '../../errors.js'
 import { formatCount, shortHash, type Output } from '../render.js'
-import type { GlobalArgs } from '../main.js'
+import type { GlobalArgs } from '../args.js'
 
 const KIND_NAMES = ['dir', 'file', 'symlink', 'folded'] as const
 

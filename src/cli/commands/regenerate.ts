@@ -1,6 +1,6 @@
 import { regenerate } from '../../ops/regenerate.js'
 import { formatCount, progressReporter, shortHash, type Output } from '../render.js'
-import type { GlobalArgs } from '../main.js'
+import type { GlobalArgs } from '../args.js'
 import { interruptible } from '../signals.js'
 
 export async function run(args: GlobalArgs & { manifest: string; dryRun: boolean; adopt: boolean }, out: Output): Promise<number> {

@@ -1,6 +1,6 @@
 import { rollback } from '../../ops/rollback.js'
 import { shortHash, type Output } from '../render.js'
-import type { GlobalArgs } from '../main.js'
+import type { GlobalArgs } from '../args.js'
 
 export async function run(args: GlobalArgs & { target: string; to?: string }, out: Output): Promise<number> {
   try {

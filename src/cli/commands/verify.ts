@@ -1,7 +1,7 @@
 import { verify } from '../../ops/verify.js'
 import { exitCodeFor } from '../../errors.js'
 import { formatCount, shortHash, type Output } from '../render.js'
-import type { GlobalArgs } from '../main.js'
+import type { GlobalArgs } from '../args.js'
 
 export async function run(args: GlobalArgs & { target: string }, out: Output): Promise<number> {
   try {

@@ -5,11 +5,11 @@
  */
 import fs from 'node:fs'
 import path from 'node:path'
-import { ViewError } from '../errors.js'
+import { ViewError } from '../../errors.js'
 import { readHistory, switches, type HistoryRecord } from './history.js'
-import { generationDir, isHashName, META_DIR, META_FILE, type Layout } from './layout.js'
+import { generationDir, isHashName, META_DIR, META_FILE, type Layout } from '../layout.js'
 import { readPins } from './pins.js'
-import { notAnOldView } from './places.js'
+import { notAnOldView } from '../places.js'
 
 export type ViewPathKind = 'missing' | 'managed' | 'directory' | 'foreign'
 

@@ -4,9 +4,9 @@
  * symlink over a symlink is atomic, also on NFS: a reader resolves either
  * the old tree or the new one. `ln -sfn` unlinks first and is not atomic.
  */
-import * as sfs from '../fs.js'
-import { translateOsError } from '../errors.js'
-import { linkTargetFor, tmpLinkPath, type Layout } from './layout.js'
+import * as sfs from '../../fs.js'
+import { translateOsError } from '../../errors.js'
+import { linkTargetFor, tmpLinkPath, type Layout } from '../layout.js'
 
 /** Returns warnings: a failed flush after the rename does not undo the switch. */
 export function publishGeneration(layout: Layout, hash: string): string[] {

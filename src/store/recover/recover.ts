@@ -6,8 +6,8 @@
  */
 import fs from 'node:fs'
 import path from 'node:path'
-import * as sfs from '../fs.js'
-import { isTmpLinkName, trashDir, type Layout } from './layout.js'
+import * as sfs from '../../fs.js'
+import { isTmpLinkName, trashDir, type Layout } from '../layout.js'
 
 export function clearLeftovers(layout: Layout): string[] {
   const removed: string[] = []

@@ -43,12 +43,10 @@
  * thread, so while faults are armed everything stays on the main thread
  * (fs.rmTree), where "the N-th rm" keeps its meaning.
  */
-import os from 'node:os'
 import type { Worker } from 'node:worker_threads'
-import * as sfs from '../fs.js'
-import { reviveError, type WorkerError } from './worker-error.js'
-import { workerFileOnce } from './worker-file.js'
-import { threads } from '../lazy.js'
+import * as sfs from '../../fs.js'
+import { extraThreads, reviveError, workerFileOnce, type WorkerError } from '../workers.js'
+import { threads } from '../../lazy.js'
 
 /** Below this many entries a worker's start-up (a fresh V8 isolate, ~20-40 ms of CPU) does not pay. */
 export const PARALLEL_MIN_ENTRIES = 12_000
@@ -111,9 +109,7 @@ const ALONE: RemovalStats = { chunks: 0, workerChunks: 0 }
 
 /** Worker threads besides the main one: VIEWCTL_RM_THREADS - 1 (default 2 threads in all, at most the CPUs). */
 export function extraRemoveThreads(): number {
-  const raw = process.env.VIEWCTL_RM_THREADS
-  const wanted = raw && /^\d+$/.test(raw) ? Math.max(1, Number(raw)) : Math.min(2, os.availableParallelism())
-  return wanted - 1
+  return extraThreads('VIEWCTL_RM_THREADS')
 }
 
 /** The worker's script; null when it was not built (run from sources, as in the tests: everything stays on the main thread). */

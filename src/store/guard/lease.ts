@@ -20,9 +20,9 @@
  */
 import fs from 'node:fs'
 import path from 'node:path'
-import { LEASE_FILE, META_DIR, META_FILE } from './layout.js'
+import { LEASE_FILE, META_DIR, META_FILE } from '../layout.js'
 import { tryLockFd } from './lock.js'
-import { isLockUnsupported } from '../errors.js'
+import { isLockUnsupported } from '../../errors.js'
 
 /** The file whose lock is the lease of the generation tree `dir`. */
 export function leaseFileOf(dir: string): string {

@@ -5,8 +5,8 @@
  */
 import fs from 'node:fs'
 import os from 'node:os'
-import { appendDurable } from '../fs.js'
-import type { GcPolicy } from '../manifest/types.js'
+import { appendDurable } from '../../fs.js'
+import type { GcPolicy } from '../../manifest/types.js'
 
 export type SwitchAction = 'regenerate' | 'rollback' | 'adopt'
 

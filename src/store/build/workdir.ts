@@ -18,7 +18,7 @@
  * given its absolute path back (`absolutePaths`) before anyone sees it.
  */
 import path from 'node:path'
-import { threads } from '../lazy.js'
+import { threads } from '../../lazy.js'
 
 /**
  * Make `store` the working directory until the returned function is called.

@@ -9,9 +9,9 @@
  * linking chunks while the main thread is still walking.
  */
 import { parentPort, workerData } from 'node:worker_threads'
-import { parsePlanText } from '../plan/hash.js'
+import { parsePlanText } from '../../plan/hash.js'
 import { drainChunks, STOP, type LinkWorkerData, type LinkWorkerMessage, type WorkerReport } from './linker.js'
-import { describeError } from './worker-error.js'
+import { describeError } from '../workers.js'
 import { drainStream, STOP as STREAM_STOP, type StreamSetup } from './stream-queue.js'
 
 type Parsed = ReturnType<typeof parsePlanText>

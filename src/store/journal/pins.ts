@@ -9,8 +9,8 @@
  */
 import fs from 'node:fs'
 import path from 'node:path'
-import * as sfs from '../fs.js'
-import { nonce, type Layout } from './layout.js'
+import * as sfs from '../../fs.js'
+import { nonce, type Layout } from '../layout.js'
 import { currentUser } from './history.js'
 
 export const PINS_FILE = 'pins.json'

@@ -6,9 +6,9 @@
  * some thread failed; then it reports. It writes only through the fs seam.
  */
 import { parentPort, receiveMessageOnPort } from 'node:worker_threads'
-import { unlinkNames } from '../fs.js'
+import { unlinkNames } from '../../fs.js'
 import { PUBLISHED, signal, SIGNAL, STOP, take, TOTAL, type RemoverMessage, type RemoverReport } from './remover.js'
-import { describeError } from './worker-error.js'
+import { describeError } from '../workers.js'
 
 const port = parentPort!
 

@@ -5,16 +5,16 @@
  */
 import fs from 'node:fs'
 import path from 'node:path'
-import * as sfs from '../fs.js'
-import { ViewError, translateOsError } from '../errors.js'
-import type { Manifest } from '../manifest/types.js'
+import * as sfs from '../../fs.js'
+import { ViewError, translateOsError } from '../../errors.js'
+import type { Manifest } from '../../manifest/types.js'
 // plan/types.js, not plan/index.js: rollback and gc reach this module and need not load the planner
-import { Kind } from '../plan/types.js'
-import type { PlanResult } from '../plan/index.js'
-import { generationDir, realGenerationDir, isHashName, LEASE_FILE, MANIFEST_COPY, META_DIR, META_FILE, PLAN_FILE, stagingDir, trashDir, type Layout } from './layout.js'
-import { isComplete } from './state.js'
+import { Kind } from '../../plan/types.js'
+import type { PlanResult } from '../../plan/index.js'
+import { generationDir, realGenerationDir, isHashName, LEASE_FILE, MANIFEST_COPY, META_DIR, META_FILE, PLAN_FILE, stagingDir, trashDir, type Layout } from '../layout.js'
+import { isComplete } from '../journal/state.js'
 import { linkAll, type LinkHelpers } from './linker.js'
-import { generationMeta, kindCounts, readMeta, type GenerationMeta } from './meta.js'
+import { generationMeta, kindCounts, readMeta, type GenerationMeta } from '../journal/meta.js'
 import { enterStore, stagingSpelling } from './workdir.js'
 
 export interface BuildResult {

@@ -1,9 +1,9 @@
 /** `.viewctl/meta.json`: written last into a generation; its presence makes the tree complete. */
 import fs from 'node:fs'
 import path from 'node:path'
-import { Kind, PLAN_FORMAT } from '../plan/types.js'
-import { toolVersion } from '../version.js'
-import { META_DIR, META_FILE } from './layout.js'
+import { Kind, PLAN_FORMAT } from '../../plan/types.js'
+import { toolVersion } from '../../version.js'
+import { META_DIR, META_FILE } from '../layout.js'
 
 export interface GenerationCounts {
   entries: number

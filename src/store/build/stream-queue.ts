@@ -13,10 +13,10 @@
  * bumps on every publish, on sealing and on stop.
  */
 import type { MessagePort } from 'node:worker_threads'
-import type { LinkMode } from '../manifest/types.js'
-import * as sfs from '../fs.js'
-import { linkEntry, type LinkContext } from './linker.js'
-import { threads } from '../lazy.js'
+import type { LinkMode } from '../../manifest/types.js'
+import * as sfs from '../../fs.js'
+import { linkEntry, type LinkContext } from './link-entry.js'
+import { threads } from '../../lazy.js'
 
 /** Slots of the shared control array. */
 export const SEQ = 0
@@ -47,7 +47,7 @@ export interface StreamSetup {
   /** One claim slot per chunk; chunks past its length are never posted and stay with the main thread. */
   claims: Int32Array
   staging: string
-  /** How a link's place is spelled (linker.ts, LinkContext.at). */
+  /** How a link's place is spelled (link-entry.ts, LinkContext.at). */
   at: string
   mode: LinkMode
   relative: boolean

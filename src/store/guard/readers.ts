@@ -39,7 +39,7 @@
  * processes: docs/generations.md.
  */
 import fs from 'node:fs'
-import { nowMs } from '../lazy.js'
+import { nowMs } from '../../lazy.js'
 
 export type UseKind = 'cwd' | 'exe' | 'root' | 'fd' | 'map' | 'environ'
 

@@ -20,66 +20,13 @@
  * are per thread, so while faults are armed everything runs on the main
  * thread, in plan order, and "the N-th symlink fails" keeps its meaning.
  */
-import fs from 'node:fs'
-import os from 'node:os'
 import type { Worker } from 'node:worker_threads'
-import * as sfs from '../fs.js'
-import type { LinkMode } from '../manifest/types.js'
-import { Kind, NO_SOURCE } from '../plan/types.js'
-import { reviveError, type WorkerError } from './worker-error.js'
-import { workerFileOnce } from './worker-file.js'
+import * as sfs from '../../fs.js'
+import type { LinkMode } from '../../manifest/types.js'
+import { extraThreads, reviveError, workerFileOnce, type WorkerError } from '../workers.js'
 import type { StreamSetup } from './stream-queue.js'
-import { absolutePaths } from './workdir.js'
-import { threads } from '../lazy.js'
-
-/** What one thread needs to place entry i of a plan. */
-export interface LinkContext {
-  staging: string
-  /** How a link's place is spelled: `staging`, or its name when the store is the working directory (workdir.ts). */
-  at: string
-  mode: LinkMode
-  /** Symlink views with `relative: true`. */
-  relative: boolean
-  prefixes: string[]
-  /** Each prefix relative to the generation's root (for relative links). */
-  prefixFromRoot: string[]
-  paths: string[]
-  kinds: ArrayLike<number>
-  sources: ArrayLike<number>
-  /** No path involved carries escaped bytes (checked by the caller, fs.ts hasEscapes): symlinks and hardlinks skip the seam's per-name test. */
-  plain?: boolean
-}
-
-/** Place one non-directory entry: a symlink, a hardlink or a copy of its source. */
-export function linkEntry(ctx: LinkContext, i: number): void {
-  const rel = ctx.paths[i]!
-  const src = ctx.sources[i]!
-  if (src === NO_SOURCE) throw new Error(`plan entry ${rel} has no source`)
-  const dest = `${ctx.at}/${rel}`
-  try {
-    if (ctx.mode === 'symlink') {
-      const target = ctx.relative ? `${'../'.repeat(depthOf(rel))}${ctx.prefixFromRoot[src]}/${rel}` : `${ctx.prefixes[src]}/${rel}`
-      if (ctx.plain) sfs.symlinkPlain(target, dest)
-      else sfs.symlink(target, dest)
-      return
-    }
-    const source = `${ctx.prefixes[src]}/${rel}`
-    if (ctx.mode === 'hardlink') {
-      if (ctx.plain) sfs.linkPlain(source, dest)
-      else sfs.link(source, dest)
-    }
-    else if (ctx.kinds[i] === Kind.Symlink) sfs.symlink(sfs.decodeName(fs.readlinkSync(sfs.fsPath(source), 'buffer')), dest)
-    else sfs.copyFile(source, dest)
-  } catch (err) {
-    throw absolutePaths(err, ctx.at, ctx.staging)
-  }
-}
-
-function depthOf(rel: string): number {
-  let n = 0
-  for (let i = 0; i < rel.length; i++) if (rel.charCodeAt(i) === 47) n++
-  return n
-}
+import { linkEntry, type LinkContext } from './link-entry.js'
+import { threads } from '../../lazy.js'
 
 // ---------------------------------------------------------------------------
 // Scheduling
@@ -207,9 +154,7 @@ export interface LinkAllOptions {
 
 /** Worker threads besides the main thread: VIEWCTL_LINK_THREADS - 1 (default 2 threads in all, at most the CPUs). */
 export function extraLinkThreads(): number {
-  const raw = process.env.VIEWCTL_LINK_THREADS
-  const wanted = raw && /^\d+$/.test(raw) ? Math.max(1, Number(raw)) : Math.min(2, os.availableParallelism())
-  return wanted - 1
+  return extraThreads('VIEWCTL_LINK_THREADS')
 }
 
 /** Below this many links a worker's start-up (a fresh V8 isolate, ~20-40 ms) costs more than it saves. */

@@ -1,9 +1,9 @@
 /** Reading the plan a generation was built from (`.viewctl/plan.tsv`). */
 import fs from 'node:fs'
 import path from 'node:path'
-import { ViewError } from '../errors.js'
-import { parsePlanText, type ParsedPlan } from '../plan/hash.js'
-import { generationDir, META_DIR, PLAN_FILE, type Layout } from './layout.js'
+import { ViewError } from '../../errors.js'
+import { parsePlanText, type ParsedPlan } from '../../plan/hash.js'
+import { generationDir, META_DIR, PLAN_FILE, type Layout } from '../layout.js'
 
 export function readGenerationPlan(layout: Layout, hash: string, generation?: number): ParsedPlan {
   const file = path.join(generationDir(layout, hash), META_DIR, PLAN_FILE)

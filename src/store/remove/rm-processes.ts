@@ -30,7 +30,7 @@
 import { spawn } from 'node:child_process'
 import fs from 'node:fs'
 import os from 'node:os'
-import * as sfs from '../fs.js'
+import * as sfs from '../../fs.js'
 import { PARALLEL_MIN_ENTRIES, startTreeRemover, type RemovalStats, type TreeRemover } from './remover.js'
 
 /** At most this many rm processes for one tree. */

@@ -9,7 +9,7 @@ import fs from 'node:fs'
 import os from 'node:os'
 import { createRequire } from 'node:module'
 import path from 'node:path'
-import { ViewError, isLockUnsupported, translateOsError } from '../errors.js'
+import { ViewError, isLockUnsupported, translateOsError } from '../../errors.js'
 
 export interface LockHolder {
   host: string
