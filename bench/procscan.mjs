@@ -10,7 +10,7 @@ import { spawn } from 'node:child_process'
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
-import { findProcessUsers } from '../dist/store/readers.js'
+import { findProcessUsers } from '../dist/store/guard/readers.js'
 
 const n = Number(process.argv.slice(2).find((a) => /^\d+$/.test(a)) ?? 1000)
 const maps = !process.argv.includes('--no-maps')

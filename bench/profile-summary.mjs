@@ -15,7 +15,7 @@ import fs from 'node:fs'
 
 const RULES = [
   ['fsync + metadata files', (f) => /^(fsyncSync|fsyncDir|writeFileDurable|appendDurable)$/.test(f.functionName)],
-  ['linking (symlink/link/mkdir)', (f) => (f.url.includes('/store/build') && /^(linkEntries|buildGeneration)$/.test(f.functionName)) || f.url.includes('/store/linker') || f.url.includes('/store/link-worker') || f.url.includes('/store/stream')],
+  ['linking (symlink/link/mkdir)', (f) => (f.url.includes('/store/build/build.') && /^(linkEntries|buildGeneration)$/.test(f.functionName)) || f.url.includes('/store/build/link') || f.url.includes('/store/build/stream')],
   ['plan text + sha256', (f) => f.url.includes('/plan/hash.')],
   ['scan cache (load/save)', (f) => f.url.includes('/plan/cache.')],
   ['walk (readdir)', (f) => f.url.includes('/plan/scan.')],

@@ -232,7 +232,7 @@ export function fsyncDir(p: string): void {
  * not empty when removed (an NFS client's .nfsXXXX file of something still
  * open appearing) is listed and tried again, twice, then the error stands.
  *
- * This runs on one thread. store/remover.ts spreads a large tree over worker
+ * This runs on one thread. store/remove/remover.ts spreads a large tree over worker
  * threads with the pieces below (listForRemoval, unlinkNames, removeByBytes,
  * removeEmptyDir).
  */

@@ -1,5 +1,5 @@
 /**
- * The build's containment check (src/store/build.ts): an entry is written
+ * The build's containment check (src/store/build/build.ts): an entry is written
  * only as one plain name directly inside a directory the same build made.
  * It remembers the last parent it found, so the shortcut is exercised here
  * along with the slow path: a bad name right after good siblings must still

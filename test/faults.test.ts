@@ -330,7 +330,7 @@ describe('no write permission on the view parent', () => {
 function expectDiskFullAndUnchanged(r: RunResult, view: string, before: ReturnType<typeof fullSnapshot>): void {
   expect(r.json?.error?.code).toBe('DISK_FULL')
   expect(r.stderr).toMatch(/no space/i)
-  // links are named from inside the store (src/store/workdir.ts), but a message names a place by its absolute path
+  // links are named from inside the store (src/store/build/workdir.ts), but a message names a place by its absolute path
   expect(r.stderr.match(/.?\.staging-/g)?.every((m) => m.startsWith('/')) ?? true, r.stderr).toBe(true)
   noStackTrace(r.stderr)
   expect(fullSnapshot(view)).toEqual(before)
@@ -373,11 +373,11 @@ describe('disk full on a small tmpfs', () => {
     expectDiskFullAndUnchanged(r, view, before)
     expect(fs.statfsSync(mnt).ffree, 'inodes of the failed build were not all freed').toBe(inodesBefore)
   })
-  // Plans of 12,000+ links are linked by the main thread and a worker thread (src/store/linker.ts);
+  // Plans of 12,000+ links are linked by the main thread and a worker thread (src/store/build/linker.ts);
   // injected faults turn that off, so only a real ENOSPC reaches a worker.
   it('out of inodes while linking on worker threads (12,800 links): exit 1, "no space", view unchanged, staging removed', async (ctx) => {
     requireMount(ctx)
-    expect(fs.existsSync(path.join(ROOT, 'dist', 'store', 'link-worker.js')), 'dist/store/link-worker.js is missing: this test would not reach a worker thread').toBe(true)
+    expect(fs.existsSync(path.join(ROOT, 'dist', 'store', 'build', 'link-worker.js')), 'dist/store/build/link-worker.js is missing: this test would not reach a worker thread').toBe(true)
     const mnt = mountTmpfs('size=64m,nr_inodes=3000')
     const root = mountTmpfs('size=64m') // prefixes on a tmpfs too: 12,800 files are made in a blink
     const prefixes = makeWidePrefixes(path.join(root, 'p'), 40, 80) // 12,800 files

@@ -1,5 +1,5 @@
 /**
- * Linking over several threads (src/store/linker.ts): the schedule covers
+ * Linking over several threads (src/store/build/linker.ts): the schedule covers
  * every link once, in chunks that keep threads in different directories; a
  * large view built with a worker thread is the same view, entry for entry, as
  * one built on the main thread alone; and an error in a worker fails the
@@ -9,10 +9,13 @@
  * real CLI, or import the compiled linker from dist/ (built by pretest).
  */
 import fs from 'node:fs'
+import os from 'node:os'
 import path from 'node:path'
+import { spawnSync } from 'node:child_process'
 import { describe, expect, it, onTestFinished } from 'vitest'
 import { CHUNK, PARALLEL_MIN_LINKS, scheduleLinks } from '../src/store/build/linker.js'
-import { ROOT, makePrefixes, tempDir, viewctl, writeManifest } from './helpers.js'
+import { extraThreads } from '../src/store/workers.js'
+import { BIN, ROOT, makePrefixes, tempDir, viewctl, writeManifest, writeTree } from './helpers.js'
 
 describe('scheduleLinks', () => {
   const plan = (dirs: Record<string, number>) => {
@@ -67,7 +70,7 @@ describe('linking with a worker thread (compiled package)', () => {
   })
 
   it('fails the whole build on an error in any thread, with the errno for translateOsError', { timeout: 60_000 }, async () => {
-    const { linkAll } = (await import(path.join(ROOT, 'dist', 'store', 'linker.js'))) as typeof import('../src/store/build/linker.js')
+    const { linkAll } = (await import(path.join(ROOT, 'dist', 'store', 'build', 'linker.js'))) as typeof import('../src/store/build/linker.js')
     const staging = tempDir('viewctl-linker-staging-')
     const n = PARALLEL_MIN_LINKS + 4000
     // "b/" is never made: every link there fails with ENOENT, whichever thread takes it
@@ -83,10 +86,12 @@ describe('linking with a worker thread (compiled package)', () => {
     expect(err!.code).toBe('ENOENT')
     expect(err!.syscall).toBe('symlink')
   })
-  it('hands the queue to workers started ahead of the plan; an error in one fails the build the same way', { timeout: 60_000 }, async () => {
-    const { linkAll, startLinkHelpers } = (await import(path.join(ROOT, 'dist', 'store', 'linker.js'))) as typeof import('../src/store/build/linker.js')
+  it('hands the queue to workers started ahead of the plan; an error in one fails the build the same way', { timeout: 60_000 }, async (testCtx) => {
+    // VIEWCTL_LINK_THREADS is capped at the CPUs: one CPU allows no worker at all
+    if (os.availableParallelism() < 2) testCtx.skip(`one CPU available to this process: no link worker to hand a queue to`)
+    const { linkAll, startLinkHelpers } = (await import(path.join(ROOT, 'dist', 'store', 'build', 'linker.js'))) as typeof import('../src/store/build/linker.js')
     const threads = process.env.VIEWCTL_LINK_THREADS
-    process.env.VIEWCTL_LINK_THREADS = '2' // one worker even on a one-CPU machine
+    process.env.VIEWCTL_LINK_THREADS = '2' // one worker
     onTestFinished(() => {
       if (threads === undefined) delete process.env.VIEWCTL_LINK_THREADS
       else process.env.VIEWCTL_LINK_THREADS = threads
@@ -133,5 +138,45 @@ describe('linking with a worker thread (compiled package)', () => {
     const bad2 = tempDir('viewctl-linker-staging-')
     fs.mkdirSync(path.join(bad2, 'a'))
     expect((await run(paths, bad2, true)).err?.code).toBe('ENOENT')
+  })
+})
+
+describe('thread knobs (VIEWCTL_LINK_THREADS, VIEWCTL_RM_THREADS) are capped at the CPUs', () => {
+  it('allows at most one thread per CPU this process may run on, the main thread included', () => {
+    const cpus = os.availableParallelism()
+    for (const knob of ['VIEWCTL_LINK_THREADS', 'VIEWCTL_RM_THREADS']) {
+      const saved = process.env[knob]
+      onTestFinished(() => {
+        if (saved === undefined) delete process.env[knob]
+        else process.env[knob] = saved
+      })
+      process.env[knob] = String(cpus + 7)
+      expect(extraThreads(knob), `${knob}=${cpus + 7}`).toBe(cpus - 1)
+      process.env[knob] = '1'
+      expect(extraThreads(knob)).toBe(0)
+      process.env[knob] = '0'
+      expect(extraThreads(knob)).toBe(0)
+      delete process.env[knob]
+      expect(extraThreads(knob)).toBe(Math.min(2, cpus) - 1) // the default: 2 threads in all
+    }
+  })
+
+  it('a build pinned to one CPU (taskset) starts no link worker, however many threads VIEWCTL_LINK_THREADS asks for', { timeout: 60_000 }, (testCtx) => {
+    if (spawnSync('taskset', ['-c', '0', 'true']).status !== 0) testCtx.skip('taskset (util-linux) is not installed: cannot pin a process to one CPU')
+    const dir = tempDir('viewctl-link-cap-')
+    // two prefixes sharing big directories: a link worker gets chunks while the walk goes on (streamed)
+    const files = (tag: string) => Object.fromEntries(Array.from({ length: 1500 }, (_, i) => [`bin/${tag}-${i}`, tag]))
+    const a = writeTree(path.join(dir, 'a'), files('a'))
+    const b = writeTree(path.join(dir, 'b'), files('b'))
+    const build = (name: string, pinned: boolean) => {
+      const manifest = writeManifest(dir, `view: ${dir}/${name}\npackages: [${a}, ${b}]\n`, `${name}.yaml`)
+      const cmd = [process.execPath, BIN, 'regenerate', manifest, '--json']
+      const r = spawnSync(pinned ? 'taskset' : cmd[0]!, pinned ? ['-c', '0', ...cmd] : cmd.slice(1), { encoding: 'utf8', env: { ...process.env, VIEWCTL_LINK_THREADS: '8' }, timeout: 60_000 })
+      expect(r.status, r.stderr).toBe(0)
+      return JSON.parse(r.stdout) as { streamed: boolean; entries: number }
+    }
+    expect(build('pinned', true).streamed).toBe(false) // one CPU: the main thread alone, plan first and build after
+    // the control: with a second CPU the same build does hand links to a worker, so the check above can fail
+    if (os.availableParallelism() >= 2) expect(build('free', false).streamed).toBe(true)
   })
 })

@@ -1,6 +1,6 @@
 /**
  * Removing a large tree on the main thread and a worker thread at once
- * (src/store/remover.ts): the tree goes entirely, symlinks are never
+ * (src/store/remove/remover.ts): the tree goes entirely, symlinks are never
  * followed, the worker really takes part, an error in the worker fails the
  * removal with its errno (which gc reports as a warning, leaving trash), and
  * a gc killed with -9 mid-removal leaves trash that the next writer clears.
@@ -19,7 +19,7 @@ import { processRemover, rmProgram, startRemover } from '../src/store/remove/rm-
 import { armFaults } from '../src/fs.js'
 
 type RemoverModule = typeof import('../src/store/remove/remover.js')
-const compiled = () => import(path.join(ROOT, 'dist', 'store', 'remover.js')) as Promise<RemoverModule>
+const compiled = () => import(path.join(ROOT, 'dist', 'store', 'remove', 'remover.js')) as Promise<RemoverModule>
 const isRoot = process.getuid?.() === 0
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms))
 
@@ -179,7 +179,7 @@ describe('removing a tree with a worker thread (compiled package)', () => {
   })
 })
 
-describe('removing a tree with rm processes (store/rm-processes.ts)', () => {
+describe('removing a tree with rm processes (store/remove/rm-processes.ts)', () => {
   const rm = rmProgram()
 
   it('runs one rm per top-level directory, removes everything, never follows a symlink', { timeout: 60_000 }, async () => {

@@ -1,5 +1,5 @@
 /**
- * The streamed build (src/store/stream.ts): links are made while the
+ * The streamed build (src/store/build/stream.ts): links are made while the
  * prefixes are still walked. Each claim is checked against the plain build
  * (VIEWCTL_LINK_THREADS=1: no link worker, so plan first and build after)
  * through the real CLI, since only the compiled package ships the worker.

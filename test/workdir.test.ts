@@ -1,5 +1,5 @@
 /**
- * Links named from inside the store (src/store/workdir.ts): the CLI's builds
+ * Links named from inside the store (src/store/build/workdir.ts): the CLI's builds
  * make the store the working directory while they link. These tests run in
  * a forked process (vitest's `forks` pool), where the working directory can
  * be changed, and check that it always comes back, that the trees are the

@@ -13,8 +13,8 @@
  *      journal: the switch away from its tree, or its own record when it
  *      never became current);
  *   4. it is not pinned (pins.json);
- *   5. no live process on this host uses it (/proc scan, store/readers.ts);
- *   6. no `viewctl exec` holds its lease on any host (store/lease.ts).
+ *   5. no live process on this host uses it (/proc scan, store/guard/readers.ts);
+ *   6. no `viewctl exec` holds its lease on any host (store/guard/lease.ts).
  *
  * Checks 1–4 are cheap and are made first without the writer lock; when they
  * leave nothing to delete, gc returns without locking (auto-gc after every
@@ -23,9 +23,9 @@
  * and each remaining tree is try-locked exclusively, renamed to `.trash-*`
  * while that lease lock is held (so no exec can start on it), and removed:
  * a large one by `rm -rf` child processes, one per top-level directory,
- * and then the main thread over what is left (store/rm-processes.ts), or,
+ * and then the main thread over what is left (store/remove/rm-processes.ts), or,
  * where that cannot be, by the main thread and a worker thread together
- * (store/remover.ts), the worker started before the lock is taken so that it
+ * (store/remove/remover.ts), the worker started before the lock is taken so that it
  * has booted by the time the removal begins. A crash mid-removal leaves
  * trash, which the next writer clears.
  *
@@ -128,7 +128,7 @@ export async function collectGarbage(target: string, opts: GcOptions = {}): Prom
   if (!opts.dryRun && quick.candidates.size === 0) return report(first, policy, quick, [], null, [], false)
   if (opts.dryRun) return checkInUse(first, policy, quick, null)
 
-  // For big trees: rm processes (store/rm-processes.ts), or else a removal thread that boots now, while the lock is taken and the /proc scan runs.
+  // For big trees: rm processes (store/remove/rm-processes.ts), or else a removal thread that boots now, while the lock is taken and the /proc scan runs.
   const remover = startRemover(entriesIn(layout, quick.candidates.keys()))
   try {
     return await withWriter(layout, opts, () => {
@@ -340,7 +340,7 @@ function report(state: ViewState, policy: Policy, decision: Decision, removed: R
 }
 
 /**
- * Names in the store that are generation trees (store/build.ts has the same;
+ * Names in the store that are generation trees (store/build/build.ts has the same;
  * importing it would load the builder and the linker into every gc, 4-5 ms).
  */
 function hashDirs(layout: Layout): string[] {

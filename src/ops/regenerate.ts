@@ -40,7 +40,7 @@ export interface RegenerateOptions extends WriterOptions {
   /**
    * Let a build make the store the process's working directory while it
    * links, so that each link names its place by a short relative path
-   * (store/workdir.ts): less kernel time per link. The working directory is
+   * (store/build/workdir.ts): less kernel time per link. The working directory is
    * the whole process's: the CLI sets this; a library caller with other work
    * in flight that uses relative paths should not.
    */
@@ -58,7 +58,7 @@ export interface RegenerateResult {
   built: boolean
   /**
    * Links were made while the prefixes were still being walked (a streamed
-   * build, store/stream.ts). False for a plan recalled from the scan cache, a
+   * build, store/build/stream.ts). False for a plan recalled from the scan cache, a
    * busy lock, a dry run, and a walk that found the plan the view already shows.
    */
   streamed: boolean
@@ -194,7 +194,7 @@ async function planAndSwitch(manifestFile: string, manifest: Manifest, layout: L
 }
 
 /**
- * Link while walking (store/stream.ts), under the writer lock the caller
+ * Link while walking (store/build/stream.ts), under the writer lock the caller
  * took before the walk. A plan that is refused, or that the view or the
  * store already has, removes what was linked; the view is never touched
  * before the plan is complete and accepted. Null, before anything is done,
@@ -207,7 +207,7 @@ async function streamAndSwitch(manifestFile: string, manifest: Manifest, layout:
   const prefixes = prefixTable(manifest)
   // a hardlink view across filesystems: the plain path says so with both mount points, or finds nothing to build
   if (manifest.link === 'hardlink' && prefixOnAnotherFilesystem(layout, prefixes) !== null) return null
-  // links are named from the store while this build runs (store/workdir.ts); restored however the build ends
+  // links are named from the store while this build runs (store/build/workdir.ts); restored however the build ends
   const leave = opts.workInStore ? enterStore(layout.store) : null
   try {
     const stream = new StreamingBuild({ layout, manifest, prefixes, helpers: opts.helpers, baseline: shownPlan(layout, state), onProgress: opts.onProgress, inStore: leave !== null })

@@ -1,4 +1,16 @@
 /**
+ * The build room (store/build/): everything that turns a plan into a
+ * published generation. This file stages a tree under `.staging-*`, checks
+ * that every name stays inside it, writes the generation's files and seals
+ * it; linker.ts links a plan's entries, over worker threads for a large plan
+ * (link-worker.ts), each entry placed by link-entry.ts; stream.ts and
+ * stream-queue.ts link while the prefixes are still being walked;
+ * workdir.ts names places from inside the store; publish.ts swaps the view's
+ * symlink. It stands on the journal (../journal/: is a tree complete, what
+ * meta.json holds) and on layout.ts; the writer lock (../guard/) is taken by
+ * its caller in ops/. A change to what a generation holds, or to how one
+ * comes to be, starts here.
+ *
  * Building a generation: everything happens in `._<name>/.staging-<hash>-<pid>-<rand>/`,
  * `.viewctl/meta.json` is written last, and one rename() makes the tree
  * `._<name>/<hash>/`. A tree without meta.json is never a generation.

@@ -1,4 +1,12 @@
 /**
+ * The guard room (store/guard/): who may write, and who still reads. This
+ * file is the per-view writer lock every writing command holds (ops/writer.ts
+ * takes it); lease.ts the exec leases by which `viewctl exec`, on any host,
+ * tells gc that a generation is in use; readers.ts the /proc scan that finds
+ * the processes on this host using a generation. gc asks lease.ts and
+ * readers.ts before it removes a tree. A change to how writers keep out of
+ * each other's way, or to how readers are protected, goes here.
+ *
  * The per-view writer lock: an exclusive OFD (open file description) lock on
  * `._<name>/.lock`, taken with fcntl(F_OFD_SETLK) through fs-native-extensions.
  * The kernel drops it the moment the holder dies, even by kill -9; NFS

@@ -1,4 +1,14 @@
 /**
+ * The journal room (store/journal/): what the store records about a view,
+ * read without a lock and written only under the writer lock. history.ts is
+ * the append-only journal of switches (`history.jsonl`); pins.ts the
+ * generations protected from gc (`pins.json`); meta.ts a generation's
+ * `.viewctl/meta.json`, whose presence makes a tree complete; plan-file.ts
+ * reads the plan a generation was built from (`.viewctl/plan.tsv`). This
+ * file puts them together with the view's symlink into a ViewState: which
+ * generation is current, and which still have a tree. A new record, a new
+ * file in the store, or a new question about a view's past goes here.
+ *
  * Reading a view's state: what the symlink points at, the journal, and which
  * generations still have a tree on disk. Readers take no lock: the symlink is
  * the single source of truth for what readers see.

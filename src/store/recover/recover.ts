@@ -1,4 +1,11 @@
 /**
+ * The recover room (store/recover/): taking over what viewctl did not
+ * finish, or did not make. This file clears what a dead writer left
+ * (staging trees, trash, temporary symlinks beside the view) and retires a
+ * tree out of sight; adopt.ts turns a plain directory at the view path into
+ * the view's first generation, building on ../build/ (publishing) and
+ * ../journal/ (the switch record). Both run under the writer lock.
+ *
  * What a dead writer leaves behind, cleared by the next writer under the
  * lock: staging trees, trash trees, and temporary symlinks beside the view.
  * Holding the writer lock means no other writer is running, so every one of

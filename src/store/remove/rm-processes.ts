@@ -1,4 +1,13 @@
 /**
+ * The remove room (store/remove/): taking large trees away fast, once gc
+ * has retired them to `.trash-*`. startRemover (this file) picks how: `rm
+ * -rf` child processes when the tree is large and /bin/rm is there; else
+ * remover.ts, which unlinks on the main thread and worker threads at once
+ * (rm-worker.ts is that worker); a small tree, or any tree while test faults
+ * are armed, goes through fs.ts's rmTree alone. What to remove, and when, is
+ * gc's decision (ops/gc.ts); this room removes a tree entirely or throws the
+ * first error, and never follows a symlink.
+ *
  * Removing a large tree with `rm -rf` child processes, one per top-level
  * directory of the tree, and then fs.ts's rmTree over whatever is left.
  *
@@ -20,7 +29,7 @@
  *     the processes;
  *   - a tree whose names are not valid UTF-8, a small tree, faults armed
  *     (tests) or no rm at /bin/rm or /usr/bin/rm: the thread remover
- *     (store/remover.ts) or the main thread alone.
+ *     (store/remove/remover.ts) or the main thread alone.
  *   - VIEWCTL_RM_PROCESSES=0 turns this off.
  *
  * If this process is killed, its rm children go on removing trash, which
