@@ -1,7 +1,7 @@
 /**
  * The floors of src/ (STYLE.md): cli → ops / shell → store → plan →
  * manifest → fs, errors; inside store/, recover and remove over build, build
- * over journal and guard, all of them over layout and workers. Every import
+ * over journal and guard, all of them over layout, places and workers. Every import
  * points down a floor or stays in its own folder, and no module reaches
  * itself again through its imports (type-only and lazy `import()` included:
  * a circle is a circle to a reader even where the runtime never walks it).
@@ -23,16 +23,17 @@ const FLOORS: Array<[string, number]> = [
   ['manifest/', 1],
   ['plan/', 2],
   ['store/layout.ts', 3],
-  ['store/workers.ts', 3],
-  ['store/journal/', 4],
-  ['store/guard/', 4],
-  ['store/build/', 5],
-  ['store/remove/', 6],
-  ['store/recover/', 6],
-  ['ops/', 7],
-  ['shell/', 7],
-  ['cli/', 8],
-  ['index.ts', 9],
+  ['store/places.ts', 4],
+  ['store/workers.ts', 4],
+  ['store/journal/', 5],
+  ['store/guard/', 5],
+  ['store/build/', 6],
+  ['store/remove/', 7],
+  ['store/recover/', 7],
+  ['ops/', 8],
+  ['shell/', 8],
+  ['cli/', 9],
+  ['index.ts', 10],
 ]
 
 function floorOf(rel: string): { floor: number; room: string } {

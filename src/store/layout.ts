@@ -4,10 +4,11 @@
  * generation: build.ts), journal/ (what the store records: state.ts), guard/
  * (the writer lock, exec leases, the /proc scan: lock.ts), remove/ (large
  * trees taken away fast: rm-processes.ts), recover/ (a dead writer's
- * leftovers, adopting a plain directory: recover.ts). workers.ts is what the
- * worker threads of build/ and remove/ share. Imports point down: recover/
- * and remove/ may use build/, build/ uses journal/ and guard/, and all of
- * them this file (test/layers.test.ts checks it).
+ * leftovers, adopting a plain directory: recover.ts). Beside this file,
+ * places.ts says where a view may be made, and workers.ts is what the worker
+ * threads of build/ and remove/ share. Imports point down: recover/ and
+ * remove/ may use build/, build/ uses journal/ and guard/, and all of them
+ * these three files (test/layers.test.ts checks it).
  *
  * Where things live. Given a view path `/opt/views/hpc`:
  *
