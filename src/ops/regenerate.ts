@@ -30,6 +30,7 @@ import { assertNoCollision, notAnOldView } from '../store/places.js'
 import { ViewError, translateOsError } from '../errors.js'
 import { withWriter, withWriterIfFree, type WriterOptions } from './writer.js'
 import type { GcResult } from './gc.js'
+import { manifestSettings, recordSettings, sameSettings } from './settings.js'
 
 export interface RegenerateOptions extends WriterOptions {
   dryRun?: boolean
@@ -54,6 +55,8 @@ export interface RegenerateResult {
   generation: number | null
   previousGeneration: number | null
   changed: boolean
+  /** The tree is the one the view showed, but the manifest's `env:` or `gc:` changed: a new generation shares it. */
+  settingsChanged: boolean
   /** A tree was built (false when an existing tree with this hash was reused, or nothing changed). */
   built: boolean
   /**
@@ -166,7 +169,8 @@ async function planAndSwitch(manifestFile: string, manifest: Manifest, layout: L
       ...base,
       generation: state.current?.generation ?? null,
       previousGeneration: state.current?.generation ?? null,
-      changed: state.hash !== plan.hash,
+      changed: state.hash !== plan.hash || settingsDiffer(state, manifest),
+      settingsChanged: state.hash === plan.hash && settingsDiffer(state, manifest),
       built: false,
       adopted: null,
       cleared: [],
@@ -185,7 +189,9 @@ async function planAndSwitch(manifestFile: string, manifest: Manifest, layout: L
     }
     const previous = state.current?.generation ?? null
     if (showsPlan(layout, state, plan)) {
-      return { ...base, generation: previous, previousGeneration: previous, changed: adopted !== null, built: false, adopted, cleared, elapsedMs: nowMs() - started }
+      const settings = recordSettingsChange(layout, state, plan, manifest, opts)
+      const generation = settings ?? previous
+      return { ...base, generation, previousGeneration: previous, changed: adopted !== null || settings !== null, settingsChanged: settings !== null, built: false, adopted, cleared, elapsedMs: nowMs() - started }
     }
     const build = () => buildGeneration(layout, plan, manifest, { onProgress: opts.onProgress, signal: opts.signal, helpers: opts.helpers, workInStore: opts.workInStore })
     const { generation, built, warnings } = await switchToNewGeneration(layout, state, plan, manifest, opts, build)
@@ -226,7 +232,9 @@ async function streamAndSwitch(manifestFile: string, manifest: Manifest, layout:
     const previous = state.current?.generation ?? null
     if (showsPlan(layout, state, plan)) {
       await stream.abandon()
-      return { ...base, streamed: stream.linkedWhileWalking, generation: previous, previousGeneration: previous, changed: false, built: false, adopted: null, cleared, elapsedMs: nowMs() - started }
+      const settings = recordSettingsChange(layout, state, plan, manifest, opts)
+      const generation = settings ?? previous
+      return { ...base, streamed: stream.linkedWhileWalking, generation, previousGeneration: previous, changed: settings !== null, settingsChanged: settings !== null, built: false, adopted: null, cleared, elapsedMs: nowMs() - started }
     }
     const build = async () => {
       const dir = generationDir(layout, plan.hash)
@@ -264,7 +272,27 @@ function summaryOf(layout: Layout, plan: PlanResult, dryRun: boolean) {
     excluded: plan.excluded,
     warnings: [...plan.warnings],
     streamed: false,
+    settingsChanged: false,
   }
+}
+
+/** The manifest's settings differ from those recorded for the generation the view shows. */
+function settingsDiffer(state: ViewState, manifest: Manifest): boolean {
+  return state.current !== null && !sameSettings(recordSettings(state.current), manifestSettings(manifest))
+}
+
+/**
+ * The view already shows this plan's tree. When the manifest's settings
+ * differ from the ones recorded for it, record a new generation that shares
+ * the tree, as a rollback record does (the symlink already points at it, so
+ * the record alone makes it current); returns its number, or null when
+ * nothing changed.
+ */
+function recordSettingsChange(layout: Layout, state: ViewState, plan: PlanResult, manifest: Manifest, opts: RegenerateOptions): number | null {
+  if (!settingsDiffer(state, manifest)) return null
+  const generation = nextGenerationNumber(state)
+  appendHistory(layout.history, newRecord({ generation, hash: plan.hash, action: 'regenerate', argv: opts.argv ?? process.argv.slice(1), manifest: manifest.file, ...manifestSettings(manifest) }))
+  return generation
 }
 
 /** Up to date only when the tree the view points at is really there; a deleted tree is rebuilt and republished. */
@@ -305,7 +333,7 @@ async function collectAfterSwitch(result: RegenerateResult, manifest: Manifest, 
 function alreadyShown(layout: Layout, state: ViewState, manifest: Manifest, cache: ScanCache, dryRun: boolean): Omit<RegenerateResult, 'elapsedMs'> | null {
   if (state.kind !== 'managed' || state.current === null) return null
   const recalled = recallPlanSummary(manifest, cache)
-  if (recalled === null || recalled.hash !== state.hash || cache.dirty || !isComplete(layout, recalled.hash)) return null
+  if (recalled === null || recalled.hash !== state.hash || cache.dirty || !isComplete(layout, recalled.hash) || settingsDiffer(state, manifest)) return null
   const generation = state.current.generation
   return {
     view: layout.view,
@@ -320,6 +348,7 @@ function alreadyShown(layout: Layout, state: ViewState, manifest: Manifest, cach
     generation,
     previousGeneration: generation,
     changed: false,
+    settingsChanged: false,
     built: false,
     streamed: false,
     adopted: null,
@@ -338,8 +367,7 @@ async function switchToNewGeneration(layout: Layout, state: ViewState, plan: Pla
     action: 'regenerate',
     argv: opts.argv ?? process.argv.slice(1),
     manifest: manifest.file,
-    env: manifest.env,
-    gc: { keep: manifest.gc.keep, ttl: manifest.gc.ttl, auto: manifest.gc.auto },
+    ...manifestSettings(manifest),
   })
   const sizeBefore = appendHistory(layout.history, record)
   try {

@@ -25,11 +25,13 @@ export async function run(args: GlobalArgs & { manifest: string; dryRun: boolean
     function describe(): string {
       const what = `${formatCount(r.entries)} entries from ${r.prefixes} prefix${r.prefixes === 1 ? '' : 'es'}`
       if (r.dryRun) {
+        if (r.settingsChanged) return `would record the manifest's new env: and gc: settings for ${r.view} (the same tree, hash ${shortHash(r.hash)}); nothing written`
         return r.changed
           ? `would switch ${r.view} to hash ${shortHash(r.hash)} (${what}); nothing written`
           : `up to date: ${r.view} already has hash ${shortHash(r.hash)} (${what}); nothing written`
       }
       if (!r.changed) return `up to date: ${r.view} is generation ${r.generation} (hash ${shortHash(r.hash)}, ${what})`
+      if (r.settingsChanged) return `settings changed: ${r.view} is now generation ${r.generation} (was ${r.previousGeneration}), the same tree (hash ${shortHash(r.hash)}, ${what}) with the manifest's new env: and gc: settings`
       const how = r.built ? 'built' : 'reused an existing tree'
       const from = r.previousGeneration === null ? '' : ` (was ${r.previousGeneration})`
       return `${r.view} is now generation ${r.generation}${from}: hash ${shortHash(r.hash)}, ${what}, ${how} in ${Math.round(r.elapsedMs)} ms`
