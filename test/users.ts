@@ -175,3 +175,40 @@ export function modeOf(p: string): { uid: number; gid: number; mode: number } {
   const st = fs.lstatSync(p)
   return { uid: st.uid, gid: st.gid, mode: st.mode & 0o7777 }
 }
+
+/**
+ * A node script (run with nodeScriptAs) that opens `file` and tries to take an
+ * OFD lock on it with the lock addon viewctl uses: it prints one line, `held`,
+ * `busy` or `open <errno>`, and then keeps the descriptor (and the lock) until
+ * it is killed.
+ */
+export function lockHolderScript(file: string, opts: { shared: boolean }): string {
+  return `
+const fs = require('fs')
+const { tryLock } = require('fs-native-extensions')
+let fd
+try {
+  fd = fs.openSync(${JSON.stringify(file)}, ${opts.shared ? "'r'" : "'r+'"})
+} catch (err) {
+  console.log('open ' + err.code)
+  setInterval(() => {}, 1000)
+  return
+}
+console.log(tryLock(fd, { shared: ${opts.shared} }) ? 'held' : 'busy')
+setInterval(() => {}, 1000)
+`
+}
+
+/** The first line a child prints on stdout. */
+export function firstLine(child: ChildProcess): Promise<string> {
+  return new Promise((resolve, reject) => {
+    let text = ''
+    child.stdout!.setEncoding('utf8').on('data', (d: string) => {
+      text += d
+      const nl = text.indexOf('\n')
+      if (nl >= 0) resolve(text.slice(0, nl))
+    })
+    child.on('error', reject)
+    child.on('exit', (code) => resolve(`exited ${code}: ${text}`))
+  })
+}

@@ -87,8 +87,12 @@ export const COMMANDS: CommandSpec[] = [
   },
   {
     command: 'verify <target>',
-    describe: 'check the current tree against its recorded plan (exit 5 on problems)',
+    describe: 'check the current tree against its recorded plan (exit 5 on problems); --repair re-creates what the plan says',
     example: ['$0 verify /opt/views/hpc', 'report missing, extra, wrong and dangling entries'],
+    options: {
+      ...WRITER_OPTIONS,
+      repair: { type: 'boolean', default: false, describe: 're-create every missing, wrong or extra entry as the plan says, each in one rename (a writer: takes the lock)' },
+    },
     load: async () => (await import('./commands/verify.js')).run,
   },
   {

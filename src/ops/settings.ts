@@ -11,7 +11,7 @@
  */
 import { parseDuration } from '../manifest/duration.js'
 import { DEFAULT_ENV, DEFAULT_GC, type Manifest } from '../manifest/types.js'
-import type { HistoryRecord } from '../store/history.js'
+import type { HistoryRecord } from '../store/journal/history.js'
 
 export type Settings = Required<Pick<HistoryRecord, 'env' | 'gc'>>
 

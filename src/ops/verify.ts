@@ -9,12 +9,13 @@ import { decodeName, fsPath } from '../fs.js'
 import { viewPathOf } from '../manifest/target.js'
 import { Kind, NO_SOURCE } from '../plan/types.js'
 import { EntryType, readDirListing } from '../plan/scan.js'
-import { readMeta } from '../store/journal/meta.js'
-import { generationDir, layoutFor, META_DIR, realGenerationDir } from '../store/layout.js'
+import { readMeta, type GenerationMeta } from '../store/journal/meta.js'
+import { generationDir, layoutFor, META_DIR, realGenerationDir, type Layout } from '../store/layout.js'
+import type { ParsedPlan } from '../plan/hash.js'
 import { readGenerationPlan } from '../store/journal/plan-file.js'
 import { readViewState, requireManaged } from '../store/journal/state.js'
 
-export type ProblemKind = 'missing' | 'extra' | 'wrong-type' | 'wrong-target' | 'dangling'
+export type ProblemKind = 'missing' | 'extra' | 'wrong-type' | 'wrong-target' | 'dangling' | 'incomplete'
 
 export interface VerifyProblem {
   path: string
@@ -31,17 +32,55 @@ export interface VerifyResult {
   problems: VerifyProblem[]
 }
 
+/** The current tree of a view and what it must hold: the plan it was built from and how (its meta). */
+export interface CheckedTree {
+  layout: Layout
+  generation: number | null
+  hash: string
+  root: string
+  /** The tree's directory with the symlinks in its parents resolved (relative links are computed from it). */
+  realRoot: string
+  plan: ParsedPlan
+  /** Null when meta.json is missing: the tree is incomplete, and only a regenerate can rebuild it. */
+  meta: GenerationMeta | null
+  mode: string
+  relative: boolean
+}
+
 export function verify(target: string): VerifyResult {
-  const layout = layoutFor(viewPathOf(target))
+  const tree = currentTree(layoutFor(viewPathOf(target)))
+  return resultOf(tree, checkTree(tree))
+}
+
+export function currentTree(layout: Layout): CheckedTree {
   const state = readViewState(layout)
   requireManaged(state)
   const root = generationDir(layout, state.hash)
-  const realRoot = realGenerationDir(layout, state.hash)
   const plan = readGenerationPlan(layout, state.hash, state.current?.generation)
   const meta = readMeta(root)
   const mode = meta?.options.link ?? 'symlink'
-  const relative = mode === 'symlink' && !!meta?.options.relative
+  return {
+    layout,
+    generation: state.current?.generation ?? null,
+    hash: state.hash,
+    root,
+    realRoot: realGenerationDir(layout, state.hash),
+    plan,
+    meta,
+    mode,
+    relative: mode === 'symlink' && !!meta?.options.relative,
+  }
+}
+
+export function resultOf(tree: CheckedTree, problems: VerifyProblem[]): VerifyResult {
+  return { view: tree.layout.view, generation: tree.generation, hash: tree.hash, checked: tree.plan.paths.length, ok: problems.length === 0, problems }
+}
+
+/** Every way the tree differs from its plan: planned entries first, in plan order, then the extra ones. */
+export function checkTree(tree: CheckedTree): VerifyProblem[] {
+  const { root, plan, mode, relative, realRoot } = tree
   const problems: VerifyProblem[] = []
+  if (tree.meta === null) problems.push({ path: `${META_DIR}/meta.json`, problem: 'incomplete', detail: 'the tree has no meta.json, which is written last: it is not a complete generation (regenerate rebuilds it)' })
   const planned = new Set<string>()
 
   for (let i = 0; i < plan.paths.length; i++) {
@@ -69,7 +108,12 @@ export function verify(target: string): VerifyResult {
   }
 
   collectExtras(root, '', planned, problems)
-  return { view: layout.view, generation: state.current?.generation ?? null, hash: state.hash, checked: plan.paths.length, ok: problems.length === 0, problems }
+  return problems
+}
+
+/** The target a planned symlink has: its source, or (relative views) the way there from where the link is. */
+export function plannedTarget(tree: Pick<CheckedTree, 'relative' | 'realRoot'>, rel: string, source: string): string {
+  return tree.relative ? path.relative(path.dirname(path.join(tree.realRoot, rel)), source) : source
 }
 
 function checkSymlink(rel: string, abs: string, st: fs.Stats, source: string, relative: boolean, realRoot: string, problems: VerifyProblem[]) {
@@ -79,7 +123,7 @@ function checkSymlink(rel: string, abs: string, st: fs.Stats, source: string, re
   }
   // read as bytes: a target with non-UTF-8 bytes is carried escaped, as the plan carries it
   const actual = decodeName(fs.readlinkSync(fsPath(abs), 'buffer'))
-  const expected = relative ? path.relative(path.dirname(path.join(realRoot, rel)), source) : source
+  const expected = plannedTarget({ relative, realRoot }, rel, source)
   if (actual !== expected) {
     problems.push({ path: rel, problem: 'wrong-target', detail: `points to ${actual}, planned ${expected}` })
     return

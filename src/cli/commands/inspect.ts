@@ -1,4 +1,5 @@
 import { list, status } from '../../ops/inspect.js'
+import { exitCodeFor } from '../../errors.js'
 import { formatCount, formatWhen, shortHash, type Output } from '../render.js'
 import { formatDuration } from '../../manifest/duration.js'
 import type { GlobalArgs } from '../args.js'
@@ -16,7 +17,8 @@ export async function runStatus(args: GlobalArgs & { target: string }, out: Outp
       `on disk:     ${s.generationsOnDisk} generation tree${s.generationsOnDisk === 1 ? '' : 's'} in ${s.store}`,
       `health:      ${s.health}${s.problems.map((p) => `\n  - ${p}`).join('')}`,
     ])
-    return 0
+    // like verify: a script or a monitoring check sees a view that is not healthy by its exit status alone
+    return s.health === 'ok' ? 0 : exitCodeFor('VERIFY_FAILED')
   } catch (err) {
     return out.fail(err)
   }
