@@ -4,7 +4,6 @@
  * stderr as one paragraph and a hint; with --json they are on stdout too.
  */
 import { exitCodeFor, isViewError, translateOsError, type ViewError } from '../errors.js'
-import { nowMs } from '../lazy.js'
 
 export interface OutputFlags {
   json: boolean
@@ -71,12 +70,12 @@ export function formatWhen(iso: string): string {
 /** A progress line on stderr, only on a TTY and never with --json or --quiet; shown after about a second. */
 export function progressReporter(flags: OutputFlags): ((done: number, total: number | null) => void) | undefined {
   if (flags.json || flags.quiet || !process.stderr.isTTY) return undefined
-  const start = nowMs()
+  const start = performance.now()
   // VIEWCTL_PROGRESS_AFTER_MS: how long a build runs before the line appears (tests set 0)
   const after = Number(process.env.VIEWCTL_PROGRESS_AFTER_MS ?? 1000)
   let shown = false
   return (done, total) => {
-    const elapsed = nowMs() - start
+    const elapsed = performance.now() - start
     if (elapsed < after && (total === null || done < total)) return
     if (!shown && done === total) return
     shown = true

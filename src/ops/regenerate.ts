@@ -22,7 +22,6 @@ import { publishGeneration } from '../store/build/publish.js'
 import { PARALLEL_MIN_LINKS, startLinkHelpers, type LinkHelpers } from '../store/build/linker.js'
 import { StreamingBuild } from '../store/build/stream.js'
 import { enterStore } from '../store/build/workdir.js'
-import { nowMs } from '../lazy.js'
 import { adoptDirectory, type AdoptResult } from '../store/recover/adopt.js'
 import { isComplete, nextGenerationNumber, readViewState, type ViewState } from '../store/journal/state.js'
 import { retireTree } from '../store/recover/recover.js'
@@ -80,12 +79,12 @@ export interface RegenerateResult {
 }
 
 export async function regenerate(manifestFile: string, opts: RegenerateOptions = {}): Promise<RegenerateResult> {
-  const started = nowMs()
+  const started = performance.now()
   const { manifest, layout, cache } = await loadWithCache(manifestFile)
   const before = readViewState(layout)
   assertPublishable(before, opts, manifestFile)
   const unchanged = alreadyShown(layout, before, manifest, cache, !!opts.dryRun)
-  if (unchanged) return { ...unchanged, elapsedMs: nowMs() - started }
+  if (unchanged) return { ...unchanged, elapsedMs: performance.now() - started }
   // a build is likely: let link workers boot while the prefixes are walked
   const helpers = opts.dryRun ? null : startLinkHelpers()
   try {
@@ -174,7 +173,7 @@ async function planAndSwitch(manifestFile: string, manifest: Manifest, layout: L
       built: false,
       adopted: null,
       cleared: [],
-      elapsedMs: nowMs() - started,
+      elapsedMs: performance.now() - started,
     }
   }
 
@@ -191,11 +190,11 @@ async function planAndSwitch(manifestFile: string, manifest: Manifest, layout: L
     if (showsPlan(layout, state, plan)) {
       const settings = recordSettingsChange(layout, state, plan, manifest, opts)
       const generation = settings ?? previous
-      return { ...base, generation, previousGeneration: previous, changed: adopted !== null || settings !== null, settingsChanged: settings !== null, built: false, adopted, cleared, elapsedMs: nowMs() - started }
+      return { ...base, generation, previousGeneration: previous, changed: adopted !== null || settings !== null, settingsChanged: settings !== null, built: false, adopted, cleared, elapsedMs: performance.now() - started }
     }
     const build = () => buildGeneration(layout, plan, manifest, { onProgress: opts.onProgress, signal: opts.signal, helpers: opts.helpers, workInStore: opts.workInStore })
     const { generation, built, warnings } = await switchToNewGeneration(layout, state, plan, manifest, opts, build)
-    return { ...base, warnings: [...base.warnings, ...warnings], generation, previousGeneration: previous, changed: true, built, adopted, cleared, elapsedMs: nowMs() - started }
+    return { ...base, warnings: [...base.warnings, ...warnings], generation, previousGeneration: previous, changed: true, built, adopted, cleared, elapsedMs: performance.now() - started }
   })
 }
 
@@ -234,7 +233,7 @@ async function streamAndSwitch(manifestFile: string, manifest: Manifest, layout:
       await stream.abandon()
       const settings = recordSettingsChange(layout, state, plan, manifest, opts)
       const generation = settings ?? previous
-      return { ...base, streamed: stream.linkedWhileWalking, generation, previousGeneration: previous, changed: settings !== null, settingsChanged: settings !== null, built: false, adopted: null, cleared, elapsedMs: nowMs() - started }
+      return { ...base, streamed: stream.linkedWhileWalking, generation, previousGeneration: previous, changed: settings !== null, settingsChanged: settings !== null, built: false, adopted: null, cleared, elapsedMs: performance.now() - started }
     }
     const build = async () => {
       const dir = generationDir(layout, plan.hash)
@@ -254,7 +253,7 @@ async function streamAndSwitch(manifestFile: string, manifest: Manifest, layout:
       throw err
     }
     const { generation, built, warnings } = switched
-    return { ...base, streamed: stream.linkedWhileWalking, warnings: [...base.warnings, ...warnings], generation, previousGeneration: previous, changed: true, built, adopted: null, cleared, elapsedMs: nowMs() - started }
+    return { ...base, streamed: stream.linkedWhileWalking, warnings: [...base.warnings, ...warnings], generation, previousGeneration: previous, changed: true, built, adopted: null, cleared, elapsedMs: performance.now() - started }
   } finally {
     leave?.()
   }

@@ -31,17 +31,15 @@
  * with a digest each, so that a no-op, which needs only the directories'
  * stats and the memo, neither hashes nor decodes the names:
  *
- *   viewctl-scan-cache <version> <index bytes> <checksum of index> <sha256 of listings>\n
+ *   viewctl-scan-cache <version> <index bytes> <sha256 of index> <sha256 of listings>\n
  *   index: UTF-8 fields, each ended by a NUL
  *     memo (JSON, or empty), document key (or empty), document (JSON, or empty), n,
  *     n times: abs-path, dev, ino, mtime-ns, ctime-ns, name count
  *   listings: for every directory, in the same order: its types, then its names
  *
- * where `types` holds one digit (EntryType) per name. The index's checksum
- * is a 64-bit hash computed here (`checksum`), not a SHA-256: it guards
+ * where `types` holds one digit (EntryType) per name. The digests guard
  * against a torn or damaged file, not against someone who may write the
- * store anyway, and a no-op then need not load Node's crypto (5-6 ms). NUL is the one byte no
- * path or name can hold. The index is checked when the file is opened; the
+ * store anyway. NUL is the one byte no path or name can hold. The index is checked when the file is opened; the
  * listings the first time one of them would be used, and if they do not
  * match then, no listing is trusted (the directories are read) and the file
  * is rewritten. So a torn, truncated or otherwise damaged file is never
@@ -55,13 +53,13 @@
  * regenerate neither parses YAML nor validates. The key is compared
  * whole; a document that does not survive JSON unchanged is not kept.
  */
+import { createHash } from 'node:crypto'
 import fs from 'node:fs'
 import path from 'node:path'
 import { isDeepStrictEqual } from 'node:util'
 import { fsPath } from '../fs.js'
 import { readDirListing, type DirListing, type DirReader, type EntryType } from './scan.js'
 import { META_DIR, PLAN_FILE } from './types.js'
-import { crypto } from '../lazy.js'
 
 /** What the memo keeps of a plan; the rest is in the plan text of generation `hash`. */
 export interface RememberedPlan {
@@ -136,7 +134,7 @@ export interface ScanCacheOptions {
 }
 
 const MAGIC = 'viewctl-scan-cache'
-const VERSION = 6
+const VERSION = 7
 /** Changes younger than this at scan time are "racy" and not remembered. */
 export const RACY_NS = 2_000_000_000n
 const NOT_UNICODE = /[\uD800-\uDFFF]/
@@ -183,7 +181,7 @@ export function openScanCache(file: string, opts: ScanCacheOptions = {}): ScanCa
   const listingOf = (d: StoredDir): StoredListing | null => {
     if (d.listing === null && d.first >= 0) {
       const fields = loaded.listings()
-      if (fields === null) stats.rejected ??= 'listings do not match their checksum'
+      if (fields === null) stats.rejected ??= 'listings do not match their digest'
       const types = fields?.[d.first]
       // only a writer bug could get a wrong count past the digest; then this listing is not trusted
       if (types !== undefined && types.length === d.count && /^[0-3]*$/.test(types)) d.listing = { types, names: fields!.slice(d.first + 1, d.first + 1 + d.count) }
@@ -269,7 +267,7 @@ export function openScanCache(file: string, opts: ScanCacheOptions = {}): ScanCa
     try {
       return JSON.parse(document.json) as unknown
     } catch {
-      return undefined // the index's checksum matched, so only a writer bug gets here: parse the manifest
+      return undefined // the index's digest matched, so only a writer bug gets here: parse the manifest
     }
   }
   const rememberDocument = (key: string, value: unknown) => {
@@ -372,7 +370,7 @@ function loadCacheFile(file: string): LoadedCache {
     if (nl + 1 + indexBytes > buf.length) return empty('truncated')
   }
   const index = buf.subarray(nl + 1, nl + 1 + indexBytes)
-  if (checksum(index) !== header[3]) return empty('checksum mismatch')
+  if (sha256(index) !== header[3]) return empty('index does not match its digest')
   const text = index.toString('utf8')
   let at = 0
   const field = (): string | null => {
@@ -447,25 +445,7 @@ function readHead(file: string, bytes = 65536): Buffer {
   }
 }
 
-const sha256 = (data: Buffer): string => crypto().createHash('sha256').update(data).digest('hex')
-
-/**
- * A 64-bit hash of the bytes, as 16 hex digits: two 32-bit multiply-xor
- * lanes mixed at the end (the construction of cyrb53). Fast enough in
- * JavaScript for the index (tens of KiB); not a cryptographic digest.
- */
-export function checksum(data: Uint8Array): string {
-  let a = 0x9e3779b9
-  let b = 0x85ebca6b
-  for (let i = 0; i < data.length; i++) {
-    const byte = data[i]!
-    a = Math.imul(a ^ byte, 0x9e3779b1)
-    b = Math.imul(b ^ byte, 0x5f356495)
-  }
-  a = Math.imul(a ^ (a >>> 16), 0x85ebca6b) ^ Math.imul(b ^ (b >>> 13), 0xc2b2ae35)
-  b = Math.imul(b ^ (b >>> 16), 0x85ebca6b) ^ Math.imul(a ^ (a >>> 13), 0xc2b2ae35)
-  return (b >>> 0).toString(16).padStart(8, '0') + (a >>> 0).toString(16).padStart(8, '0')
-}
+const sha256 = (data: Buffer): string => createHash('sha256').update(data).digest('hex')
 
 function writeCacheFile(file: string, memo: StoredMemo | null, document: StoredDocument | null, seen: Map<string, StoredDir>, listingOf: (d: StoredDir) => StoredListing | null): void {
   const dirs: Array<[string, StoredDir, StoredListing, string]> = []
@@ -486,7 +466,7 @@ function writeCacheFile(file: string, memo: StoredMemo | null, document: StoredD
   try {
     const fd = fs.openSync(tmp, 'w', 0o644)
     try {
-      fs.writeSync(fd, `${MAGIC} ${VERSION} ${index.length} ${checksum(index)} ${sha256(listings)}\n`)
+      fs.writeSync(fd, `${MAGIC} ${VERSION} ${index.length} ${sha256(index)} ${sha256(listings)}\n`)
       fs.writeSync(fd, index)
       fs.writeSync(fd, listings)
     } finally {

@@ -13,9 +13,9 @@
  * A path with a tab, newline, backslash, double quote or escaped byte is
  * written as a JSON string.
  */
+import { createHash } from 'node:crypto'
 import { createRequire } from 'node:module'
 import { KIND_LETTERS, NEEDS_QUOTING, NO_SOURCE, PLAN_FORMAT, type PlanOptions } from './types.js'
-import { crypto } from '../lazy.js'
 
 export { PLAN_FORMAT }
 const HEADER = `# viewctl plan ${PLAN_FORMAT}\n`
@@ -86,7 +86,7 @@ function optionsDigest(opts: PlanOptions): string {
  * source identity digest), as 32 lowercase hex characters (128 bits).
  */
 export function hashPlan(opts: PlanOptions, chunks: string[], identity: string): string {
-  const h = crypto().createHash('sha256')
+  const h = createHash('sha256')
   h.update(`viewctl-hash ${PLAN_FORMAT}\n${optionsDigest(opts)}\n`)
   for (const c of chunks) h.update(c)
   h.update(`identity\t${identity}\n`)

@@ -2,6 +2,7 @@
  * plan(): pure. Reads the manifest's prefixes and returns what the view will
  * contain, the conflicts met, and the hash. Writes nothing.
  */
+import { createHash } from 'node:crypto'
 import fs from 'node:fs'
 import { fsPath } from '../fs.js'
 import { ViewError } from '../errors.js'
@@ -13,7 +14,6 @@ import { hashPlan, parsePlanText, planChunks, PLAN_FORMAT } from './hash.js'
 import type { PlanMemo, RecalledPlan, RememberedPlan } from './cache.js'
 import type { Conflict, Plan, PlanOptions } from './types.js'
 import { toolVersion } from '../version.js'
-import { crypto } from '../lazy.js'
 
 export * from './types.js'
 
@@ -61,7 +61,7 @@ export function createPlan(manifest: Manifest, inputs: PlanInputs = {}): PlanRes
   }))
 
   // source identity: hardlink and copy views only (statIdentity)
-  const identity = manifest.link === 'symlink' ? null : crypto().createHash('sha256')
+  const identity = manifest.link === 'symlink' ? null : createHash('sha256')
   const onDir = manifest.link === 'hardlink' ? (abs: string) => identity!.update(statIdentity(abs, false)) : undefined
   const onFile = manifest.link === 'copy' ? (abs: string) => identity!.update(statIdentity(abs, true)) : undefined
 
@@ -105,7 +105,7 @@ export function recallPlanSummary(manifest: Manifest, memo: PlanMemo): (Remember
  * Everything a plan is made from besides the directory listings: the format,
  * the tool version (a new planner may plan differently), the options and the
  * packages with their order, priorities and filters. As JSON, compared whole
- * (a few KiB in the cache's index): no digest, so a no-op loads no crypto.
+ * (a few KiB in the cache's index).
  */
 function planInputsKey(manifest: Manifest): string {
   const inputs = {

@@ -87,10 +87,8 @@ export function linkTargetFor(layout: Layout, hash: string): string {
  * Eight hex digits that keep two writers' temporary names apart when their
  * pids are the same (two hosts sharing a store over NFS). Uniqueness is all
  * that is asked, not secrecy: the names live in the store and beside the
- * view, where only writers of the view can create anything. V8 seeds
- * Math.random from the OS's entropy in every process, and using it spares a
- * rollback loading Node's crypto (19 internal modules, 5-6 ms of a 65 ms
- * command).
+ * view, where only writers of the view can create anything, and V8 seeds
+ * Math.random from the OS's entropy in every process.
  */
 export function nonce(): string {
   return Math.floor(Math.random() * 0x1_0000_0000).toString(16).padStart(8, '0')

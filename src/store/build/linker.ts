@@ -20,13 +20,12 @@
  * are per thread, so while faults are armed everything runs on the main
  * thread, in plan order, and "the N-th symlink fails" keeps its meaning.
  */
-import type { Worker } from 'node:worker_threads'
+import { Worker } from 'node:worker_threads'
 import * as sfs from '../../fs.js'
 import type { LinkMode } from '../../manifest/types.js'
 import { extraThreads, reviveError, workerFileOnce, type WorkerError } from '../workers.js'
 import type { StreamSetup } from './stream-queue.js'
 import { linkEntry, type LinkContext } from './link-entry.js'
-import { threads } from '../../lazy.js'
 
 // ---------------------------------------------------------------------------
 // Scheduling
@@ -223,7 +222,7 @@ export function startLinkHelpers(): LinkHelpers | null {
 function spawnHelper(data: LinkWorkerData | null): Helper | null {
   let worker: Worker
   try {
-    worker = new (threads().Worker)(WORKER_FILE()!, { workerData: data })
+    worker = new Worker(WORKER_FILE()!, { workerData: data })
   } catch {
     return null // no thread to be had (limits, memory): the main thread does it all
   }

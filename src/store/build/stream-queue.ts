@@ -12,11 +12,10 @@
  * (receiveMessageOnPort) and sleep on the SEQ slot, which the main thread
  * bumps on every publish, on sealing and on stop.
  */
-import type { MessagePort } from 'node:worker_threads'
+import { receiveMessageOnPort, type MessagePort } from 'node:worker_threads'
 import type { LinkMode } from '../../manifest/types.js'
 import * as sfs from '../../fs.js'
 import { linkEntry, type LinkContext } from './link-entry.js'
-import { threads } from '../../lazy.js'
 
 /** Slots of the shared control array. */
 export const SEQ = 0
@@ -83,7 +82,7 @@ export function drainStream(setup: StreamSetup): void {
   for (;;) {
     if (Atomics.load(control, STOP) !== 0) return
     const seq = Atomics.load(control, SEQ)
-    for (let m = threads().receiveMessageOnPort(port); m !== undefined; m = threads().receiveMessageOnPort(port)) {
+    for (let m = receiveMessageOnPort(port); m !== undefined; m = receiveMessageOnPort(port)) {
       const chunk = m.message as StreamChunk
       arrived.set(chunk.id, chunk)
     }

@@ -30,7 +30,7 @@
  *   could not vouch for the prefixes, but which finds nothing new, builds nothing.
  */
 import path from 'node:path'
-import type { MessagePort } from 'node:worker_threads'
+import { MessageChannel, type MessagePort } from 'node:worker_threads'
 import * as sfs from '../../fs.js'
 import { translateOsError } from '../../errors.js'
 import type { Manifest } from '../../manifest/types.js'
@@ -44,7 +44,6 @@ import { CHUNK, type LinkHelpers, type LinkWorkerMessage, type WorkerReport } fr
 import { ACTIVE, BY_MAIN, CONTROL_SLOTS, DONE, FREE, linkStreamChunk, PUBLISHED, SEALED, SEQ, STOP, type StreamChunk, type StreamSetup } from './stream-queue.js'
 import { reviveError, type WorkerError } from '../workers.js'
 import { stagingSpelling } from './workdir.js'
-import { threads } from '../../lazy.js'
 
 /** Claim slots: chunks past this many stay with the main thread (at 1,024 links a chunk, 64 million links). */
 const CLAIM_SLOTS = 1 << 16
@@ -131,7 +130,7 @@ export class StreamingBuild {
       prefixFromRoot: relative ? prefixes.map((p) => path.relative(realFinalDir, p)) : [],
     }
     for (const helper of opts.helpers.helpers) {
-      const { port1, port2 } = new (threads().MessageChannel)()
+      const { port1, port2 } = new MessageChannel()
       helper.worker.ref() // it has work now: the process waits for its report
       helper.worker.postMessage({ kind: 'stream', setup: { ...this.setup, port: port2, control: this.control, claims: this.claims } } satisfies LinkWorkerMessage, [port2])
       this.ports.push(port1)

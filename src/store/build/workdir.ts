@@ -18,7 +18,7 @@
  * given its absolute path back (`absolutePaths`) before anyone sees it.
  */
 import path from 'node:path'
-import { threads } from '../../lazy.js'
+import { isMainThread } from 'node:worker_threads'
 
 /**
  * Make `store` the working directory until the returned function is called.
@@ -26,7 +26,7 @@ import { threads } from '../../lazy.js'
  * or when either directory cannot be entered.
  */
 export function enterStore(store: string): (() => void) | null {
-  if (!threads().isMainThread) return null
+  if (!isMainThread) return null
   let previous: string
   try {
     previous = process.cwd()

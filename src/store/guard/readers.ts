@@ -39,7 +39,6 @@
  * processes: docs/generations.md.
  */
 import fs from 'node:fs'
-import { nowMs } from '../../lazy.js'
 
 export type UseKind = 'cwd' | 'exe' | 'root' | 'fd' | 'map' | 'environ'
 
@@ -79,7 +78,7 @@ export interface ScanOptions {
 export function findProcessUsers(stores: string[], hashes: Iterable<string>, opts: ScanOptions = {}): ProcessScan {
   const procRoot = opts.procRoot ?? '/proc'
   const files: ReadonlyArray<readonly [string, UseKind]> = opts.maps === false ? [['environ', 'environ']] : [['maps', 'map'], ['environ', 'environ']]
-  const started = nowMs()
+  const started = performance.now()
   const wanted = new Set(hashes)
   const uses = new Map<string, ProcessUse[]>()
   const result: ProcessScan = { uses, scanned: 0, unreadable: 0, available: true, elapsedMs: 0 }
@@ -156,7 +155,7 @@ export function findProcessUsers(stores: string[], hashes: Iterable<string>, opt
 }
 
 function finish(result: ProcessScan, started: number): ProcessScan {
-  result.elapsedMs = nowMs() - started
+  result.elapsedMs = performance.now() - started
   return result
 }
 

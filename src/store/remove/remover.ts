@@ -43,10 +43,9 @@
  * thread, so while faults are armed everything stays on the main thread
  * (fs.rmTree), where "the N-th rm" keeps its meaning.
  */
-import type { Worker } from 'node:worker_threads'
+import { Worker } from 'node:worker_threads'
 import * as sfs from '../../fs.js'
 import { extraThreads, reviveError, workerFileOnce, type WorkerError } from '../workers.js'
-import { threads } from '../../lazy.js'
 
 /** Below this many entries a worker's start-up (a fresh V8 isolate, ~20-40 ms of CPU) does not pay. */
 export const PARALLEL_MIN_ENTRIES = 12_000
@@ -155,7 +154,7 @@ interface Helper {
 function startHelper(slot: number): Helper | null {
   let worker: Worker
   try {
-    worker = new (threads().Worker)(WORKER_FILE()!)
+    worker = new Worker(WORKER_FILE()!)
   } catch {
     return null
   }
