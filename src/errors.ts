@@ -17,6 +17,9 @@ export type ErrorCode =
   | 'STORE_COLLISION'
   | 'NOT_A_VIEW'
   | 'GENERATION_NOT_FOUND'
+  | 'BAD_DESTINATION'
+  | 'PROTOCOL_MISMATCH'
+  | 'PREFIX_MISSING'
   // conflicts: exit 3
   | 'CONFLICT'
   // lock: exit 4
@@ -38,6 +41,9 @@ export type ErrorCode =
   | 'SYMLINK_LOOP'
   | 'UNSAFE_PATH'
   | 'INTERRUPTED'
+  | 'TRANSFER_FAILED'
+  | 'CONNECTION_LOST'
+  | 'PLAN_MISMATCH'
   | 'IO'
   | 'INTERNAL'
 
@@ -53,6 +59,9 @@ const EXIT_CODES: Partial<Record<ErrorCode, number>> = {
   STORE_COLLISION: 2,
   NOT_A_VIEW: 2,
   GENERATION_NOT_FOUND: 2,
+  BAD_DESTINATION: 2,
+  PROTOCOL_MISMATCH: 2,
+  PREFIX_MISSING: 2,
   CONFLICT: 3,
   LOCK_TIMEOUT: 4,
   VERIFY_FAILED: 5,

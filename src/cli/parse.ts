@@ -53,11 +53,13 @@ export function parseQuickly(argv: string[]): ParsedCommand | null {
   }
   const given = args._.map(String)
   const positionals = positionalsOf(spec)
-  if (given.length < positionals.filter((p) => p.required).length || given.length > positionals.length) return null
+  const variadic = positionals[positionals.length - 1]?.variadic === true
+  if (given.length < positionals.filter((p) => p.required).length || (!variadic && given.length > positionals.length)) return null
   const out: Record<string, unknown> = { ...args, _: [commandName(spec)] }
   if (!spec.passThrough) delete out['--']
   positionals.forEach((p, i) => {
-    if (i < given.length) out[p.name] = given[i]
+    if (p.variadic) out[p.name] = given.slice(i)
+    else if (i < given.length) out[p.name] = given[i]
   })
   return { spec, args: out }
 }

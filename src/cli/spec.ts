@@ -7,7 +7,7 @@
 export interface OptionSpec {
   type: 'boolean' | 'number' | 'string'
   describe: string
-  default?: boolean | number
+  default?: boolean | number | string
   alias?: string
   choices?: readonly string[]
 }
@@ -25,6 +25,8 @@ export interface CommandSpec {
   options?: Options
   /** Arguments after `--` are the command's (exec). */
   passThrough?: boolean
+  /** Not listed in the help: a command viewctl runs on another host (push's `receive`, pull's `send`). */
+  hidden?: boolean
   load: () => Promise<Runner>
 }
 
@@ -123,6 +125,30 @@ export const COMMANDS: CommandSpec[] = [
     load: async () => (await import('./commands/pin.js')).runUnpin,
   },
   {
+    command: 'push <source> <destinations..>',
+    describe: 'copy a generation to other hosts over ssh and rsync, and switch each there (the remote does its own writing)',
+    example: ['$0 push /opt/views/hpc node01:/opt/views/hpc node02:/opt/views/hpc', 'the current generation to two hosts at once'],
+    options: {
+      generation: { type: 'string', describe: 'a generation number or hash prefix (default: the current one)' },
+      switch: { type: 'boolean', default: true, describe: 'publish there (--no-switch: copy and record only, for a staged roll-out)' },
+      'with-prefixes': { type: 'boolean', default: false, describe: 'also copy prefixes a destination lacks (symlink views; an existing prefix is never overwritten)' },
+      ssh: { type: 'string', default: 'ssh', describe: 'the ssh command and its options, like rsync -e (cron: "ssh -o BatchMode=yes")' },
+      'remote-viewctl': { type: 'string', default: 'viewctl', describe: "viewctl's command on the remote hosts, like rsync --rsync-path" },
+      parallel: { type: 'number', default: 8, describe: 'destinations at once' },
+      'lock-timeout': { type: 'number', default: 30, describe: "seconds each remote waits for its view's writer lock (0 = fail at once)" },
+    },
+    load: async () => (await import('./commands/push.js')).run,
+  },
+  {
+    command: 'receive <view>',
+    describe: 'the receiving end of a push, run over ssh by `viewctl push`',
+    example: ['$0 receive /opt/views/hpc', 'not for people: push runs it'],
+    options: { rsync: { type: 'boolean', default: false, describe: "run push's rsync under the receiving session's guard" } },
+    passThrough: true,
+    hidden: true,
+    load: async () => (await import('./commands/receive.js')).run,
+  },
+  {
     command: 'exec <target>',
     describe: 'run a command against the current generation, held by a lease until it ends: exec <target> -- cmd …',
     example: ['$0 exec /opt/views/hpc -- make -j8', 'the job keeps one generation even if the view is regenerated meanwhile'],
@@ -145,14 +171,20 @@ export const COMMANDS: CommandSpec[] = [
 export interface Positional {
   name: string
   required: boolean
+  /** `<name..>` (the last one only): one or more values, given to the runner as an array. */
+  variadic: boolean
 }
 
-/** The positionals of `regenerate <manifest>`, `diff <target> [from] [to]`, … */
+/** The positionals of `regenerate <manifest>`, `diff <target> [from] [to]`, `push <source> <destinations..>` … */
 export function positionalsOf(spec: CommandSpec): Positional[] {
   return spec.command
     .split(' ')
     .slice(1)
-    .map((p) => ({ name: p.slice(1, -1), required: p.startsWith('<') }))
+    .map((p) => {
+      const name = p.slice(1, -1)
+      const variadic = name.endsWith('..')
+      return { name: variadic ? name.slice(0, -2) : name, required: p.startsWith('<'), variadic }
+    })
 }
 
 export function commandName(spec: CommandSpec): string {

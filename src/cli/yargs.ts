@@ -31,7 +31,8 @@ export async function parseWithYargs(argv: string[], opts: { exitProcess?: boole
   for (const spec of COMMANDS) {
     parser = parser.command(
       spec.command,
-      spec.describe,
+      // yargs lists no command described as false
+      (spec.hidden ? false : spec.describe) as string,
       (y) => {
         if (spec.passThrough) y = y.parserConfiguration({ 'populate--': true })
         for (const p of positionalsOf(spec)) y = y.positional(p.name, { type: 'string' })

@@ -18,6 +18,8 @@ export interface WriterOptions {
   argv?: string[]
   /** Stop waiting for the lock when aborted. */
   signal?: AbortSignal
+  /** A leftover in the store that this writer takes over instead of clearing (store/recover/recover.ts). */
+  keepLeftover?: string
 }
 
 export const DEFAULT_LOCK_TIMEOUT = 30
@@ -35,7 +37,7 @@ export async function withWriter<T>(layout: Layout, opts: WriterOptions, fn: (cl
     signal: opts.signal,
   })
   try {
-    const cleared = clearLeftovers(layout)
+    const cleared = clearLeftovers(layout, opts.keepLeftover)
     return await fn(cleared)
   } finally {
     lock.release()

@@ -8,7 +8,18 @@ import os from 'node:os'
 import { appendDurable } from '../../fs.js'
 import type { GcPolicy } from '../../manifest/types.js'
 
-export type SwitchAction = 'regenerate' | 'rollback' | 'adopt'
+/** `push` and `pull`: a generation received from another host (ops/replicate/). */
+export type SwitchAction = 'regenerate' | 'rollback' | 'adopt' | 'push' | 'pull'
+
+/** Where a received generation came from. */
+export interface RecordOrigin {
+  host: string
+  user: string
+  view: string
+  generation: number | null
+  /** The hash on the sending host (a hardlink view is rebuilt on the receiving one, under another hash). */
+  hash: string
+}
 
 export interface HistoryRecord {
   generation: number
@@ -25,6 +36,10 @@ export interface HistoryRecord {
   gc?: Pick<GcPolicy, 'keep' | 'ttl' | 'auto'>
   /** For a rollback: the generation it switched away from. */
   from?: number
+  /** For a push or pull: the host, view and generation it came from. */
+  origin?: RecordOrigin
+  /** False for a generation received with `--no-switch`: recorded, its tree on disk, not published. */
+  published?: boolean
 }
 
 export function readHistory(file: string): HistoryRecord[] {
@@ -108,7 +123,9 @@ export function newRecord(fields: Omit<HistoryRecord, 'at' | 'user' | 'host'>): 
   return { ...fields, at: new Date().toISOString(), user: currentUser(), host: os.hostname() }
 }
 
-/** Switch records only (regenerate, rollback, adopt), in journal order. */
+const SWITCH_ACTIONS: ReadonlySet<string> = new Set<SwitchAction>(['regenerate', 'rollback', 'adopt', 'push', 'pull'])
+
+/** Switch records only (regenerate, rollback, adopt, push, pull), in journal order. */
 export function switches(records: HistoryRecord[]): HistoryRecord[] {
-  return records.filter((r) => r.action === 'regenerate' || r.action === 'rollback' || r.action === 'adopt')
+  return records.filter((r) => SWITCH_ACTIONS.has(r.action))
 }

@@ -16,7 +16,12 @@ import path from 'node:path'
 import * as sfs from '../../fs.js'
 import { isTmpLinkName, trashDir, type Layout } from '../layout.js'
 
-export function clearLeftovers(layout: Layout): string[] {
+/**
+ * `keep`: a leftover name to leave in place (a receiving push keeps the
+ * `.staging-push-<hash>` of the generation it receives, so that an
+ * interrupted push resumes where it stopped; ops/replicate/receive.ts).
+ */
+export function clearLeftovers(layout: Layout, keep?: string): string[] {
   const removed: string[] = []
   let names: string[] = []
   try {
@@ -25,7 +30,7 @@ export function clearLeftovers(layout: Layout): string[] {
     return removed
   }
   for (const name of names) {
-    if (name.startsWith('.staging-') || name.startsWith('.trash-')) {
+    if ((name.startsWith('.staging-') || name.startsWith('.trash-')) && name !== keep) {
       const p = path.join(layout.store, name)
       clearQuietly(p)
       removed.push(p)

@@ -1,0 +1,446 @@
+/**
+ * The receiving end of a push (or the local end of a pull): the host that
+ * writes the view does all the writing, under its own writer lock, in the
+ * order that never shows a partial view (docs/replication.md):
+ *
+ *   1. take the writer lock for the whole session (regenerate, rollback and
+ *      gc here wait; a push that cannot get it in time exits 4 naming the
+ *      holder), clear leftovers but keep `.staging-push-<hash>`;
+ *   2. say what is here: nothing to do, a tree to record, or a staging
+ *      directory for rsync (with this host's newest tree to share from);
+ *   3. after rsync: check the staging directory against its plan.tsv and
+ *      meta.json, flush it, rename it to `<hash>`; for a symlink view check
+ *      that every link resolves here;
+ *   4. append the journal record (action `push` or `pull`, where from, the
+ *      generation's recorded settings), swap the view symlink last;
+ *   5. release the lock, then run this host's own gc.
+ *
+ * A session that ends early (the sender gone, a cut network, a failed
+ * transfer) keeps its staging directory, so the next push of the same
+ * generation resumes where rsync stopped; a full disk removes it.
+ */
+import fs from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
+import * as sfs from '../../fs.js'
+import { ViewError, translateOsError } from '../../errors.js'
+import { parsePlanText, type ParsedPlan } from '../../plan/hash.js'
+import { Kind, NO_SOURCE, PLAN_FORMAT } from '../../plan/types.js'
+import { acquireWriterLock, type WriterLock } from '../../store/guard/lock.js'
+import { appendHistory, newRecord, retractHistory, type HistoryRecord } from '../../store/journal/history.js'
+import { readMeta } from '../../store/journal/meta.js'
+import { readGenerationPlan } from '../../store/journal/plan-file.js'
+import { isComplete, listGenerations, nextGenerationNumber, readViewState, type ViewState } from '../../store/journal/state.js'
+import { publishGeneration } from '../../store/build/publish.js'
+import { generationDir, layoutFor, realGenerationDir, trashDir, type Layout } from '../../store/layout.js'
+import { assertNoCollision } from '../../store/places.js'
+import { clearLeftovers } from '../../store/recover/recover.js'
+import { toolVersion } from '../../version.js'
+import { recordSettings, sameSettings } from '../settings.js'
+import { DEFAULT_LOCK_TIMEOUT } from '../writer.js'
+import { checkReceivedTree, unresolvedLinks, type ReceivedProblem } from './check.js'
+import { rebuildHere } from './rebuild.js'
+import { checkVersions, PROTOCOL, type Done, type Greeting, type Hello, type ListMessage, type PrefixCopy, type Ready } from './protocol.js'
+import { SESSION_FILE, writeSessionFile, type SessionFile } from './session-file.js'
+
+export interface ReceiveOptions {
+  /** `push` on the remote host of a push, `pull` on the local host of a pull: the journal's action. */
+  action: 'push' | 'pull'
+  /** Stops a wait for the lock (the sender went away). */
+  signal?: AbortSignal
+}
+
+/** The staging directory a push of `hash` fills: one name per generation, so that a second try resumes the first. */
+export function pushStagingName(hash: string): string {
+  return `.staging-push-${hash}`
+}
+
+export function greeting(): Greeting {
+  return { type: 'greeting', protocol: PROTOCOL, planFormat: PLAN_FORMAT, tool: toolVersion(), host: os.hostname() }
+}
+
+export class ReceiveSession {
+  readonly layout: Layout
+  private lock: WriterLock | null = null
+  private hello: Hello | null = null
+  private ready: Ready | null = null
+  private state: ViewState | null = null
+  private staging: string | null = null
+  private prefixCopies: PrefixCopy[] = []
+  /** The plan the sender sent (diff and rebuild modes). */
+  private sentPlan: ParsedPlan | null = null
+  private recorded: HistoryRecord | null = null
+
+  constructor(
+    view: string,
+    private readonly opts: ReceiveOptions,
+  ) {
+    this.layout = layoutFor(view)
+  }
+
+  /** Steps 1 and 2: lock, clear, and say what is needed. */
+  async open(hello: Hello): Promise<Ready> {
+    checkVersions(hello, { protocol: PROTOCOL, planFormat: PLAN_FORMAT }, `the sending viewctl on ${hello.origin.host}`)
+    this.hello = hello
+    const { layout } = this
+    assertReceivable(readViewState(layout))
+    try {
+      fs.mkdirSync(layout.store, { recursive: true })
+    } catch (err) {
+      throw translateOsError(err, `creating the store ${layout.store}`)
+    }
+    const from = `${hello.origin.host}:${hello.origin.view}${hello.origin.generation === null ? '' : ` generation ${hello.origin.generation}`}`
+    this.lock = await acquireWriterLock(layout.lock, {
+      timeoutSeconds: hello.lockTimeout ?? DEFAULT_LOCK_TIMEOUT,
+      command: `viewctl receive ${layout.view} (${this.opts.action} of ${hello.hash.slice(0, 12)} from ${from})`,
+      signal: this.opts.signal,
+    })
+    const stagingName = pushStagingName(hello.hash)
+    clearLeftovers(layout, stagingName)
+    const state = readViewState(layout)
+    assertReceivable(state)
+    this.state = state
+    this.ready = hello.link === 'hardlink' ? this.readyToRebuild(state, hello) : this.readyForTree(state, hello, stagingName)
+    if (this.ready.action === 'transfer') this.writeSession()
+    return this.ready
+  }
+
+  /** Mode `diff`, step 2b: link from the newest tree here every entry the new plan shares with it; rsync sends the rest. */
+  diff(planText: string): ListMessage {
+    const ready = this.expectReady()
+    if (ready.mode !== 'diff' || !ready.linkDest || this.staging === null) throw new ViewError('INTERNAL', 'a plan was sent for a transfer that is not a diff', 'this is a bug in viewctl; please report it')
+    const plan = parsePlanText(planText)
+    this.sentPlan = plan
+    const base = ready.linkDest
+    const basePlan = readGenerationPlan(this.layout, path.basename(base))
+    const known = new Map<string, string>()
+    for (let i = 0; i < basePlan.paths.length; i++) known.set(basePlan.paths[i]!, entryKey(basePlan, i))
+    const staging = this.staging
+    const send: string[] = []
+    let linked = 0
+    try {
+      sfs.mkdir(staging)
+      for (let i = 0; i < plan.paths.length; i++) {
+        const rel = plan.paths[i]!
+        if (plan.kinds[i] === Kind.Dir) {
+          sfs.mkdir(`${staging}/${rel}`)
+          continue
+        }
+        if (known.get(rel) !== entryKey(plan, i)) {
+          send.push(rel)
+          continue
+        }
+        try {
+          sfs.link(`${base}/${rel}`, `${staging}/${rel}`)
+          linked++
+        } catch (err) {
+          // EMLINK (too many names for one inode), a base entry gone: rsync sends it instead
+          const code = (err as NodeJS.ErrnoException).code
+          if (code === 'ENOSPC' || code === 'EDQUOT') throw err
+          send.push(rel)
+        }
+      }
+    } catch (err) {
+      sfs.rmTree(staging)
+      throw translateOsError(err, `linking unchanged entries into ${staging}`)
+    }
+    // the generation's own files always travel
+    for (const name of ['manifest.yaml', 'plan.tsv', 'meta.json', 'lease']) send.push(`.viewctl/${name}`)
+    return { type: 'list', paths: send, linked }
+  }
+
+  /** The plan text of a hardlink view, whose tree is rebuilt here at commit. */
+  acceptPlan(planText: string): void {
+    this.sentPlan = parsePlanText(planText)
+  }
+
+  /** Steps 3 and 4: check, rename, record, publish. The lock is still held when this returns. */
+  async commit(): Promise<Done> {
+    const ready = this.expectReady()
+    const hello = this.hello!
+    const state = this.state!
+    if (ready.action === 'noop') return { type: 'done', generation: state.current?.generation ?? null, hash: state.hash ?? hello.hash, switched: false, action: 'noop', settingsChanged: false, warnings: ready.warnings ?? [] }
+    if (ready.action === 'rebuild') {
+      const rebuilt = await rebuildHere(this.layout, hello, this.sentPlan)
+      if (rebuilt.noop) return { type: 'done', generation: state.current?.generation ?? null, hash: rebuilt.hash, switched: false, action: 'noop', settingsChanged: false, warnings: rebuilt.warnings }
+      return this.recordAndPublish(rebuilt.hash, rebuilt.warnings)
+    }
+    this.placePrefixes()
+    if (ready.action === 'transfer') this.sealStaging()
+    if (hello.link === 'symlink') this.assertLinksResolve(generationDir(this.layout, hello.hash))
+    return this.recordAndPublish(hello.hash, [])
+  }
+
+  /** The sender gave up: keep the staging directory for the next try, or remove it (a full disk). */
+  abort(discard: boolean): void {
+    if (!discard) return
+    if (this.staging !== null) sfs.rmTree(this.staging)
+    for (const copy of this.prefixCopies) sfs.rmTree(copy.temp)
+  }
+
+  /** Release the lock and forget the session (idempotent). */
+  release(): void {
+    if (this.lock === null) return
+    try {
+      fs.unlinkSync(path.join(this.layout.store, SESSION_FILE))
+    } catch {
+      // not written, or gone
+    }
+    this.lock.release()
+    this.lock = null
+  }
+
+  /** Step 5, after release: this host's gc, by the settings just recorded (skipped when they say `auto: false`). */
+  async collect(): Promise<{ removed: number; warnings: string[] }> {
+    if (this.recorded === null || this.recorded.gc?.auto === false) return { removed: 0, warnings: [] }
+    try {
+      const { collectGarbage } = await import('../gc.js')
+      const gc = await collectGarbage(this.layout.view, { argv: this.hello?.argv })
+      return { removed: gc.removed.length, warnings: gc.warnings }
+    } catch (err) {
+      return { removed: 0, warnings: [`gc did not run: ${err instanceof Error ? err.message : String(err)}`] }
+    }
+  }
+
+  private readyForTree(state: ViewState, hello: Hello, stagingName: string): Ready {
+    const { layout } = this
+    const shows = state.hash
+    const warnings: string[] = []
+    if (shows === hello.hash && state.current !== null && isComplete(layout, hello.hash)) {
+      if (sameSettings(recordSettings(state.current), hello.settings)) return { type: 'ready', action: 'noop', shows }
+      // the same tree with other settings: the record alone would make them current, which --no-switch must not do
+      if (hello.noSwitch) return { type: 'ready', action: 'noop', shows, warnings: [`${layout.view} shows this tree with other settings; --no-switch does not record new settings (that would make them current)`] }
+    }
+    if (hello.link === 'symlink') this.prefixCopies = this.plannedPrefixCopies(hello)
+    if (isComplete(layout, hello.hash)) return { type: 'ready', action: 'record', shows, prefixCopies: this.prefixCopies, warnings }
+    const staging = path.join(layout.store, stagingName)
+    this.staging = staging
+    const resumed = fs.existsSync(staging)
+    const base = newestTree(layout, state)
+    const baseMeta = base === null ? null : readMeta(base)
+    const diff = hello.link === 'symlink' && baseMeta !== null && sameOptions(baseMeta.options, hello.options)
+    if (diff && resumed) {
+      // a diff is linked again from the newest tree in a moment; only a full transfer is worth resuming
+      sfs.rmTree(staging)
+    }
+    return {
+      type: 'ready',
+      action: 'transfer',
+      shows,
+      staging,
+      mode: diff ? 'diff' : 'full',
+      linkDest: base,
+      resumed: resumed && !diff,
+      prefixCopies: this.prefixCopies,
+      chmod: chmodFor(layout.store),
+      warnings,
+    }
+  }
+
+  private readyToRebuild(state: ViewState, hello: Hello): Ready {
+    const shows = state.hash
+    if (shows !== null && state.current !== null && state.current.origin?.hash === hello.hash && isComplete(this.layout, shows) && sameSettings(recordSettings(state.current), hello.settings)) {
+      return { type: 'ready', action: 'noop', shows }
+    }
+    return { type: 'ready', action: 'rebuild', shows }
+  }
+
+  /** Symlink views need their prefixes here, at the same paths: refuse before anything is sent, unless asked to copy them. */
+  private plannedPrefixCopies(hello: Hello): PrefixCopy[] {
+    const missing = hello.prefixes.filter((p) => !isDirectory(p))
+    if (missing.length === 0) return []
+    if (!hello.withPrefixes) throw missingPrefixes(this.layout, missing)
+    return missing.map((p) => {
+      const temp = path.join(path.dirname(p), `.${path.basename(p)}.viewctl-incoming`)
+      try {
+        fs.mkdirSync(path.dirname(p), { recursive: true })
+        fs.mkdirSync(temp, { recursive: true })
+      } catch (err) {
+        throw translateOsError(err, `making room for the prefix ${p}`)
+      }
+      return { path: p, temp }
+    })
+  }
+
+  /** rsync has filled each prefix's temporary name: rename it into place, unless a prefix appeared there meanwhile. */
+  private placePrefixes(): void {
+    for (const copy of this.prefixCopies) {
+      if (fs.existsSync(copy.path)) {
+        sfs.rmTree(copy.temp) // never over an existing prefix
+        continue
+      }
+      try {
+        sfs.rename(copy.temp, copy.path)
+        sfs.fsyncDir(path.dirname(copy.path))
+      } catch (err) {
+        throw translateOsError(err, `moving the copied prefix ${copy.temp} to ${copy.path}`)
+      }
+    }
+  }
+
+  /** Step 3: the staging directory holds exactly the generation; then it becomes `<hash>`. */
+  private sealStaging(): void {
+    const { layout } = this
+    const hash = this.hello!.hash
+    const staging = this.staging!
+    let finalReal: string
+    try {
+      finalReal = realGenerationDir(layout, hash)
+    } catch (err) {
+      throw translateOsError(err, `resolving ${layout.store}`)
+    }
+    let checked
+    try {
+      checked = checkReceivedTree(staging, finalReal, hash)
+    } catch (err) {
+      throw translateOsError(err, `checking the received tree ${staging}`)
+    }
+    if (checked.problems.length > 0) {
+      // what arrived is not what was announced: never resume from it
+      sfs.rmTree(staging)
+      throw new ViewError('TRANSFER_FAILED', `the tree received in ${staging} does not match its plan (${describeProblems(checked.problems)}); it was removed`, 'push again; if it happens again, run `viewctl verify` on the sending host', { problems: checked.problems.slice(0, 50) })
+    }
+    const finalDir = generationDir(layout, hash)
+    try {
+      if (fs.existsSync(finalDir)) sfs.rename(finalDir, trashDir(layout, hash)) // an incomplete tree under the final name
+      sfs.rename(staging, finalDir)
+      sfs.fsyncDir(layout.store)
+    } catch (err) {
+      throw translateOsError(err, `renaming ${staging} to ${finalDir}`)
+    }
+    this.staging = null
+  }
+
+  /** Before the swap: every link resolves here, or the push is refused with the missing prefixes. */
+  private assertLinksResolve(dir: string): void {
+    const plan = this.sentPlan ?? readGenerationPlan(this.layout, path.basename(dir))
+    const missing = unresolvedLinks(plan)
+    if (missing.count === 0) return
+    if (missing.prefixes.length > 0) throw missingPrefixes(this.layout, missing.prefixes, missing.entries)
+    const shown = missing.entries.slice(0, 10).join(', ')
+    throw new ViewError(
+      'PREFIX_MISSING',
+      `${missing.count} link${missing.count === 1 ? '' : 's'} of the view would not resolve on ${os.hostname()}: the prefixes are here but lack ${shown}${missing.entries.length > 10 ? ` and ${missing.entries.length - 10} more` : ''}`,
+      'install the same builds of the prefixes here (the same files at the same paths), or push with --with-prefixes after removing the differing ones; the view was not changed',
+      { entries: missing.entries.slice(0, 100) },
+    )
+  }
+
+  /** Step 4: one journal record, then the swap (unless --no-switch). */
+  private recordAndPublish(hash: string, warnings: string[]): Done {
+    const { layout } = this
+    const hello = this.hello!
+    const state = readViewState(layout)
+    const sameTree = state.hash === hash && state.current !== null
+    const generation = nextGenerationNumber(state)
+    const record = newRecord({
+      generation,
+      hash,
+      action: this.opts.action,
+      argv: hello.argv,
+      env: hello.settings.env,
+      gc: hello.settings.gc,
+      origin: hello.origin,
+      ...(hello.noSwitch && !sameTree ? { published: false } : {}),
+    })
+    let size: number
+    try {
+      size = appendHistory(layout.history, record)
+    } catch (err) {
+      throw translateOsError(err, `recording the ${this.opts.action} in ${layout.history}`)
+    }
+    this.recorded = record
+    // the view shows this tree already (other settings): the record alone makes the generation current
+    if (sameTree) return { type: 'done', generation, hash, switched: true, action: this.ready!.action, settingsChanged: true, warnings }
+    if (hello.noSwitch) return { type: 'done', generation, hash, switched: false, action: this.ready!.action, settingsChanged: false, warnings }
+    try {
+      warnings.push(...publishGeneration(layout, hash))
+    } catch (err) {
+      retractHistory(layout.history, size)
+      this.recorded = null
+      throw err
+    }
+    return { type: 'done', generation, hash, switched: true, action: this.ready!.action, settingsChanged: false, warnings }
+  }
+
+  private writeSession(): void {
+    const session: SessionFile = {
+      pid: process.pid,
+      host: os.hostname(),
+      hash: this.hello!.hash,
+      destinations: [this.staging!, ...this.prefixCopies.map((c) => c.temp)],
+    }
+    writeSessionFile(this.layout, session)
+  }
+
+  private expectReady(): Ready {
+    if (this.ready === null) throw new ViewError('INTERNAL', 'the receiving session was used before it was opened', 'this is a bug in viewctl; please report it')
+    return this.ready
+  }
+}
+
+/** What decides a link's target, besides its path: its kind and its prefix. */
+function entryKey(plan: ParsedPlan, i: number): string {
+  const src = plan.sources[i]!
+  return `${plan.kinds[i]}\t${src === NO_SOURCE ? '' : plan.prefixes[src]}`
+}
+
+function sameOptions(a: Hello['options'], b: Hello['options']): boolean {
+  return a.link === b.link && !!a.fold === !!b.fold && !!a.relative === !!b.relative
+}
+
+/**
+ * The tree to share unchanged entries from: the one the view shows, else
+ * the newest recorded generation still on disk.
+ */
+function newestTree(layout: Layout, state: ViewState): string | null {
+  if (state.hash !== null && isComplete(layout, state.hash)) return generationDir(layout, state.hash)
+  const onDisk = listGenerations(state).filter((g) => g.onDisk)
+  const newest = onDisk[onDisk.length - 1]
+  return newest === undefined ? null : generationDir(layout, newest.hash)
+}
+
+/**
+ * rsync's `--chmod` for trees in this store (DESIGN §13): nothing ever
+ * writable by others; writable by the group where the store is (a
+ * group-shared store, whose members collect each other's trees).
+ */
+export function chmodFor(store: string): string {
+  const mode = fs.statSync(store).mode
+  return mode & 0o020 ? 'o-w,g+w' : 'o-w'
+}
+
+function assertReceivable(state: ViewState): void {
+  const { layout } = state
+  if (state.kind !== 'managed') assertNoCollision(layout)
+  if (state.kind === 'directory') {
+    throw new ViewError('NOT_MANAGED', `${layout.view} is a real directory on ${os.hostname()}, not a view managed by viewctl; refusing to replace it`, 'move it away (or adopt it there with `viewctl regenerate --adopt`), or push to another view path')
+  }
+  if (state.kind === 'foreign') {
+    throw new ViewError('NOT_MANAGED', `${layout.view} exists on ${os.hostname()} and is not a viewctl view (it is a file, or a symlink that does not point into ${layout.store})`, 'move it away, or push to another view path')
+  }
+}
+
+function missingPrefixes(layout: Layout, prefixes: string[], entries: string[] = []): ViewError {
+  const listed = prefixes.slice(0, 20).map((p) => `  ${p}`)
+  if (prefixes.length > 20) listed.push(`  … and ${prefixes.length - 20} more`)
+  return new ViewError(
+    'PREFIX_MISSING',
+    `${layout.view} on ${os.hostname()} would link to ${prefixes.length} prefix${prefixes.length === 1 ? '' : 'es'} that ${prefixes.length === 1 ? 'is' : 'are'} not there:\n${listed.join('\n')}`,
+    'install them there at the same paths, or push with --with-prefixes to copy the missing ones; the view was not changed',
+    { missingPrefixes: prefixes, missingEntries: entries.slice(0, 100) },
+  )
+}
+
+function describeProblems(problems: ReceivedProblem[]): string {
+  const shown = problems.slice(0, 5).map((p) => `${p.path}: ${p.problem}, ${p.detail}`)
+  return `${problems.length}${problems.length >= 200 ? '+' : ''} problem${problems.length === 1 ? '' : 's'}: ${shown.join('; ')}`
+}
+
+function isDirectory(p: string): boolean {
+  try {
+    return fs.statSync(sfs.fsPath(p)).isDirectory()
+  } catch {
+    return false
+  }
+}
