@@ -5,6 +5,8 @@ export declare function freePort(): Promise<number>
 export interface Sshd {
   dir: string
   port: number
+  /** Where sshd listens (127.0.0.1 unless started with another address). */
+  address: string
   user: string
   identity: string
   sshConfig: string
@@ -14,4 +16,8 @@ export interface Sshd {
   log(): string
   stop(): Promise<void>
 }
-export declare function startSshd(options?: { label?: string }): Promise<Sshd>
+/**
+ * `wrap`: a command that execs its arguments (sshd's command line), to run sshd in another
+ * network or mount namespace; `address`: where it listens (default 127.0.0.1).
+ */
+export declare function startSshd(options?: { label?: string; wrap?: string[]; address?: string }): Promise<Sshd>

@@ -53,13 +53,13 @@ export async function freePort() {
 }
 
 /** Resolves once something accepts connections on the port, or rejects when `failed()` says why not. */
-async function waitForListener(port, failed, timeoutMs) {
+async function waitForListener(port, failed, timeoutMs, address = '127.0.0.1') {
   const deadline = Date.now() + timeoutMs
   for (;;) {
     const why = failed()
     if (why) throw new Error(why)
     const ok = await new Promise((resolve) => {
-      const socket = net.connect(port, '127.0.0.1')
+      const socket = net.connect(port, address)
       socket.once('connect', () => {
         socket.destroy()
         resolve(true)
@@ -67,7 +67,7 @@ async function waitForListener(port, failed, timeoutMs) {
       socket.once('error', () => resolve(false))
     })
     if (ok) return
-    if (Date.now() > deadline) throw new Error(`nothing listens on 127.0.0.1:${port} after ${timeoutMs} ms`)
+    if (Date.now() > deadline) throw new Error(`nothing listens on ${address}:${port} after ${timeoutMs} ms`)
     await new Promise((r) => setTimeout(r, 25))
   }
 }
@@ -78,12 +78,18 @@ function keygen(file) {
 }
 
 /**
- * Start sshd. Returns { dir, port, user, identity, sshConfig, pid, sshArgs(port?), stop() }.
+ * Start sshd. Returns { dir, port, address, user, identity, sshConfig, pid, sshArgs(port?), stop() }.
  * `sshArgs()` are the arguments an `ssh` client needs to reach it (add the
  * command); `await stop()` (also done at exit) ends sshd and removes the
  * directory.
+ *
+ * A second "host" on the same machine: `wrap` is a command that ends by
+ * exec'ing its arguments (sshd's command line), e.g. `ip netns exec <ns>`
+ * for a network namespace, or an `unshare --mount` script that mounts over
+ * a directory first; `address` is where sshd listens (an address inside
+ * that namespace). sshd's pid stays the wrapper's, so stop() still ends it.
  */
-export async function startSshd({ label = 'vc15' } = {}) {
+export async function startSshd({ label = 'vc15', wrap = [], address = '127.0.0.1' } = {}) {
   const why = sshdUnavailable()
   if (why) throw new Error(`cannot start sshd: ${why}`)
   const sshd = findSshd()
@@ -127,7 +133,7 @@ export async function startSshd({ label = 'vc15' } = {}) {
       config,
       [
         `Port ${port}`,
-        'ListenAddress 127.0.0.1',
+        `ListenAddress ${address}`,
         `HostKey ${hostKey}`,
         `PidFile ${path.join(dir, 'sshd.pid')}`,
         `AuthorizedKeysFile ${authorized}`,
@@ -146,7 +152,8 @@ export async function startSshd({ label = 'vc15' } = {}) {
         '',
       ].join('\n'),
     )
-    const child = spawn(sshd, ['-D', '-e', '-f', config], { stdio: ['ignore', 'ignore', 'pipe'] })
+    const command = [...wrap, sshd, '-D', '-e', '-f', config]
+    const child = spawn(command[0], command.slice(1), { stdio: ['ignore', 'ignore', 'pipe'] })
     let stderr = ''
     child.stderr.on('data', (d) => (stderr += d))
     let exited = null
@@ -154,7 +161,7 @@ export async function startSshd({ label = 'vc15' } = {}) {
     child.once('error', (err) => (exited = err.message))
     const stopSshd = atCleanup(() => stopProcessSync(child.pid))
     try {
-      await waitForListener(port, () => (exited !== null ? `sshd exited (${exited}): ${stderr.trim()}` : null), 15_000)
+      await waitForListener(port, () => (exited !== null ? `sshd exited (${exited}): ${stderr.trim()}` : null), 15_000, address)
     } catch (err) {
       stopSshd()
       if (attempt < 5 && /Address already in use|Cannot bind/i.test(stderr)) continue
@@ -163,10 +170,11 @@ export async function startSshd({ label = 'vc15' } = {}) {
     }
     child.stderr.unref?.()
     child.unref()
-    const sshArgs = (p = port) => ['-F', sshConfig, '-p', String(p), '127.0.0.1']
+    const sshArgs = (p = port) => ['-F', sshConfig, '-p', String(p), address]
     const rig = {
       dir,
       port,
+      address,
       user,
       identity,
       sshConfig,

@@ -255,5 +255,6 @@ async function sendTree(source: SourceGeneration, dest: Destination, ready: Read
     signal,
   })
   if (outcome.code !== 0) await fail(outcome, `copying generation ${source.hash.slice(0, 12)} to ${dest.spec}`)
-  return { mode: ready.mode, linked, sent: only?.length }
+  // the generation's own files travel with every diff; `sent` counts the tree's entries
+  return { mode: ready.mode, linked, sent: only?.filter((p) => !p.startsWith('.viewctl/')).length }
 }
