@@ -44,6 +44,11 @@ const VALID: string[][] = [
   ['activate', 'v'],
   ['activate', 'v', '--shell', 'fish', '--canonical'],
   ['activate', 'v', '--shell=csh', '--deactivate'],
+  ['push', 'v', 'node1:/opt/views/v'],
+  ['push', 'v', 'node1:/opt/views/v', 'admin@node2:/opt/views/v', '--parallel', '2', '--no-switch', '--ssh', 'ssh -p 2222 -o BatchMode=yes'],
+  ['push', 'env.yaml', 'n:/v', '--generation', '3', '--with-prefixes', '--remote-viewctl', '/opt/bin/viewctl', '--lock-timeout', '0', '--json'],
+  ['receive', '/opt/views/v'],
+  ['receive', '/opt/views/v', '--rsync', '--', '--server', '-logDtpre.iLsfxCIvu', '--delete', '.', '/opt/views/._v/.staging-push-ab/'],
 ]
 
 const DECLINED: string[][] = [
@@ -58,6 +63,7 @@ const DECLINED: string[][] = [
   ['status'],
   ['status', 'v', 'extra'],
   ['status', 'v', '--jsn'],
+  ['push', 'v'], // no destination
   ['status', 'v', '--', 'x'],
   ['regenerate', 'env.yaml', '--lock-timeout', 'soon'],
   ['regenerate', 'env.yaml', '--lock-timeout', '1', '--lock-timeout', '2'],

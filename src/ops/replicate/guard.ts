@@ -85,20 +85,23 @@ function refused(layout: Layout, why: string): ViewError {
 }
 
 interface LockWatch {
-  /** A descriptor of the lock file, to ask whether someone holds it; null once closed, or where it cannot be opened. */
+  /** A descriptor of the lock file, to ask whether someone holds it; null where it cannot be opened (then the holder's pid decides). */
   fd: number | null
+  /** The lock was found free once: the session is over for good. */
+  freed: boolean
 }
 
 function openLockWatch(layout: Layout): LockWatch {
   try {
-    return { fd: fs.openSync(layout.lock, fs.constants.O_RDWR | fs.constants.O_NOFOLLOW) }
+    return { fd: fs.openSync(layout.lock, fs.constants.O_RDWR | fs.constants.O_NOFOLLOW), freed: false }
   } catch {
-    return { fd: null }
+    return { fd: null, freed: false }
   }
 }
 
 /** The session that named this destination still holds the lock. */
 function sessionAlive(layout: Layout, session: SessionFile, watch: LockWatch): boolean {
+  if (watch.freed) return false
   const now = readSessionFile(layout)
   if (now === null || now.pid !== session.pid || now.host !== session.host) return false
   if (session.host === os.hostname()) {
@@ -117,6 +120,7 @@ function sessionAlive(layout: Layout, session: SessionFile, watch: LockWatch): b
   // we got the lock: nobody held it. Let it go at once (closing the description drops it) and say so.
   fs.closeSync(watch.fd)
   watch.fd = null
+  watch.freed = true
   return false
 }
 
