@@ -20,6 +20,7 @@ export type ErrorCode =
   | 'BAD_DESTINATION'
   | 'PROTOCOL_MISMATCH'
   | 'PREFIX_MISSING'
+  | 'UNFIT_PATH'
   // conflicts: exit 3
   | 'CONFLICT'
   // lock: exit 4
@@ -62,6 +63,7 @@ const EXIT_CODES: Partial<Record<ErrorCode, number>> = {
   BAD_DESTINATION: 2,
   PROTOCOL_MISMATCH: 2,
   PREFIX_MISSING: 2,
+  UNFIT_PATH: 2,
   CONFLICT: 3,
   LOCK_TIMEOUT: 4,
   VERIFY_FAILED: 5,

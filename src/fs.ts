@@ -13,6 +13,7 @@
  * "surrogateescape"); `fsPath` turns such strings back into the exact bytes.
  */
 import fs from 'node:fs'
+import path from 'node:path'
 
 export type FaultOp =
   | 'mkdir'
@@ -454,4 +455,53 @@ function removeTreeBytes(root: Buffer): void {
 export function unlink(p: string): void {
   maybeFail('unlink', p)
   fs.unlinkSync(fsPath(p))
+}
+
+/**
+ * Replace `file` with `data` for readers who may open it at any moment (a
+ * modulefile): written to a temporary sibling with a random name, created
+ * with O_EXCL and O_NOFOLLOW (a name planted there by someone else, or a
+ * symlink, makes this fail instead of writing through it), flushed, given
+ * `mode` whatever the umask, and renamed over `file`. The temporary file is
+ * removed when any step fails.
+ */
+export function replaceFile(file: string, data: string, mode: number): void {
+  const tmp = `${path.dirname(file)}/.${path.basename(file)}.tmp-${process.pid}-${Math.floor(Math.random() * 0x1_0000_0000).toString(16).padStart(8, '0')}`
+  maybeFail('writeFile', tmp)
+  const { O_WRONLY, O_CREAT, O_EXCL, O_NOFOLLOW } = fs.constants
+  const fd = fs.openSync(fsPath(tmp), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, mode)
+  try {
+    try {
+      fs.writeFileSync(fd, data)
+      fs.fchmodSync(fd, mode)
+      fs.fsyncSync(fd)
+    } finally {
+      fs.closeSync(fd)
+    }
+    rename(tmp, file)
+  } catch (err) {
+    try {
+      fs.unlinkSync(fsPath(tmp))
+    } catch {
+      // already renamed or never there
+    }
+    throw err
+  }
+}
+
+/** Is `name` one of replaceFile's temporary names for some file? */
+export function isReplaceTempName(name: string): boolean {
+  return /^\..+\.tmp-\d+-[0-9a-f]{8}$/.test(name)
+}
+
+/**
+ * The mode for a file viewctl creates in `dir`, following the directory
+ * (DESIGN §13): readable and writable by its owner, its group's read and
+ * write bits from the directory (group-writable in a group-writable
+ * directory whatever the umask), readable by others only where the
+ * directory is, never writable by them.
+ */
+export function modeFollowing(dir: string): number {
+  const dirMode = fs.statSync(fsPath(dir)).mode
+  return 0o600 | 0o040 | (dirMode & 0o020) | (dirMode & 0o004)
 }

@@ -166,6 +166,18 @@ export const COMMANDS: CommandSpec[] = [
     },
     load: async () => (await import('./commands/activate.js')).run,
   },
+  {
+    command: 'module <target>',
+    describe: 'print one modulefile (Lmod or Tcl) that puts the view in PATH, MANPATH, …',
+    example: ['$0 module /opt/views/hpc > ~/modulefiles/hpc.lua', 'then `module use ~/modulefiles; module load hpc`'],
+    options: {
+      format: { type: 'string', choices: ['lua', 'tcl'], describe: 'lua for Lmod, tcl for Environment Modules (Lmod reads both; default: the tool this shell runs, else lua)' },
+      name: { type: 'string', describe: "the module's name (default: the view's basename)" },
+      family: { type: 'string', describe: "Lmod family: loading another module of it unloads this one" },
+      canonical: { type: 'boolean', default: false, describe: "name the current generation's tree instead of the view path (the shell keeps that generation)" },
+    },
+    load: async () => (await import('./commands/module.js')).run,
+  },
 ]
 
 export interface Positional {
