@@ -22,7 +22,8 @@ const dist = path.join(root, 'dist')
 const out = path.join(dist, 'bundle')
 // The workers are found by name next to the code that starts them (src/store/workers.ts, workerFile),
 // so every file lands flat in dist/bundle/.
-const entryPoints = [path.join(dist, 'cli', 'main.js')]
+// complete.js: what a completion script asks at a TAB, loaded by bin/viewctl without the command line
+const entryPoints = [path.join(dist, 'cli', 'main.js'), path.join(dist, 'cli', 'complete.js')]
 const workers = ['store/build/link-worker.js', 'store/remove/rm-worker.js'].map((f) => path.join(dist, f))
 // a worker that is not built would leave its threads' work to the main thread without a word: say so
 for (const f of workers) if (!fs.existsSync(f)) throw new Error(`${f} is missing: the bundle's workers are built from it (run tsc first)`)

@@ -21,6 +21,7 @@ export type ErrorCode =
   | 'PROTOCOL_MISMATCH'
   | 'PREFIX_MISSING'
   | 'UNFIT_PATH'
+  | 'NOT_CONFIRMED'
   // conflicts: exit 3
   | 'CONFLICT'
   // lock: exit 4
@@ -31,6 +32,9 @@ export type ErrorCode =
   | 'NOT_MANAGED'
   | 'NO_ROLLBACK_TARGET'
   | 'GENERATION_COLLECTED'
+  | 'GENERATION_CURRENT'
+  | 'GENERATION_PINNED'
+  | 'GENERATION_IN_USE'
   | 'LOCK_UNSUPPORTED'
   | 'TTL_TOO_SHORT'
   | 'PERMISSION'
@@ -64,6 +68,7 @@ const EXIT_CODES: Partial<Record<ErrorCode, number>> = {
   PROTOCOL_MISMATCH: 2,
   PREFIX_MISSING: 2,
   UNFIT_PATH: 2,
+  NOT_CONFIRMED: 2,
   CONFLICT: 3,
   LOCK_TIMEOUT: 4,
   VERIFY_FAILED: 5,

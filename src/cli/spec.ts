@@ -10,7 +10,12 @@ export interface OptionSpec {
   default?: boolean | number | string
   alias?: string
   choices?: readonly string[]
+  /** What the shell completes for the value (completion scripts, cli/completion/). */
+  complete?: ValueKind
 }
+
+/** What a positional or an option value is, for completion: generation numbers come from `viewctl __complete`. */
+export type ValueKind = 'manifest' | 'target' | 'generation' | 'directory' | 'shell'
 
 export type Options = Record<string, OptionSpec>
 
@@ -20,6 +25,8 @@ export type Runner = (args: never, out: import('./render.js').Output) => Promise
 export interface CommandSpec {
   /** yargs syntax: `name <required> [optional]`; every positional is a string. */
   command: string
+  /** The usage line, where `command` cannot show it (exec's `-- <command> …`). */
+  usage?: string
   describe: string
   example: [string, string]
   options?: Options
@@ -49,9 +56,9 @@ export const COMMANDS: CommandSpec[] = [
     describe: 'plan, build if needed, publish atomically, record a generation',
     example: ['$0 regenerate /etc/views/hpc.yaml', 'build and switch the view the manifest describes'],
     options: {
-      ...WRITER_OPTIONS,
       'dry-run': { type: 'boolean', default: false, describe: 'plan and report, write nothing' },
       adopt: { type: 'boolean', default: false, describe: 'move a real directory at the view path into the store first' },
+      ...WRITER_OPTIONS,
     },
     load: async () => (await import('./commands/regenerate.js')).run,
   },
@@ -72,14 +79,26 @@ export const COMMANDS: CommandSpec[] = [
     command: 'list <target>',
     describe: 'the generations, oldest first, with the current one marked',
     example: ['$0 list /opt/views/hpc', 'like nix-env --list-generations'],
+    options: { history: { type: 'boolean', default: false, describe: 'every switch instead, oldest first: regenerates, rollbacks, switches, pushes' } },
     load: async () => (await import('./commands/inspect.js')).runList,
   },
   {
     command: 'rollback <target>',
     describe: 'switch the view back to an earlier generation in one rename',
     example: ['$0 rollback /opt/views/hpc --to 3', 'switch to generation 3 (or give a hash prefix)'],
-    options: { ...WRITER_OPTIONS, to: { type: 'string', describe: 'generation number or hash prefix (default: the previous one on disk)' } },
-    load: async () => (await import('./commands/rollback.js')).run,
+    options: {
+      to: { type: 'string', complete: 'generation', describe: 'generation number or hash prefix (default: the previous one on disk)' },
+      'dry-run': { type: 'boolean', default: false, describe: 'say which generation it would switch to, change nothing' },
+      ...WRITER_OPTIONS,
+    },
+    load: async () => (await import('./commands/rollback.js')).runRollback,
+  },
+  {
+    command: 'switch <target> <generation>',
+    describe: 'switch the view to one generation, earlier or later (like nix-env --switch-generation)',
+    example: ['$0 switch /opt/views/hpc 7', 'show generation 7 (or a hash prefix) again; `viewctl list` shows the numbers'],
+    options: { 'dry-run': { type: 'boolean', default: false, describe: 'say what it would switch to, change nothing' }, ...WRITER_OPTIONS },
+    load: async () => (await import('./commands/rollback.js')).runSwitch,
   },
   {
     command: 'diff <target> [from] [to]',
@@ -102,11 +121,12 @@ export const COMMANDS: CommandSpec[] = [
     describe: 'delete old generation trees that nothing needs (current, spares, young, pinned, in use and leased ones stay)',
     example: ['$0 gc /opt/views/hpc --dry-run', 'list what would go and why each survivor stays'],
     options: {
-      ...WRITER_OPTIONS,
+      generation: { type: 'string', complete: 'generation', describe: 'delete this one generation now (refused for the current, a pinned and an in-use one), whatever keep and ttl say' },
       keep: { type: 'number', describe: "spare generations kept besides the current one, whatever their age (default: the manifest's gc.keep, else 2)" },
       ttl: { type: 'string', describe: "delete only generations not current for longer than this, e.g. 7d, 12h (default: the manifest's gc.ttl, else 7d)" },
       'dry-run': { type: 'boolean', default: false, describe: 'decide and report, delete nothing' },
       force: { type: 'boolean', default: false, describe: 'accept a ttl under 5 minutes (no other host reads this view)' },
+      ...WRITER_OPTIONS,
     },
     load: async () => (await import('./commands/gc.js')).run,
   },
@@ -114,14 +134,14 @@ export const COMMANDS: CommandSpec[] = [
     command: 'pin <target> <generation>',
     describe: 'protect a generation from gc',
     example: ['$0 pin /opt/views/hpc 7', 'keep generation 7 until it is unpinned'],
-    options: WRITER_OPTIONS,
+    options: { 'dry-run': { type: 'boolean', default: false, describe: 'say what would change, change nothing' }, ...WRITER_OPTIONS },
     load: async () => (await import('./commands/pin.js')).runPin,
   },
   {
     command: 'unpin <target> <generation>',
     describe: 'let gc remove a pinned generation again',
     example: ['$0 unpin /opt/views/hpc 7', 'generation 7 is subject to keep and ttl again'],
-    options: WRITER_OPTIONS,
+    options: { 'dry-run': { type: 'boolean', default: false, describe: 'say what would change, change nothing' }, ...WRITER_OPTIONS },
     load: async () => (await import('./commands/pin.js')).runUnpin,
   },
   {
@@ -150,7 +170,8 @@ export const COMMANDS: CommandSpec[] = [
   },
   {
     command: 'exec <target>',
-    describe: 'run a command against the current generation, held by a lease until it ends: exec <target> -- cmd …',
+    usage: 'exec <target> -- <command> [argument …]',
+    describe: 'run a command against the current generation, held by a lease until it ends',
     example: ['$0 exec /opt/views/hpc -- make -j8', 'the job keeps one generation even if the view is regenerated meanwhile'],
     passThrough: true,
     load: async () => (await import('./commands/exec.js')).run,
@@ -158,7 +179,7 @@ export const COMMANDS: CommandSpec[] = [
   {
     command: 'activate <target>',
     describe: 'print shell code that puts the view in PATH, MANPATH, … (for eval)',
-    example: ['eval "$($0 activate /opt/views/hpc)"', 'in sh, bash or zsh; fish: `$0 activate … --shell fish | source`'],
+    example: ['eval "$($0 activate /opt/views/hpc)"', 'in sh, bash or zsh; fish: `viewctl activate … --shell fish | source`'],
     options: {
       shell: { type: 'string', choices: ['sh', 'bash', 'zsh', 'fish', 'csh'], describe: 'the shell to write for (default: from $SHELL, else sh)' },
       canonical: { type: 'boolean', default: false, describe: "name the current generation's tree instead of the view path (the shell keeps that generation)" },
@@ -175,8 +196,23 @@ export const COMMANDS: CommandSpec[] = [
       name: { type: 'string', describe: "the module's name (default: the view's basename)" },
       family: { type: 'string', describe: "Lmod family: loading another module of it unloads this one" },
       canonical: { type: 'boolean', default: false, describe: "name the current generation's tree instead of the view path (the shell keeps that generation)" },
+      dir: { type: 'string', complete: 'directory', describe: 'write a module tree instead: <dir>/<name>/current(.lua), the default, following the view' },
+      generations: { type: 'boolean', default: false, describe: 'with --dir: also one file per generation on disk, pinned to its tree' },
     },
     load: async () => (await import('./commands/module.js')).run,
+  },
+  {
+    command: 'destroy <target>',
+    describe: 'remove the whole view: its link first, then its store with every generation (refused while in use)',
+    example: ['$0 destroy /opt/views/old --yes', 'without --yes it only says what would go'],
+    options: { yes: { type: 'boolean', default: false, describe: 'really remove it (without: say what would go, remove nothing)' }, ...WRITER_OPTIONS },
+    load: async () => (await import('./commands/destroy.js')).run,
+  },
+  {
+    command: 'completion [shell]',
+    describe: 'print the completion script for bash, zsh or fish (default: from $SHELL)',
+    example: ['$0 completion bash > ~/.local/share/bash-completion/completions/viewctl', 'README.md, "Shell completion", has zsh and fish'],
+    load: async () => (await import('./commands/completion.js')).run,
   },
 ]
 
@@ -185,7 +221,11 @@ export interface Positional {
   required: boolean
   /** `<name..>` (the last one only): one or more values, given to the runner as an array. */
   variadic: boolean
+  /** What the shell completes here. */
+  kind: ValueKind | null
 }
+
+const POSITIONAL_KINDS: Record<string, ValueKind> = { manifest: 'manifest', target: 'target', source: 'target', view: 'target', generation: 'generation', from: 'generation', to: 'generation', shell: 'shell' }
 
 /** The positionals of `regenerate <manifest>`, `diff <target> [from] [to]`, `push <source> <destinations..>` … */
 export function positionalsOf(spec: CommandSpec): Positional[] {
@@ -195,7 +235,8 @@ export function positionalsOf(spec: CommandSpec): Positional[] {
     .map((p) => {
       const name = p.slice(1, -1)
       const variadic = name.endsWith('..')
-      return { name: variadic ? name.slice(0, -2) : name, required: p.startsWith('<'), variadic }
+      const bare = variadic ? name.slice(0, -2) : name
+      return { name: bare, required: p.startsWith('<'), variadic, kind: POSITIONAL_KINDS[bare] ?? null }
     })
 }
 

@@ -35,8 +35,14 @@ export async function parseWithYargs(argv: string[], opts: { exitProcess?: boole
       (spec.hidden ? false : spec.describe) as string,
       (y) => {
         if (spec.passThrough) y = y.parserConfiguration({ 'populate--': true })
+        if (spec.usage !== undefined) y = y.usage(`$0 ${spec.usage}\n\n${spec.describe}`)
         for (const p of positionalsOf(spec)) y = y.positional(p.name, { type: 'string' })
-        return withOptions(y, spec.options ?? {}).example(spec.example[0], spec.example[1])
+        const own = Object.keys(spec.options ?? {})
+        // the command's own options first, then the ones every command takes
+        if (own.length) y = y.group(own, 'Options:')
+        y = y.group([...Object.keys(GLOBAL_OPTIONS), 'version', 'help'], 'Global options:')
+        // yargs fills in $0 in an example's command, not in its description
+        return withOptions(y, spec.options ?? {}).example(spec.example[0], spec.example[1].replaceAll('$0', 'viewctl'))
       },
       // async on purpose: yargs 18 fills in `--` (populate--) only after a handler's promise settles
       async () => {

@@ -23,7 +23,7 @@ import { PREFIX_PERMISSION_HINT, ViewError, translateOsError } from '../errors.j
 import { toolVersion } from '../version.js'
 import { formatProblems, notParsed, type Positions, type Problem } from './positions.js'
 import { parseDuration } from './duration.js'
-import { DEFAULT_ENV, DEFAULT_GC, type ConflictPolicy, type GcPolicy, type LinkMode, type Manifest, type PackageSpec } from './types.js'
+import { DEFAULT_ENV, DEFAULT_GC, type ConflictPolicy, type GcPolicy, type LinkMode, type Manifest, type ModuleTreeSettings, type PackageSpec } from './types.js'
 
 /** The schema file; dist/manifest/ and src/manifest/ both sit two levels below the package root. */
 export const MANIFEST_SCHEMA_URL = new URL('../../schemas/manifest.schema.json', import.meta.url)
@@ -49,6 +49,7 @@ interface RawManifest {
   exclude?: string[]
   env?: Record<string, string[]>
   gc?: { keep?: number; ttl?: string | number; auto?: boolean }
+  modules?: { dir: string; format?: 'lua' | 'tcl'; name?: string; family?: string; generations?: boolean }
 }
 
 /**
@@ -112,6 +113,7 @@ async function normalize(file: string, text: string, source: Positions, raw: Raw
     exclude: normalizePatterns(raw.exclude ?? []),
     env: copyEnv(raw.env ?? DEFAULT_ENV),
     gc,
+    modules: raw.modules ? moduleTreeSettings(raw.modules, baseDir) : null,
   }
 }
 
@@ -437,6 +439,13 @@ function checkValues(source: Positions, raw: RawManifest): void {
     env.length > 0 ? 'list env directories inside the view, relative to its root, e.g. bin or lib/pkgconfig ("." is the root itself)' : '',
   ]
   throw new ViewError('MANIFEST_INVALID', lines.join('\n'), hints.filter(Boolean).join('; '), { errors: lines })
+}
+
+function moduleTreeSettings(raw: NonNullable<RawManifest['modules']>, baseDir: string): ModuleTreeSettings {
+  const settings: ModuleTreeSettings = { dir: path.resolve(baseDir, raw.dir), format: raw.format ?? 'lua', generations: raw.generations ?? false }
+  if (raw.name !== undefined) settings.name = raw.name
+  if (raw.family !== undefined) settings.family = raw.family
+  return settings
 }
 
 function copyEnv(env: Record<string, string[]>): Record<string, string[]> {

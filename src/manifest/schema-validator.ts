@@ -7,7 +7,7 @@ const require = createRequire(import.meta.url)
 
 export const validate = validate20;
 export default validate20;
-const schema31 = {"$schema":"https://json-schema.org/draft/2020-12/schema","$id":"urn:viewctl:schema:manifest:1","title":"viewctl manifest (env.yaml)","description":"Describes one environment view: a directory tree that merges install prefixes through links. Relative paths resolve from the manifest's folder. Unknown keys are errors, so that a typo cannot silently change a view.","type":"object","additionalProperties":false,"required":["view","packages"],"properties":{"view":{"description":"The public view path users point at, e.g. /opt/views/hpc. viewctl manages it as a symlink into the hidden store ._<basename> beside it.","type":"string","minLength":1},"link":{"description":"How files are placed in the view: symlink (default), hardlink (prefixes and view on one filesystem) or copy.","enum":["symlink","hardlink","copy"],"default":"symlink"},"fold":{"description":"Symlink a whole directory that one prefix alone provides instead of linking each file in it (symlink views only).","type":"boolean","default":true},"relative":{"description":"Make the links inside the view relative instead of absolute.","type":"boolean","default":false},"conflicts":{"description":"What happens when two prefixes provide different files at one path and their priorities are equal: error (stop before any write), first (the earlier package wins) or last (the later package wins).","enum":["error","first","last"],"default":"error"},"packages":{"description":"The prefixes merged into the view, in this order.","type":"array","minItems":1,"items":{"$ref":"#/$defs/package"}},"include":{"description":"Globs over prefix-relative paths (picomatch syntax, dot files included); only files matching one of them are linked. A pattern that matches a directory covers everything under it. Default: everything.","$ref":"#/$defs/patterns"},"exclude":{"description":"Globs over prefix-relative paths whose files are never linked, whichever package provides them. A pattern that matches a directory drops its whole subtree.","$ref":"#/$defs/patterns","default":[]},"env":{"description":"What `viewctl activate` and `viewctl exec` export: variable name -> view-relative directories, in order (\".\" is the view root). When given, it replaces the defaults entirely.","type":"object","propertyNames":{"description":"An environment variable name.","pattern":"^[A-Za-z_][A-Za-z0-9_]*$"},"additionalProperties":{"description":"View-relative directories exported in this variable, in order.","type":"array","items":{"description":"A directory relative to the view root, e.g. bin or lib/pkgconfig.","type":"string","minLength":1,"pattern":"^[^/]"}},"default":{"PATH":["bin"],"MANPATH":["share/man"],"PKG_CONFIG_PATH":["lib/pkgconfig","share/pkgconfig"],"CMAKE_PREFIX_PATH":["."]}},"gc":{"description":"Garbage collection of old generations.","type":"object","additionalProperties":false,"properties":{"keep":{"description":"Spare generations kept besides the current one, whatever their age.","type":"integer","minimum":0,"default":2},"ttl":{"description":"Other generations are deleted once they have not been current for longer than this: a number with one unit s, m, h, d or w (30s, 5m, 12h, 7d, 2w), or a bare number of seconds.","type":["string","integer"],"pattern":"^[0-9]+[smhdw]?$","minimum":0,"default":"7d"},"auto":{"description":"Run gc after each successful regenerate.","type":"boolean","default":true}}}},"$defs":{"package":{"description":"One install prefix: a bare path string, or a mapping with exactly one of `path` or `glob` and optional per-package filters and priority.","oneOf":[{"$ref":"#/$defs/packagePath"},{"$ref":"#/$defs/packageEntry"}]},"packagePath":{"description":"The path of an install prefix (relative paths resolve from the manifest's folder).","type":"string","minLength":1},"packageEntry":{"description":"An install prefix named by `path`, or every directory a `glob` matches, with optional filters and priority.","type":"object","additionalProperties":false,"oneOf":[{"required":["path"]},{"required":["glob"]}],"properties":{"path":{"description":"The path of the install prefix (relative paths resolve from the manifest's folder).","type":"string","minLength":1},"glob":{"description":"A fast-glob pattern; every directory it matches becomes one prefix, in sorted order. Matching nothing is an error.","type":"string","minLength":1},"include":{"description":"Globs over paths relative to this prefix; only matching files of this package are linked. Default: everything.","$ref":"#/$defs/patterns"},"exclude":{"description":"Globs over paths relative to this prefix whose files are not linked from this package.","$ref":"#/$defs/patterns","default":[]},"priority":{"description":"Higher wins a conflict, whatever the `conflicts` policy. Default 0.","type":"integer","default":0}}},"patterns":{"description":"A list of globs over prefix-relative paths (picomatch syntax, dot files included).","type":"array","items":{"description":"A glob over prefix-relative paths, e.g. share/doc/** or **/*.la.","type":"string","minLength":1}}}};
+const schema31 = {"$schema":"https://json-schema.org/draft/2020-12/schema","$id":"urn:viewctl:schema:manifest:1","title":"viewctl manifest (env.yaml)","description":"Describes one environment view: a directory tree that merges install prefixes through links. Relative paths resolve from the manifest's folder. Unknown keys are errors, so that a typo cannot silently change a view.","type":"object","additionalProperties":false,"required":["view","packages"],"properties":{"view":{"description":"The public view path users point at, e.g. /opt/views/hpc. viewctl manages it as a symlink into the hidden store ._<basename> beside it.","type":"string","minLength":1},"link":{"description":"How files are placed in the view: symlink (default), hardlink (prefixes and view on one filesystem) or copy.","enum":["symlink","hardlink","copy"],"default":"symlink"},"fold":{"description":"Symlink a whole directory that one prefix alone provides instead of linking each file in it (symlink views only).","type":"boolean","default":true},"relative":{"description":"Make the links inside the view relative instead of absolute.","type":"boolean","default":false},"conflicts":{"description":"What happens when two prefixes provide different files at one path and their priorities are equal: error (stop before any write), first (the earlier package wins) or last (the later package wins).","enum":["error","first","last"],"default":"error"},"packages":{"description":"The prefixes merged into the view, in this order.","type":"array","minItems":1,"items":{"$ref":"#/$defs/package"}},"include":{"description":"Globs over prefix-relative paths (picomatch syntax, dot files included); only files matching one of them are linked. A pattern that matches a directory covers everything under it. Default: everything.","$ref":"#/$defs/patterns"},"exclude":{"description":"Globs over prefix-relative paths whose files are never linked, whichever package provides them. A pattern that matches a directory drops its whole subtree.","$ref":"#/$defs/patterns","default":[]},"env":{"description":"What `viewctl activate` and `viewctl exec` export: variable name -> view-relative directories, in order (\".\" is the view root). When given, it replaces the defaults entirely.","type":"object","propertyNames":{"description":"An environment variable name.","pattern":"^[A-Za-z_][A-Za-z0-9_]*$"},"additionalProperties":{"description":"View-relative directories exported in this variable, in order.","type":"array","items":{"description":"A directory relative to the view root, e.g. bin or lib/pkgconfig.","type":"string","minLength":1,"pattern":"^[^/]"}},"default":{"PATH":["bin"],"MANPATH":["share/man"],"PKG_CONFIG_PATH":["lib/pkgconfig","share/pkgconfig"],"CMAKE_PREFIX_PATH":["."]}},"modules":{"description":"A module tree viewctl keeps up to date: every command that changes the view's generations (regenerate, rollback, switch, gc, destroy, receive) rewrites <dir>/<name>/current (current.lua for Lua), which follows the view and is the default version, and, with `generations: true`, one file per generation on disk pinned to its own tree. Like `env`, a recorded setting, not part of the hash.","type":"object","additionalProperties":false,"required":["dir"],"properties":{"dir":{"description":"The directory given to `module use` (relative paths resolve from the manifest's folder). viewctl writes only into <dir>/<name>/.","type":"string","minLength":1},"format":{"description":"lua for Lmod, tcl for Environment Modules (Lmod reads Tcl too).","enum":["lua","tcl"],"default":"lua"},"name":{"description":"The module's name (`module load <name>`); default: the view's basename.","type":"string","pattern":"^[A-Za-z0-9_][A-Za-z0-9_.+-]*$"},"family":{"description":"Lmod family: loading another module of the same family unloads this one.","type":"string","pattern":"^[A-Za-z0-9_][A-Za-z0-9_.+-]*$"},"generations":{"description":"Also write one file per generation on disk (`module load <name>/<N>`), pinned to that generation's tree; files of collected generations are removed.","type":"boolean","default":false}}},"gc":{"description":"Garbage collection of old generations.","type":"object","additionalProperties":false,"properties":{"keep":{"description":"Spare generations kept besides the current one, whatever their age.","type":"integer","minimum":0,"default":2},"ttl":{"description":"Other generations are deleted once they have not been current for longer than this: a number with one unit s, m, h, d or w (30s, 5m, 12h, 7d, 2w), or a bare number of seconds.","type":["string","integer"],"pattern":"^[0-9]+[smhdw]?$","minimum":0,"default":"7d"},"auto":{"description":"Run gc after each successful regenerate.","type":"boolean","default":true}}}},"$defs":{"package":{"description":"One install prefix: a bare path string, or a mapping with exactly one of `path` or `glob` and optional per-package filters and priority.","oneOf":[{"$ref":"#/$defs/packagePath"},{"$ref":"#/$defs/packageEntry"}]},"packagePath":{"description":"The path of an install prefix (relative paths resolve from the manifest's folder).","type":"string","minLength":1},"packageEntry":{"description":"An install prefix named by `path`, or every directory a `glob` matches, with optional filters and priority.","type":"object","additionalProperties":false,"oneOf":[{"required":["path"]},{"required":["glob"]}],"properties":{"path":{"description":"The path of the install prefix (relative paths resolve from the manifest's folder).","type":"string","minLength":1},"glob":{"description":"A fast-glob pattern; every directory it matches becomes one prefix, in sorted order. Matching nothing is an error.","type":"string","minLength":1},"include":{"description":"Globs over paths relative to this prefix; only matching files of this package are linked. Default: everything.","$ref":"#/$defs/patterns"},"exclude":{"description":"Globs over paths relative to this prefix whose files are not linked from this package.","$ref":"#/$defs/patterns","default":[]},"priority":{"description":"Higher wins a conflict, whatever the `conflicts` policy. Default 0.","type":"integer","default":0}}},"patterns":{"description":"A list of globs over prefix-relative paths (picomatch syntax, dot files included).","type":"array","items":{"description":"A glob over prefix-relative paths, e.g. share/doc/** or **/*.la.","type":"string","minLength":1}}}};
 const schema35 = {"description":"A list of globs over prefix-relative paths (picomatch syntax, dot files included).","type":"array","items":{"description":"A glob over prefix-relative paths, e.g. share/doc/** or **/*.la.","type":"string","minLength":1}};
 const func1 = Object.prototype.hasOwnProperty;
 const func2 = require("ajv/dist/runtime/ucs2length").default;
@@ -393,7 +393,8 @@ validate21.evaluated = {"dynamicProps":true,"dynamicItems":false};
 
 const pattern4 = new RegExp("^[A-Za-z_][A-Za-z0-9_]*$", "u");
 const pattern5 = new RegExp("^[^/]", "u");
-const pattern6 = new RegExp("^[0-9]+[smhdw]?$", "u");
+const pattern6 = new RegExp("^[A-Za-z0-9_][A-Za-z0-9_.+-]*$", "u");
+const pattern8 = new RegExp("^[0-9]+[smhdw]?$", "u");
 
 function validate20(data, {instancePath="", parentData, parentDataProperty, rootData=data, dynamicAnchors={}}={}){
 /*# sourceURL="urn:viewctl:schema:manifest:1" */;
@@ -790,15 +791,13 @@ errors++;
 }
 var valid0 = _errs23 === errors;
 }
-if(data.gc !== undefined){
-let data14 = data.gc;
+if(data.modules !== undefined){
+let data14 = data.modules;
 const _errs31 = errors;
 const _errs32 = errors;
 if(data14 && typeof data14 == "object" && !Array.isArray(data14)){
-const _errs33 = errors;
-for(const key3 in data14){
-if(!(((key3 === "keep") || (key3 === "ttl")) || (key3 === "auto"))){
-const err24 = {instancePath:instancePath+"/gc",schemaPath:"#/properties/gc/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key3},message:"must NOT have additional properties",schema:false,parentSchema:schema31.properties.gc,data:data14};
+if(data14.dir === undefined){
+const err24 = {instancePath:instancePath+"/modules",schemaPath:"#/properties/modules/required",keyword:"required",params:{missingProperty: "dir"},message:"must have required property '"+"dir"+"'",schema:schema31.properties.modules.required,parentSchema:schema31.properties.modules,data:data14};
 if(vErrors === null){
 vErrors = [err24];
 }
@@ -807,12 +806,10 @@ vErrors.push(err24);
 }
 errors++;
 }
-}
-if(data14.keep !== undefined){
-let data15 = data14.keep;
-const _errs34 = errors;
-if(!((typeof data15 == "number") && (!(data15 % 1) && !isNaN(data15)))){
-const err25 = {instancePath:instancePath+"/gc/keep",schemaPath:"#/properties/gc/properties/keep/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema31.properties.gc.properties.keep.type,parentSchema:schema31.properties.gc.properties.keep,data:data15};
+const _errs33 = errors;
+for(const key3 in data14){
+if(!(((((key3 === "dir") || (key3 === "format")) || (key3 === "name")) || (key3 === "family")) || (key3 === "generations"))){
+const err25 = {instancePath:instancePath+"/modules",schemaPath:"#/properties/modules/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key3},message:"must NOT have additional properties",schema:false,parentSchema:schema31.properties.modules,data:data14};
 if(vErrors === null){
 vErrors = [err25];
 }
@@ -821,10 +818,14 @@ vErrors.push(err25);
 }
 errors++;
 }
+}
+if(data14.dir !== undefined){
+let data15 = data14.dir;
+const _errs34 = errors;
 const _errs35 = errors;
-if(typeof data15 == "number"){
-if(data15 < 0 || isNaN(data15)){
-const err26 = {instancePath:instancePath+"/gc/keep",schemaPath:"#/properties/gc/properties/keep/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0",schema:0,parentSchema:schema31.properties.gc.properties.keep,data:data15};
+if(typeof data15 === "string"){
+if(func2(data15) < 1){
+const err26 = {instancePath:instancePath+"/modules/dir",schemaPath:"#/properties/modules/properties/dir/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema31.properties.modules.properties.dir,data:data15};
 if(vErrors === null){
 vErrors = [err26];
 }
@@ -834,13 +835,8 @@ vErrors.push(err26);
 errors++;
 }
 }
-var valid13 = _errs34 === errors;
-}
-if(data14.ttl !== undefined){
-let data16 = data14.ttl;
-const _errs36 = errors;
-if((typeof data16 !== "string") && (!((typeof data16 == "number") && (!(data16 % 1) && !isNaN(data16))))){
-const err27 = {instancePath:instancePath+"/gc/ttl",schemaPath:"#/properties/gc/properties/ttl/type",keyword:"type",params:{type: schema31.properties.gc.properties.ttl.type},message:"must be string,integer",schema:schema31.properties.gc.properties.ttl.type,parentSchema:schema31.properties.gc.properties.ttl,data:data16};
+else {
+const err27 = {instancePath:instancePath+"/modules/dir",schemaPath:"#/properties/modules/properties/dir/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema31.properties.modules.properties.dir.type,parentSchema:schema31.properties.modules.properties.dir,data:data15};
 if(vErrors === null){
 vErrors = [err27];
 }
@@ -849,10 +845,14 @@ vErrors.push(err27);
 }
 errors++;
 }
-const _errs37 = errors;
-if(typeof data16 == "number"){
-if(data16 < 0 || isNaN(data16)){
-const err28 = {instancePath:instancePath+"/gc/ttl",schemaPath:"#/properties/gc/properties/ttl/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0",schema:0,parentSchema:schema31.properties.gc.properties.ttl,data:data16};
+var valid13 = _errs34 === errors;
+}
+if(data14.format !== undefined){
+let data16 = data14.format;
+const _errs36 = errors;
+const vSchema2 = schema31.properties.modules.properties.format.enum;
+if(!((data16 === "lua") || (data16 === "tcl"))){
+const err28 = {instancePath:instancePath+"/modules/format",schemaPath:"#/properties/modules/properties/format/enum",keyword:"enum",params:{allowedValues: schema31.properties.modules.properties.format.enum},message:"must be equal to one of the allowed values",schema:schema31.properties.modules.properties.format.enum,parentSchema:schema31.properties.modules.properties.format,data:data16};
 if(vErrors === null){
 vErrors = [err28];
 }
@@ -861,10 +861,15 @@ vErrors.push(err28);
 }
 errors++;
 }
+var valid13 = _errs36 === errors;
 }
-if(typeof data16 === "string"){
-if(!pattern6.test(data16)){
-const err29 = {instancePath:instancePath+"/gc/ttl",schemaPath:"#/properties/gc/properties/ttl/pattern",keyword:"pattern",params:{pattern: "^[0-9]+[smhdw]?$"},message:"must match pattern \""+"^[0-9]+[smhdw]?$"+"\"",schema:"^[0-9]+[smhdw]?$",parentSchema:schema31.properties.gc.properties.ttl,data:data16};
+if(data14.name !== undefined){
+let data17 = data14.name;
+const _errs37 = errors;
+const _errs38 = errors;
+if(typeof data17 === "string"){
+if(!pattern6.test(data17)){
+const err29 = {instancePath:instancePath+"/modules/name",schemaPath:"#/properties/modules/properties/name/pattern",keyword:"pattern",params:{pattern: "^[A-Za-z0-9_][A-Za-z0-9_.+-]*$"},message:"must match pattern \""+"^[A-Za-z0-9_][A-Za-z0-9_.+-]*$"+"\"",schema:"^[A-Za-z0-9_][A-Za-z0-9_.+-]*$",parentSchema:schema31.properties.modules.properties.name,data:data17};
 if(vErrors === null){
 vErrors = [err29];
 }
@@ -874,13 +879,8 @@ vErrors.push(err29);
 errors++;
 }
 }
-var valid13 = _errs36 === errors;
-}
-if(data14.auto !== undefined){
-let data17 = data14.auto;
-const _errs38 = errors;
-if(typeof data17 !== "boolean"){
-const err30 = {instancePath:instancePath+"/gc/auto",schemaPath:"#/properties/gc/properties/auto/type",keyword:"type",params:{type: "boolean"},message:"must be boolean",schema:schema31.properties.gc.properties.auto.type,parentSchema:schema31.properties.gc.properties.auto,data:data17};
+else {
+const err30 = {instancePath:instancePath+"/modules/name",schemaPath:"#/properties/modules/properties/name/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema31.properties.modules.properties.name.type,parentSchema:schema31.properties.modules.properties.name,data:data17};
 if(vErrors === null){
 vErrors = [err30];
 }
@@ -889,12 +889,15 @@ vErrors.push(err30);
 }
 errors++;
 }
+var valid13 = _errs37 === errors;
+}
+if(data14.family !== undefined){
+let data18 = data14.family;
 const _errs39 = errors;
-var valid13 = _errs38 === errors;
-}
-}
-else {
-const err31 = {instancePath:instancePath+"/gc",schemaPath:"#/properties/gc/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema31.properties.gc.type,parentSchema:schema31.properties.gc,data:data14};
+const _errs40 = errors;
+if(typeof data18 === "string"){
+if(!pattern6.test(data18)){
+const err31 = {instancePath:instancePath+"/modules/family",schemaPath:"#/properties/modules/properties/family/pattern",keyword:"pattern",params:{pattern: "^[A-Za-z0-9_][A-Za-z0-9_.+-]*$"},message:"must match pattern \""+"^[A-Za-z0-9_][A-Za-z0-9_.+-]*$"+"\"",schema:"^[A-Za-z0-9_][A-Za-z0-9_.+-]*$",parentSchema:schema31.properties.modules.properties.family,data:data18};
 if(vErrors === null){
 vErrors = [err31];
 }
@@ -903,16 +906,171 @@ vErrors.push(err31);
 }
 errors++;
 }
-var valid0 = _errs31 === errors;
-}
 }
 else {
-const err32 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema31.type,parentSchema:schema31,data};
+const err32 = {instancePath:instancePath+"/modules/family",schemaPath:"#/properties/modules/properties/family/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema31.properties.modules.properties.family.type,parentSchema:schema31.properties.modules.properties.family,data:data18};
 if(vErrors === null){
 vErrors = [err32];
 }
 else {
 vErrors.push(err32);
+}
+errors++;
+}
+var valid13 = _errs39 === errors;
+}
+if(data14.generations !== undefined){
+let data19 = data14.generations;
+const _errs41 = errors;
+if(typeof data19 !== "boolean"){
+const err33 = {instancePath:instancePath+"/modules/generations",schemaPath:"#/properties/modules/properties/generations/type",keyword:"type",params:{type: "boolean"},message:"must be boolean",schema:schema31.properties.modules.properties.generations.type,parentSchema:schema31.properties.modules.properties.generations,data:data19};
+if(vErrors === null){
+vErrors = [err33];
+}
+else {
+vErrors.push(err33);
+}
+errors++;
+}
+const _errs42 = errors;
+var valid13 = _errs41 === errors;
+}
+}
+else {
+const err34 = {instancePath:instancePath+"/modules",schemaPath:"#/properties/modules/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema31.properties.modules.type,parentSchema:schema31.properties.modules,data:data14};
+if(vErrors === null){
+vErrors = [err34];
+}
+else {
+vErrors.push(err34);
+}
+errors++;
+}
+var valid0 = _errs31 === errors;
+}
+if(data.gc !== undefined){
+let data20 = data.gc;
+const _errs43 = errors;
+const _errs44 = errors;
+if(data20 && typeof data20 == "object" && !Array.isArray(data20)){
+const _errs45 = errors;
+for(const key4 in data20){
+if(!(((key4 === "keep") || (key4 === "ttl")) || (key4 === "auto"))){
+const err35 = {instancePath:instancePath+"/gc",schemaPath:"#/properties/gc/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key4},message:"must NOT have additional properties",schema:false,parentSchema:schema31.properties.gc,data:data20};
+if(vErrors === null){
+vErrors = [err35];
+}
+else {
+vErrors.push(err35);
+}
+errors++;
+}
+}
+if(data20.keep !== undefined){
+let data21 = data20.keep;
+const _errs46 = errors;
+if(!((typeof data21 == "number") && (!(data21 % 1) && !isNaN(data21)))){
+const err36 = {instancePath:instancePath+"/gc/keep",schemaPath:"#/properties/gc/properties/keep/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema31.properties.gc.properties.keep.type,parentSchema:schema31.properties.gc.properties.keep,data:data21};
+if(vErrors === null){
+vErrors = [err36];
+}
+else {
+vErrors.push(err36);
+}
+errors++;
+}
+const _errs47 = errors;
+if(typeof data21 == "number"){
+if(data21 < 0 || isNaN(data21)){
+const err37 = {instancePath:instancePath+"/gc/keep",schemaPath:"#/properties/gc/properties/keep/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0",schema:0,parentSchema:schema31.properties.gc.properties.keep,data:data21};
+if(vErrors === null){
+vErrors = [err37];
+}
+else {
+vErrors.push(err37);
+}
+errors++;
+}
+}
+var valid14 = _errs46 === errors;
+}
+if(data20.ttl !== undefined){
+let data22 = data20.ttl;
+const _errs48 = errors;
+if((typeof data22 !== "string") && (!((typeof data22 == "number") && (!(data22 % 1) && !isNaN(data22))))){
+const err38 = {instancePath:instancePath+"/gc/ttl",schemaPath:"#/properties/gc/properties/ttl/type",keyword:"type",params:{type: schema31.properties.gc.properties.ttl.type},message:"must be string,integer",schema:schema31.properties.gc.properties.ttl.type,parentSchema:schema31.properties.gc.properties.ttl,data:data22};
+if(vErrors === null){
+vErrors = [err38];
+}
+else {
+vErrors.push(err38);
+}
+errors++;
+}
+const _errs49 = errors;
+if(typeof data22 == "number"){
+if(data22 < 0 || isNaN(data22)){
+const err39 = {instancePath:instancePath+"/gc/ttl",schemaPath:"#/properties/gc/properties/ttl/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0",schema:0,parentSchema:schema31.properties.gc.properties.ttl,data:data22};
+if(vErrors === null){
+vErrors = [err39];
+}
+else {
+vErrors.push(err39);
+}
+errors++;
+}
+}
+if(typeof data22 === "string"){
+if(!pattern8.test(data22)){
+const err40 = {instancePath:instancePath+"/gc/ttl",schemaPath:"#/properties/gc/properties/ttl/pattern",keyword:"pattern",params:{pattern: "^[0-9]+[smhdw]?$"},message:"must match pattern \""+"^[0-9]+[smhdw]?$"+"\"",schema:"^[0-9]+[smhdw]?$",parentSchema:schema31.properties.gc.properties.ttl,data:data22};
+if(vErrors === null){
+vErrors = [err40];
+}
+else {
+vErrors.push(err40);
+}
+errors++;
+}
+}
+var valid14 = _errs48 === errors;
+}
+if(data20.auto !== undefined){
+let data23 = data20.auto;
+const _errs50 = errors;
+if(typeof data23 !== "boolean"){
+const err41 = {instancePath:instancePath+"/gc/auto",schemaPath:"#/properties/gc/properties/auto/type",keyword:"type",params:{type: "boolean"},message:"must be boolean",schema:schema31.properties.gc.properties.auto.type,parentSchema:schema31.properties.gc.properties.auto,data:data23};
+if(vErrors === null){
+vErrors = [err41];
+}
+else {
+vErrors.push(err41);
+}
+errors++;
+}
+const _errs51 = errors;
+var valid14 = _errs50 === errors;
+}
+}
+else {
+const err42 = {instancePath:instancePath+"/gc",schemaPath:"#/properties/gc/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema31.properties.gc.type,parentSchema:schema31.properties.gc,data:data20};
+if(vErrors === null){
+vErrors = [err42];
+}
+else {
+vErrors.push(err42);
+}
+errors++;
+}
+var valid0 = _errs43 === errors;
+}
+}
+else {
+const err43 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema31.type,parentSchema:schema31,data};
+if(vErrors === null){
+vErrors = [err43];
+}
+else {
+vErrors.push(err43);
 }
 errors++;
 }

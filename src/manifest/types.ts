@@ -42,6 +42,20 @@ export interface Manifest {
   /** Variable name -> view-relative directories, in order ("." is the view root). */
   env: Record<string, string[]>
   gc: GcPolicy
+  /** The module tree viewctl keeps up to date (`modules:`), or null. */
+  modules: ModuleTreeSettings | null
+}
+
+/** `modules:` of a manifest, normalized: the module tree of a view (src/modules/tree.ts). Recorded in the journal like `env`. */
+export interface ModuleTreeSettings {
+  /** Absolute directory given to `module use`. */
+  dir: string
+  format: 'lua' | 'tcl'
+  /** The module's name; absent: the view's basename. */
+  name?: string
+  family?: string
+  /** One file per generation on disk, besides `current`. */
+  generations: boolean
 }
 
 export const DEFAULT_ENV: Record<string, string[]> = {

@@ -58,6 +58,38 @@ export interface ListResult {
   generations: GenerationInfo[]
 }
 
+export interface HistoryEntry {
+  at: string
+  action: string
+  generation: number
+  hash: string
+  /** The generation it switched away from (rollback, switch), when recorded. */
+  from: number | null
+  user: string
+  host: string
+  argv: string[]
+  /** This switch put the view on what it shows now (the last record of the current tree). */
+  current: boolean
+}
+
+export interface HistoryResult {
+  view: string
+  current: number | null
+  history: HistoryEntry[]
+}
+
+/** Every record of the journal, oldest first: each regenerate, rollback, switch, adoption, push. */
+export function history(target: string): HistoryResult {
+  const layout = layoutFor(viewPathOf(target))
+  const state = readViewState(layout)
+  requireManaged(state)
+  return {
+    view: layout.view,
+    current: state.current?.generation ?? null,
+    history: state.records.map((r) => ({ at: r.at, action: r.action, generation: r.generation, hash: r.hash, from: r.from ?? null, user: r.user, host: r.host, argv: r.argv, current: r === state.current })),
+  }
+}
+
 export function list(target: string): ListResult {
   const layout = layoutFor(viewPathOf(target))
   const state = readViewState(layout)

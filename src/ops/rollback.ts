@@ -1,22 +1,26 @@
 /**
- * rollback: switch the view to an earlier generation in one rename. No tree
- * is built and no generation number is created; the switch is recorded.
- * Rolling back to a generation that shares the current tree but not its
- * settings (ops/settings.ts) is a switch too: the record alone makes it
- * current, and its settings with it.
+ * rollback and switch: show an earlier (or, for switch, any) generation
+ * again, in one rename. No tree is built and no generation number is
+ * created; the switch is recorded. Switching to a generation that shares the
+ * current tree but not its settings (ops/settings.ts) is a switch too: the
+ * record alone makes it current, and its settings with it. `dryRun` decides
+ * the same way without the lock and changes nothing.
  */
 import { ViewError } from '../errors.js'
-import { appendHistory, newRecord, retractHistory, switches } from '../store/journal/history.js'
-import { layoutFor } from '../store/layout.js'
+import { appendHistory, madeRecord, newRecord, retractHistory, type SwitchAction } from '../store/journal/history.js'
+import { layoutFor, type Layout } from '../store/layout.js'
 import { publishGeneration } from '../store/build/publish.js'
 import { isComplete, listGenerations, readViewState, requireManaged, type GenerationInfo, type ViewState } from '../store/journal/state.js'
 import { viewPathOf } from '../manifest/target.js'
+import { keepModuleTreeCurrent } from '../modules/tree.js'
 import { withWriter, type WriterOptions } from './writer.js'
 import { recordSettings, sameSettings } from './settings.js'
 
 export interface RollbackOptions extends WriterOptions {
   /** A generation number or a hash prefix; default: the previous generation. */
   to?: string
+  /** Decide and report; take no lock, change nothing. */
+  dryRun?: boolean
 }
 
 export interface RollbackResult {
@@ -24,41 +28,62 @@ export interface RollbackResult {
   from: number | null
   to: number
   hash: string
+  /** False when the view already showed that tree with those settings (nothing was done), and for a dry run. */
+  changed: boolean
+  dryRun: boolean
   warnings: string[]
 }
 
 export async function rollback(target: string, opts: RollbackOptions = {}): Promise<RollbackResult> {
+  return switchTo(target, opts.to, 'rollback', opts)
+}
+
+/** `viewctl switch <view> <N|hash>`: what `nix-env --switch-generation` does; `rollback --to N` is the same move. */
+export async function switchGeneration(target: string, spec: string, opts: Omit<RollbackOptions, 'to'> = {}): Promise<RollbackResult> {
+  return switchTo(target, spec, 'switch', opts)
+}
+
+async function switchTo(target: string, spec: string | undefined, action: Extract<SwitchAction, 'rollback' | 'switch'>, opts: RollbackOptions): Promise<RollbackResult> {
   const layout = layoutFor(viewPathOf(target))
-  requireManaged(readViewState(layout))
+  const first = readViewState(layout)
+  requireManaged(first)
+  if (opts.dryRun) return decide(layout, first, spec, true).result
   return withWriter(layout, opts, () => {
     const state = readViewState(layout)
     requireManaged(state)
-    const dest = opts.to === undefined ? previousGeneration(state) : findGeneration(state, opts.to)
-    if (!isComplete(layout, dest.hash)) {
-      throw new ViewError('GENERATION_COLLECTED', `generation ${dest.generation} (${dest.hash.slice(0, 12)}) of ${layout.view} was garbage-collected; its tree is gone`, 'pick one that is still on disk (`viewctl list`), or regenerate from its manifest')
-    }
-    const from = state.current?.generation ?? null
-    const sameTree = dest.hash === state.hash
-    if (sameTree && (dest.generation === from || sameSettings(settingsOf(state, dest.generation), recordSettings(state.current)))) {
-      return { view: layout.view, from, to: dest.generation, hash: dest.hash, warnings: [`${layout.view} already shows generation ${dest.generation}'s tree and settings; nothing to do`] }
-    }
-    const record = newRecord({ generation: dest.generation, hash: dest.hash, action: 'rollback', argv: opts.argv ?? process.argv.slice(1), from: from ?? undefined, ...carriedSettings(state, dest.generation) })
+    const { dest, result } = decide(layout, state, spec, false)
+    if (!result.changed) return result
+    const record = newRecord({ generation: dest.generation, hash: dest.hash, action, argv: opts.argv ?? process.argv.slice(1), from: result.from ?? undefined, ...carriedSettings(state, dest.generation) })
     const size = appendHistory(layout.history, record)
+    let warnings: string[]
     try {
       // the same tree with other settings: the record alone switches, the view already points there
-      const warnings = sameTree ? [] : publishGeneration(layout, dest.hash)
-      return { view: layout.view, from, to: dest.generation, hash: dest.hash, warnings }
+      warnings = dest.hash === state.hash ? [] : publishGeneration(layout, dest.hash)
     } catch (err) {
       retractHistory(layout.history, size)
       throw err
     }
+    warnings.push(...keepModuleTreeCurrent(layout).warnings)
+    return { ...result, warnings }
   })
 }
 
-/** The env and gc settings recorded when that generation was made. */
+/** Where the switch goes, and what it would report; refusals are thrown. */
+function decide(layout: Layout, state: ViewState & { hash: string }, spec: string | undefined, dryRun: boolean): { dest: GenerationInfo; result: RollbackResult } {
+  const dest = spec === undefined ? previousGeneration(state) : findGeneration(state, spec)
+  if (!isComplete(layout, dest.hash)) {
+    throw new ViewError('GENERATION_COLLECTED', `generation ${dest.generation} (${dest.hash.slice(0, 12)}) of ${layout.view} was garbage-collected; its tree is gone`, 'pick one that is still on disk (`viewctl list`), or regenerate from its manifest')
+  }
+  const from = state.current?.generation ?? null
+  const shown = dest.hash === state.hash && (dest.generation === from || sameSettings(settingsOf(state, dest.generation), recordSettings(state.current)))
+  const warnings = shown ? [`${layout.view} already shows generation ${dest.generation}'s tree and settings; nothing to do`] : []
+  return { dest, result: { view: layout.view, from, to: dest.generation, hash: dest.hash, changed: !shown && !dryRun, dryRun, warnings } }
+}
+
+/** The settings recorded when that generation was made (not by a later switch back to it). */
 function carriedSettings(state: ViewState, generation: number) {
-  const made = switches(state.records).find((r) => r.generation === generation && r.action !== 'rollback')
-  return { manifest: made?.manifest, env: made?.env, gc: made?.gc }
+  const made = madeRecord(state.records, generation)
+  return { manifest: made?.manifest, env: made?.env, gc: made?.gc, modules: made?.modules }
 }
 
 function settingsOf(state: ViewState, generation: number) {
@@ -77,7 +102,7 @@ function previousGeneration(state: ViewState & { hash: string }): GenerationInfo
   const candidates = listGenerations(state).filter((g) => g.generation < current && g.onDisk && (g.hash !== state.hash || !sameSettings(settingsOf(state, g.generation), now)))
   const dest = candidates[candidates.length - 1]
   if (!dest) {
-    throw new ViewError('NO_ROLLBACK_TARGET', `${state.layout.view} has no earlier generation on disk to roll back to (current: ${state.current ? `generation ${state.current.generation}` : state.hash})`, '`viewctl list` shows the generations; `rollback --to N` switches to a later one')
+    throw new ViewError('NO_ROLLBACK_TARGET', `${state.layout.view} has no earlier generation on disk to roll back to (current: ${state.current ? `generation ${state.current.generation}` : state.hash})`, '`viewctl list` shows the generations; `viewctl switch <view> N` switches to a later one')
   }
   return dest
 }

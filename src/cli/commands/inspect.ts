@@ -1,4 +1,4 @@
-import { list, status } from '../../ops/inspect.js'
+import { history, list, status } from '../../ops/inspect.js'
 import { exitCodeFor } from '../../errors.js'
 import { formatCount, formatWhen, shortHash, type Output } from '../render.js'
 import { formatDuration } from '../../manifest/duration.js'
@@ -24,8 +24,18 @@ export async function runStatus(args: GlobalArgs & { target: string }, out: Outp
   }
 }
 
-export async function runList(args: GlobalArgs & { target: string }, out: Output): Promise<number> {
+export async function runList(args: GlobalArgs & { target: string; history: boolean }, out: Output): Promise<number> {
   try {
+    if (args.history) {
+      const h = history(args.target)
+      out.result(h, () =>
+        h.history.map((e) => {
+          const from = e.from === null ? '' : ` (from ${e.from})`
+          return `${formatWhen(e.at)}   ${e.action.padEnd(10)} ${String(e.generation).padStart(5)}   ${shortHash(e.hash)}   ${e.user}@${e.host}${from}${e.current ? '   (current)' : ''}`
+        }),
+      )
+      return 0
+    }
     const l = list(args.target)
     out.result(l, () =>
       l.generations.map((g) => {

@@ -6,10 +6,10 @@
 import fs from 'node:fs'
 import os from 'node:os'
 import { appendDurable } from '../../fs.js'
-import type { GcPolicy } from '../../manifest/types.js'
+import type { GcPolicy, ModuleTreeSettings } from '../../manifest/types.js'
 
 /** `push` and `pull`: a generation received from another host (ops/replicate/). */
-export type SwitchAction = 'regenerate' | 'rollback' | 'adopt' | 'push' | 'pull'
+export type SwitchAction = 'regenerate' | 'rollback' | 'switch' | 'adopt' | 'push' | 'pull'
 
 /** Where a received generation came from. */
 export interface RecordOrigin {
@@ -34,7 +34,9 @@ export interface HistoryRecord {
   /** The manifest's env and gc settings, so commands given a view path can use them. */
   env?: Record<string, string[]>
   gc?: Pick<GcPolicy, 'keep' | 'ttl' | 'auto'>
-  /** For a rollback: the generation it switched away from. */
+  /** The manifest's module tree (`modules:`), null when it names none; absent in records older than the setting. */
+  modules?: ModuleTreeSettings | null
+  /** For a rollback or a switch: the generation it switched away from. */
   from?: number
   /** For a push or pull: the host, view and generation it came from. */
   origin?: RecordOrigin
@@ -123,9 +125,14 @@ export function newRecord(fields: Omit<HistoryRecord, 'at' | 'user' | 'host'>): 
   return { ...fields, at: new Date().toISOString(), user: currentUser(), host: os.hostname() }
 }
 
-const SWITCH_ACTIONS: ReadonlySet<string> = new Set<SwitchAction>(['regenerate', 'rollback', 'adopt', 'push', 'pull'])
+const SWITCH_ACTIONS: ReadonlySet<string> = new Set<SwitchAction>(['regenerate', 'rollback', 'switch', 'adopt', 'push', 'pull'])
 
-/** Switch records only (regenerate, rollback, adopt, push, pull), in journal order. */
+/** Switch records only (regenerate, rollback, switch, adopt, push, pull), in journal order. */
 export function switches(records: HistoryRecord[]): HistoryRecord[] {
   return records.filter((r) => SWITCH_ACTIONS.has(r.action))
+}
+
+/** The record that made generation `n` (a regenerate, an adoption, a push or pull that brought it), not a later switch back to it. */
+export function madeRecord(records: HistoryRecord[], n: number): HistoryRecord | undefined {
+  return switches(records).find((r) => r.generation === n && r.action !== 'rollback' && r.action !== 'switch')
 }

@@ -1,0 +1,18 @@
+import { destroyView } from '../../ops/destroy.js'
+import type { Output } from '../render.js'
+import type { GlobalArgs } from '../main.js'
+
+export async function run(args: GlobalArgs & { target: string; yes: boolean }, out: Output): Promise<number> {
+  try {
+    const r = await destroyView(args.target, { yes: args.yes, lockTimeout: args.lockTimeout, noLock: !args.lock, argv: ['viewctl', ...process.argv.slice(2)] })
+    for (const w of r.warnings) out.warn(w)
+    out.result(r, () => {
+      const lines = [`removed ${r.linkRemoved ? `${r.view} and ` : ''}its store ${r.store} (${r.trees.length} generation tree${r.trees.length === 1 ? '' : 's'})`]
+      if (r.moduleTree?.removed.length) lines.push(`removed the module files ${r.moduleTree.removed.join(', ')} from ${r.moduleTree.module}`)
+      return lines
+    })
+    return 0
+  } catch (err) {
+    return out.fail(err)
+  }
+}
