@@ -12,6 +12,8 @@ export interface OptionSpec {
   choices?: readonly string[]
   /** What the shell completes for the value (completion scripts, cli/completion/). */
   complete?: ValueKind
+  /** For a boolean that defaults to true: what its `--no-…` form does (completion scripts, the man page). */
+  negated?: string
 }
 
 /** What a positional or an option value is, for completion: generation numbers come from `viewctl __complete`. */
@@ -47,7 +49,7 @@ export const GLOBAL_OPTIONS: Options = {
 
 const WRITER_OPTIONS: Options = {
   'lock-timeout': { type: 'number', default: 30, describe: 'seconds to wait for another writer (0 = fail at once)' },
-  lock: { type: 'boolean', default: true, describe: 'take the writer lock (--no-lock only where the filesystem cannot lock)' },
+  lock: { type: 'boolean', default: true, describe: 'take the writer lock (--no-lock only where the filesystem cannot lock)', negated: 'skip the writer lock: only where the filesystem cannot lock and no other writer runs' },
 }
 
 export const COMMANDS: CommandSpec[] = [

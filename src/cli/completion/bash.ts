@@ -35,7 +35,7 @@ _viewctl_complete_kind() {
       gens=$("\${_viewctl_self:-viewctl}" __complete generations "\${target/#\\~/$HOME}" 2>/dev/null | cut -f1)
       COMPREPLY+=($(compgen -W "$gens" -- "$cur")) ;;
     shell)
-      COMPREPLY+=($(compgen -W 'bash zsh fish' -- "$cur")) ;;
+      COMPREPLY+=($(compgen -W $'bash\nzsh\nfish' -- "$cur")) ;;
   esac
 }
 

@@ -30,7 +30,7 @@ export function flagsOf(options: Record<string, OptionSpec>): FlagInfo[] {
   return Object.entries(options).map(([name, o]) => {
     const flag = o.type === 'boolean' && o.default === true ? `--no-${name}` : `--${name}`
     const value = o.type === 'boolean' ? null : { kind: o.complete ?? null, choices: o.choices ?? null, name: o.complete ?? (o.type === 'number' ? 'number' : name) }
-    return { flag, ...(o.alias ? { alias: `-${o.alias}` } : {}), describe: o.describe, value }
+    return { flag, ...(o.alias ? { alias: `-${o.alias}` } : {}), describe: flag.startsWith('--no-') ? (o.negated ?? o.describe) : o.describe, value }
   })
 }
 
