@@ -1,6 +1,7 @@
 /**
- * The floors of src/ (STYLE.md): cli → ops / shell → store → plan →
- * manifest → fs, errors; inside store/, recover and remove over build, build
+ * The floors of src/ (STYLE.md): cli → ops → modules → shell → store →
+ * plan → manifest → fs, errors (modules writes the module trees every
+ * writer in ops keeps up to date, from the env shell/ computes); inside store/, recover and remove over build, build
  * over journal and guard, all of them over layout, places and workers. Every import
  * points down a floor or stays in its own folder, and no module reaches
  * itself again through its imports (type-only and lazy `import()` included:
@@ -29,10 +30,11 @@ const FLOORS: Array<[string, number]> = [
   ['store/build/', 6],
   ['store/remove/', 7],
   ['store/recover/', 7],
-  ['ops/', 8],
   ['shell/', 8],
-  ['cli/', 9],
-  ['index.ts', 10],
+  ['modules/', 9],
+  ['ops/', 10],
+  ['cli/', 11],
+  ['index.ts', 12],
 ]
 
 function floorOf(rel: string): { floor: number; room: string } {

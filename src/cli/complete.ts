@@ -9,8 +9,8 @@
 import path from 'node:path'
 import { guessViewPath, isManifestPath } from '../manifest/target.js'
 import { layoutFor } from '../store/layout.js'
-import { readPins } from '../store/pins.js'
-import { isComplete, readViewState } from '../store/state.js'
+import { readPins } from '../store/journal/pins.js'
+import { isComplete, readViewState } from '../store/journal/state.js'
 import fs from 'node:fs'
 
 export function complete(argv: string[]): number {

@@ -18,7 +18,7 @@ import { crypto } from '../lazy.js'
 import { viewPathOf } from '../manifest/target.js'
 import { envEntries, recordedEnv } from '../shell/env.js'
 import { layoutFor, type Layout } from '../store/layout.js'
-import { readViewState, requireManaged } from '../store/state.js'
+import { readViewState, requireManaged } from '../store/journal/state.js'
 import { MODULE_FORMATS, renderModulefile, type ModuleFormat } from './modulefile.js'
 
 export interface ModuleOptions {

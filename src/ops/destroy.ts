@@ -20,9 +20,9 @@ import { ViewError, translateOsError } from '../errors.js'
 import { viewPathOf } from '../manifest/target.js'
 import { recordedModuleSettings, removeModuleTree, type ModuleTreeResult } from '../modules/tree.js'
 import { isHashName, layoutFor, nonce, type Layout } from '../store/layout.js'
-import { tryExclusiveLease } from '../store/lease.js'
-import { describeUse, findProcessUsers } from '../store/readers.js'
-import { readViewState, type ViewState } from '../store/state.js'
+import { tryExclusiveLease } from '../store/guard/lease.js'
+import { describeUse, findProcessUsers } from '../store/guard/readers.js'
+import { readViewState, type ViewState } from '../store/journal/state.js'
 import { withWriter, type WriterOptions } from './writer.js'
 
 export interface DestroyOptions extends WriterOptions {

@@ -1,6 +1,6 @@
 import { destroyView } from '../../ops/destroy.js'
 import type { Output } from '../render.js'
-import type { GlobalArgs } from '../main.js'
+import type { GlobalArgs } from '../args.js'
 
 export async function run(args: GlobalArgs & { target: string; yes: boolean }, out: Output): Promise<number> {
   try {

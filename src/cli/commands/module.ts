@@ -3,7 +3,7 @@ import type { ModuleFormat } from '../../modules/modulefile.js'
 import { writeModuleTreeFor } from '../../modules/tree.js'
 import { ViewError } from '../../errors.js'
 import type { Output } from '../render.js'
-import type { GlobalArgs } from '../main.js'
+import type { GlobalArgs } from '../args.js'
 
 type ModuleArgs = GlobalArgs & { target: string; format?: ModuleFormat; name?: string; family?: string; canonical: boolean; dir?: string; generations: boolean }
 

@@ -9,5 +9,5 @@ export function completionScript(shell: CompletionShell): string {
   return shell === 'bash' ? bashCompletion() : shell === 'zsh' ? zshCompletion() : fishCompletion()
 }
 
-/** The file name each shell looks for (scripts/generate.mjs writes them into dist/completion/). */
+/** The file name each shell looks for (scripts/generate.mjs writes them into dist/completion/; cli/commands/completion.ts reads them). */
 export const COMPLETION_FILES: Record<CompletionShell, string> = { bash: 'viewctl', zsh: '_viewctl', fish: 'viewctl.fish' }
