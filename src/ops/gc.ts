@@ -47,6 +47,8 @@ import { describeUse, findProcessUsers, type ProcessScan } from '../store/guard/
 import type { TreeRemover } from '../store/remove/remover.js'
 import { startRemover } from '../store/remove/rm-processes.js'
 import { listGenerations, readViewState, requireManaged, type GenerationInfo, type ViewState } from '../store/journal/state.js'
+import { keepModuleTreeCurrent } from '../modules/tree.js'
+import { findGeneration } from './rollback.js'
 import { withWriter, type WriterOptions } from './writer.js'
 
 /** Below this, other NFS clients may still resolve an old target from their attribute cache. */
@@ -61,6 +63,12 @@ export interface GcOptions extends WriterOptions {
   dryRun?: boolean
   /** Accept a ttl under 5 minutes. */
   force?: boolean
+  /**
+   * Delete this one generation (a number, or a hash prefix) now, whatever
+   * keep and ttl say: refused for the current one, a pinned one and one in
+   * use; a tree another generation still has stays.
+   */
+  generation?: string
 }
 
 export interface RemovedTree {
@@ -115,7 +123,7 @@ export async function collectGarbage(target: string, opts: GcOptions = {}): Prom
   const first = readViewState(layout)
   requireManaged(first)
   const policy = resolvePolicy(first, opts)
-  if (policy.ttlMs < MIN_TTL_MS && !opts.force && !opts.dryRun) {
+  if (policy.ttlMs < MIN_TTL_MS && !opts.force && !opts.dryRun && opts.generation === undefined) {
     throw new ViewError(
       'TTL_TOO_SHORT',
       `gc ttl ${policy.ttl} for ${layout.view} is under 5 minutes: other NFS clients may keep resolving an old target from their attribute cache (60 s by default) and would find its tree gone`,
@@ -123,22 +131,65 @@ export async function collectGarbage(target: string, opts: GcOptions = {}): Prom
     )
   }
 
-  const now = Date.now()
-  const quick = decide(first, policy, now)
+  const named = opts.generation
+  const choose = (state: ViewState & { hash: string }) => (named === undefined ? decide(state, policy, Date.now()) : decideOne(state, named))
+  const quick = choose(first)
   if (!opts.dryRun && quick.candidates.size === 0) return report(first, policy, quick, [], null, [], false)
-  if (opts.dryRun) return checkInUse(first, policy, quick, null)
+  if (opts.dryRun) return refuseIfKeptInUse(named, await checkInUse(first, policy, quick, null))
 
   // For big trees: rm processes (store/remove/rm-processes.ts), or else a removal thread that boots now, while the lock is taken and the /proc scan runs.
   const remover = startRemover(entriesIn(layout, quick.candidates.keys()))
   try {
-    return await withWriter(layout, opts, () => {
+    return await withWriter(layout, opts, async () => {
       const state = readViewState(layout)
       requireManaged(state)
-      return checkInUse(state, policy, decide(state, policy, Date.now()), remover)
+      const result = refuseIfKeptInUse(named, await checkInUse(state, policy, choose(state), remover))
+      // the module tree names one file per generation on disk (modules/tree.ts)
+      if (result.removed.length) result.warnings.push(...keepModuleTreeCurrent(layout).warnings)
+      return result
     })
   } finally {
     await remover.close()
   }
+}
+
+/**
+ * `--generation N`: that generation's tree is the only candidate. The current
+ * one and a pinned one are refused outright; a tree that another generation
+ * on disk still has stays, and is reported as kept.
+ */
+function decideOne(state: ViewState & { hash: string }, spec: string): Decision {
+  const { layout } = state
+  const g = findGeneration(state, spec)
+  const rows = listGenerations(state).filter((r) => r.onDisk)
+  if (!g.onDisk) {
+    throw new ViewError('GENERATION_COLLECTED', `generation ${g.generation} (${g.hash.slice(0, 12)}) of ${layout.view} was collected already; its tree is gone`, '`viewctl list` shows which generations are still on disk')
+  }
+  if (g.hash === state.hash) {
+    const current = state.current?.generation
+    const which = current === g.generation ? 'is the current generation' : `shares its tree with the current generation${current === undefined ? '' : ` ${current}`}`
+    throw new ViewError('GENERATION_CURRENT', `generation ${g.generation} of ${layout.view} ${which}; gc never removes what the view shows`, 'switch the view to another generation first (`viewctl switch`, `viewctl rollback`), then collect this one')
+  }
+  if (g.pinned) {
+    throw new ViewError('GENERATION_PINNED', `generation ${g.generation} of ${layout.view} is pinned; nothing was removed`, `\`viewctl unpin ${layout.view} ${g.generation}\` first if it may really go`)
+  }
+  // only the named generation, and those that share its tree, are reported
+  const sharing = rows.filter((r) => r.hash === g.hash && r.generation !== g.generation)
+  const reasons = new Map<number, string[]>([[g.generation, []], ...sharing.map((r) => [r.generation, ['shares the tree of the generation named by --generation']] as [number, string[]])])
+  const candidates = new Map<string, number[]>()
+  if (sharing.length) reasons.get(g.generation)!.push(`shares its tree with generation ${sharing.map((r) => r.generation).join(', ')}, which stay${sharing.length === 1 ? 's' : ''}`)
+  else candidates.set(g.hash, [g.generation])
+  return { rows: rows.filter((r) => reasons.has(r.generation)), reasons, candidates }
+}
+
+/** A generation named by --generation that a process or an exec lease uses is a refusal, not a survivor. */
+function refuseIfKeptInUse(named: string | undefined, result: GcResult): GcResult {
+  if (named === undefined || result.removed.length) return result
+  const busy = result.kept.find((k) => k.reasons.some((r) => r.startsWith('in use') || r.startsWith('held by')))
+  if (busy) {
+    throw new ViewError('GENERATION_IN_USE', `generation ${busy.generation} (${busy.hash.slice(0, 12)}) of ${result.view} is ${busy.reasons.filter((r) => r.startsWith('in use') || r.startsWith('held by')).join('; ')}; nothing was removed`, 'end what uses it (or wait for it to end), then run gc again')
+  }
+  return result
 }
 
 /** Entries in the given generation trees, as their metadata counts them (0 for a tree without). */

@@ -27,6 +27,7 @@ import { isComplete, nextGenerationNumber, readViewState, type ViewState } from 
 import { retireTree } from '../store/recover/recover.js'
 import { assertNoCollision, notAnOldView } from '../store/places.js'
 import { ViewError, translateOsError } from '../errors.js'
+import { keepModuleTreeCurrent } from '../modules/tree.js'
 import { withWriter, withWriterIfFree, type WriterOptions } from './writer.js'
 import type { GcResult } from './gc.js'
 import { manifestSettings, recordSettings, sameSettings } from './settings.js'
@@ -188,9 +189,11 @@ async function planAndSwitch(manifestFile: string, manifest: Manifest, layout: L
     }
     const previous = state.current?.generation ?? null
     if (showsPlan(layout, state, plan)) {
-      const settings = recordSettingsChange(layout, state, plan, manifest, opts)
+      const warnings: string[] = []
+      const settings = recordSettingsChange(layout, state, plan, manifest, opts, warnings)
+      if (adopted !== null && settings === null) warnings.push(...keepModuleTreeCurrent(layout).warnings)
       const generation = settings ?? previous
-      return { ...base, generation, previousGeneration: previous, changed: adopted !== null || settings !== null, settingsChanged: settings !== null, built: false, adopted, cleared, elapsedMs: performance.now() - started }
+      return { ...base, warnings: [...base.warnings, ...warnings], generation, previousGeneration: previous, changed: adopted !== null || settings !== null, settingsChanged: settings !== null, built: false, adopted, cleared, elapsedMs: performance.now() - started }
     }
     const build = () => buildGeneration(layout, plan, manifest, { onProgress: opts.onProgress, signal: opts.signal, helpers: opts.helpers, workInStore: opts.workInStore })
     const { generation, built, warnings } = await switchToNewGeneration(layout, state, plan, manifest, opts, build)
@@ -231,9 +234,10 @@ async function streamAndSwitch(manifestFile: string, manifest: Manifest, layout:
     const previous = state.current?.generation ?? null
     if (showsPlan(layout, state, plan)) {
       await stream.abandon()
-      const settings = recordSettingsChange(layout, state, plan, manifest, opts)
+      const warnings: string[] = []
+      const settings = recordSettingsChange(layout, state, plan, manifest, opts, warnings)
       const generation = settings ?? previous
-      return { ...base, streamed: stream.linkedWhileWalking, generation, previousGeneration: previous, changed: settings !== null, settingsChanged: settings !== null, built: false, adopted: null, cleared, elapsedMs: performance.now() - started }
+      return { ...base, warnings: [...base.warnings, ...warnings], streamed: stream.linkedWhileWalking, generation, previousGeneration: previous, changed: settings !== null, settingsChanged: settings !== null, built: false, adopted: null, cleared, elapsedMs: performance.now() - started }
     }
     const build = async () => {
       const dir = generationDir(layout, plan.hash)
@@ -287,10 +291,12 @@ function settingsDiffer(state: ViewState, manifest: Manifest): boolean {
  * the record alone makes it current); returns its number, or null when
  * nothing changed.
  */
-function recordSettingsChange(layout: Layout, state: ViewState, plan: PlanResult, manifest: Manifest, opts: RegenerateOptions): number | null {
+function recordSettingsChange(layout: Layout, state: ViewState, plan: PlanResult, manifest: Manifest, opts: RegenerateOptions, warnings: string[]): number | null {
   if (!settingsDiffer(state, manifest)) return null
   const generation = nextGenerationNumber(state)
   appendHistory(layout.history, newRecord({ generation, hash: plan.hash, action: 'regenerate', argv: opts.argv ?? process.argv.slice(1), manifest: manifest.file, ...manifestSettings(manifest) }))
+  // the module tree names the generation, and may have moved with modules:
+  warnings.push(...keepModuleTreeCurrent(layout).warnings)
   return generation
 }
 
@@ -369,13 +375,15 @@ async function switchToNewGeneration(layout: Layout, state: ViewState, plan: Pla
     ...manifestSettings(manifest),
   })
   const sizeBefore = appendHistory(layout.history, record)
+  let warnings: string[]
   try {
-    const warnings = publishGeneration(layout, plan.hash)
-    return { generation, built, warnings }
+    warnings = publishGeneration(layout, plan.hash)
   } catch (err) {
     retractHistory(layout.history, sizeBefore)
     throw err
   }
+  warnings.push(...keepModuleTreeCurrent(layout).warnings)
+  return { generation, built, warnings }
 }
 
 /**

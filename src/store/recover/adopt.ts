@@ -61,7 +61,7 @@ export function adoptDirectory(layout: Layout, state: ViewState, manifest: Manif
     throw new ViewError(e.code, e.message, `${layout.view} was not moved; fix the cause and retry`, e.details, { cause: err })
   }
   const generation = nextGenerationNumber(state)
-  const record = newRecord({ generation, hash, action: 'adopt', argv, manifest: manifest.file, env: manifest.env, gc: { keep: manifest.gc.keep, ttl: manifest.gc.ttl, auto: manifest.gc.auto } })
+  const record = newRecord({ generation, hash, action: 'adopt', argv, manifest: manifest.file, env: manifest.env, gc: { keep: manifest.gc.keep, ttl: manifest.gc.ttl, auto: manifest.gc.auto }, modules: manifest.modules })
   const size = appendHistory(layout.history, record)
   try {
     publishGeneration(layout, hash)
