@@ -18,25 +18,27 @@ export function bashCompletion(): string {
 
 # What goes at a value of the given kind; COMPREPLY gets the matches of $cur.
 _viewctl_complete_kind() {
-  local kind=$1 cur=$2 target=$3 IFS=$'\\n'
+  local kind=$1 cur=$2 target=$3 IFS=$'\\n' name
+  local -a found=()
   case $kind in
-    manifest)
+    manifest|target)
       compopt -o filenames 2>/dev/null
-      COMPREPLY+=($(compgen -d -- "$cur") $(compgen -f -X '!*.yaml' -- "$cur") $(compgen -f -X '!*.yml' -- "$cur")) ;;
-    target)
-      compopt -o filenames 2>/dev/null
-      COMPREPLY+=($(compgen -d -- "$cur") $(compgen -f -X '!*.yaml' -- "$cur") $(compgen -f -X '!*.yml' -- "$cur")) ;;
+      found=($(compgen -d -- "$cur") $(compgen -f -X '!*.yaml' -- "$cur") $(compgen -f -X '!*.yml' -- "$cur")) ;;
     directory)
       compopt -o filenames 2>/dev/null
-      COMPREPLY+=($(compgen -d -- "$cur")) ;;
+      found=($(compgen -d -- "$cur")) ;;
     generation)
       [[ -n $target ]] || return 0
       local gens
       gens=$("\${_viewctl_self:-viewctl}" __complete generations "\${target/#\\~/$HOME}" 2>/dev/null | cut -f1)
       COMPREPLY+=($(compgen -W "$gens" -- "$cur")) ;;
     shell)
-      COMPREPLY+=($(compgen -W $'bash\nzsh\nfish' -- "$cur")) ;;
+      COMPREPLY+=($(compgen -W $'bash\\nzsh\\nfish' -- "$cur")) ;;
   esac
+  # hidden names only when the name typed so far starts with a dot, as readline shows them
+  for name in "\${found[@]}"; do
+    [[ \${name##*/} == .* && \${cur##*/} != .* ]] || COMPREPLY+=("$name")
+  done
 }
 
 _viewctl() {

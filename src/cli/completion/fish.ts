@@ -10,8 +10,8 @@ function quoted(text: string): string {
 }
 
 const VALUES: Record<ValueKind, string> = {
-  manifest: "(__fish_complete_suffix .yaml; __fish_complete_suffix .yml; __fish_complete_directories (commandline -ct) '')",
-  target: "(__fish_complete_suffix .yaml; __fish_complete_suffix .yml; __fish_complete_directories (commandline -ct) '')",
+  manifest: '(__viewctl_manifests)',
+  target: '(__viewctl_manifests)',
   generation: '(__viewctl_generations)',
   directory: "(__fish_complete_directories (commandline -ct) '')",
   shell: 'bash zsh fish',
@@ -55,6 +55,15 @@ export function fishCompletion(): string {
     '# how many arguments the command has so far',
     'function __viewctl_nargs',
     '    count (__viewctl_args)',
+    'end',
+    '',
+    '# manifests (*.yaml, *.yml) and directories (views are symlinks to them) under what is typed',
+    'function __viewctl_manifests',
+    '    set -l token (commandline -ct | string unescape)',
+    '    for f in $token*.yaml $token*.yml',
+    '        echo $f',
+    '    end',
+    "    __fish_complete_directories $token ''",
     'end',
     '',
     '# generation numbers of the target on the line, from viewctl itself',
