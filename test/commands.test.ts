@@ -260,7 +260,7 @@ describe('the module tree the manifest names', () => {
     expect(fs.readdirSync(files).sort()).toEqual(['.modulerc', '1', 'current'])
     regen(f.b)
     expect(fs.readdirSync(files).sort()).toEqual(['.modulerc', '1', '2', 'current'])
-    const showed = () => /view\\ showed\\ generation\\ (\d+)/.exec(fs.readFileSync(path.join(files, 'current'), 'utf8'))?.[1]
+    const showed = () => /view\\? showed\\? generation\\? (\d+)/.exec(fs.readFileSync(path.join(files, 'current'), 'utf8'))?.[1]
     expect(showed()).toBe('2')
     expect(viewctl(['rollback', f.view]).code).toBe(0)
     expect(showed()).toBe('1')
@@ -274,6 +274,23 @@ describe('the module tree the manifest names', () => {
     expect(fs.readdirSync(files).sort()).toEqual(['.modulerc', '2.lua', '3.lua', 'current.lua'])
     expect(regen(f.b)).toMatchObject({ changed: false, generation: 3 })
     expect(g1.hash).not.toBe(r.hash)
+  })
+
+  it('modules: is checked like the rest of the manifest: a bad name or an unknown key is exit 2, before any write', () => {
+    for (const [bad, says] of [
+      ['modules: {dir: ./m, name: "a b"}', 'modules.name'],
+      ['modules: {dir: ./m, format: csh}', 'modules.format'],
+      ['modules: {dir: ./m, generation: true}', 'generation: unknown key'],
+      ['modules: {name: x}', 'dir'],
+    ]) {
+      const f = fixture(`${bad}\n`)
+      const r = viewctl(['regenerate', f.a, '--json'])
+      expect(r.code, bad).toBe(2)
+      expect(r.json.error.code).toBe('MANIFEST_INVALID')
+      expect(r.json.error.message).toContain(says)
+      expect(fs.existsSync(f.view)).toBe(false)
+      expect(fs.existsSync(path.join(f.base, 'm'))).toBe(false)
+    }
   })
 
   it('a tree that cannot be written is a warning: the switch stands', () => {

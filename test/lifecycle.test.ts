@@ -299,7 +299,7 @@ describe('pin and unpin', () => {
 
     const p = f.run(['pin', f.view, '2', '--json'])
     expect(p.code, p.stderr).toBe(0)
-    expect(p.json).toEqual({ view: f.view, generation: 2, hash: g[1]!.hash, pinned: true, changed: true, pins: [2] })
+    expect(p.json).toEqual({ view: f.view, generation: 2, hash: g[1]!.hash, pinned: true, changed: true, dryRun: false, pins: [2] })
     expect(fs.readFileSync(path.join(f.store, 'history.jsonl'), 'utf8')).toBe(history)
     const pins = JSON.parse(fs.readFileSync(path.join(f.store, 'pins.json'), 'utf8'))
     expect(pins.pins.map((x: any) => [x.generation, x.hash])).toEqual([[2, g[1]!.hash]])

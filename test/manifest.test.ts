@@ -119,6 +119,7 @@ describe('loadManifest: normalization', () => {
       exclude: [],
       env: DEFAULT_ENV,
       gc: DEFAULT_GC,
+      modules: null,
     })
     // Callers may mutate what they get; the module's defaults must not change under them.
     expect(m.env).not.toBe(DEFAULT_ENV)
@@ -334,7 +335,7 @@ describe('loadManifest: schema errors', () => {
     const file = writeManifest(dir, 'view: v\npackages: [a]\nlinks: copy\n')
     const err = await loadError(file)
     expect(err.code).toBe('MANIFEST_INVALID')
-    expect(err.message).toBe(`${file}:3:1: links: unknown key (allowed: view, link, fold, relative, conflicts, packages, include, exclude, env, gc)`)
+    expect(err.message).toBe(`${file}:3:1: links: unknown key (allowed: view, link, fold, relative, conflicts, packages, include, exclude, env, modules, gc)`)
   })
 
   it('reports unknown nested keys (gc.kep, packages[1].prio) at the key', async () => {

@@ -75,7 +75,7 @@ export function renderModulefile(spec: ModulefileSpec): string {
 function helpText(spec: ModulefileSpec): string {
   const vars = Object.keys(spec.env)
   const gen = spec.generation === null ? `hash ${spec.hash.slice(0, 12)}` : `generation ${spec.generation} (hash ${spec.hash.slice(0, 12)})`
-  const lines = [`The viewctl view ${spec.view}.`, `Sets ${vars.length ? vars.join(', ') : 'no variables'} to its directories.`]
+  const lines = [`The viewctl view ${spec.view}.`, vars.length ? `Puts its directories in front of ${vars.join(', ')}.` : 'Sets no variables (its env: is empty).']
   if (spec.pinned) {
     lines.push(`Pinned to ${gen}: ${spec.root}`, 'The shell keeps this tree when the view moves on; unlike `viewctl exec` it holds no lease,', 'so only gc\'s ttl and its scan of running processes keep the tree on disk.')
   } else {

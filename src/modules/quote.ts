@@ -5,9 +5,10 @@
  * - Lua: a long bracket `[==[…]==]` whose level is the lowest at which the
  *   closing bracket does not occur in the text, so no character inside is
  *   special (Lmod reads the file with Lua's own parser).
- * - Tcl: every character Tcl would interpret (`$ [ ] { } \ "`, `;`, spaces)
- *   behind a backslash, so one path is one word with no substitution.
- *   Braces cannot carry an unbalanced brace or a trailing backslash.
+ * - Tcl: in braces, which substitute nothing, when the text has no brace
+ *   and no backslash (braces must balance, and a backslash before a newline
+ *   still counts inside them); otherwise every character Tcl would interpret
+ *   (`$ [ ] { } \ "`, `;`, spaces) behind a backslash.
  *
  * A newline is refused earlier (a PATH entry cannot hold one, and Lmod's Tcl
  * translation cuts lines); so is `:`, the separator of every path list.
@@ -25,6 +26,6 @@ export function luaString(s: string): string {
 
 /** `s` as one Tcl word, substituted to exactly itself. */
 export function tclWord(s: string): string {
-  if (s === '') return '{}'
+  if (!/[{}\\\n]/.test(s)) return `{${s}}`
   return s.replace(/[\\$[\]{}";\s#]/g, (c) => (c === '\n' ? '\\n' : c === '\t' ? '\\t' : `\\${c}`))
 }
