@@ -95,8 +95,8 @@ describe('quoting, read back by the languages themselves', () => {
     expect(r.stdout.split('\0').slice(0, -1)).toEqual(nasty)
   })
 
-  it.skipIf(!tclsh)('Tcl backslashes give back every byte', () => {
-    const program = 'fconfigure stdout -translation binary -encoding utf-8\n' + nasty.map((s) => `puts -nonewline ${tclWord(s)}\\0`).join('\n')
+  it.skipIf(!tclsh)('Tcl braces and backslashes give back every byte', () => {
+    const program = 'fconfigure stdout -translation binary -encoding utf-8\n' + nasty.map((s) => `puts -nonewline ${tclWord(s)}; puts -nonewline "\\0"`).join('\n')
     const r = spawnSync(tclsh, [], { input: program, encoding: 'utf8' })
     expect(r.stderr).toBe('')
     expect(r.stdout.split('\0').slice(0, -1)).toEqual(nasty)
