@@ -228,6 +228,15 @@ echo "@path $PATH"
   })
 }
 
+/** A view `v` of one file, in a fresh directory. */
+function smallView(): { base: string; view: string } {
+  const base = fs.realpathSync(tempDir('viewctl-modbad-'))
+  writeTree(path.join(base, 'p'), { 'bin/x': 'x' })
+  writeManifest(base, `view: ./v\npackages: [${JSON.stringify(path.join(base, 'p'))}]\n`)
+  expect(viewctl(['regenerate', path.join(base, 'env.yaml')]).code).toBe(0)
+  return { base, view: path.join(base, 'v') }
+}
+
 describe('module: refusals', () => {
   it('a view path holding a colon or a newline is refused with exit 2, and nothing is written', () => {
     for (const bad of ['with:colon', 'with\nnewline']) {
@@ -257,11 +266,7 @@ describe('module: refusals', () => {
   })
 
   it('a module name that is not a plain name, and a module directory that is a symlink, are refused', () => {
-    const base = fs.realpathSync(tempDir('viewctl-modbad-'))
-    writeTree(path.join(base, 'p'), { 'bin/x': 'x' })
-    writeManifest(base, `view: ./v\npackages: [${JSON.stringify(path.join(base, 'p'))}]\n`)
-    expect(viewctl(['regenerate', path.join(base, 'env.yaml')]).code).toBe(0)
-    const view = path.join(base, 'v')
+    const { base, view } = smallView()
     for (const name of ['../x', 'a b', '-x', '']) {
       const r = viewctl(['module', view, '--name', name])
       expect(r.code, name).toBe(2)
@@ -279,16 +284,13 @@ describe('module: refusals', () => {
   })
 
   it('a modulefile that is a symlink is replaced, never written through', () => {
-    const base = fs.realpathSync(tempDir('viewctl-modbad-'))
-    writeTree(path.join(base, 'p'), { 'bin/x': 'x' })
-    writeManifest(base, `view: ./v\npackages: [${JSON.stringify(path.join(base, 'p'))}]\n`)
-    expect(viewctl(['regenerate', path.join(base, 'env.yaml')]).code).toBe(0)
+    const { base, view } = smallView()
     const tree = path.join(base, 'tree')
     fs.mkdirSync(path.join(tree, 'v'), { recursive: true })
     const victim = path.join(base, 'victim')
     fs.writeFileSync(victim, 'precious\n')
     fs.symlinkSync(victim, path.join(tree, 'v', 'current.lua'))
-    const r = viewctl(['module', path.join(base, 'v'), '--dir', tree, '--format', 'lua'])
+    const r = viewctl(['module', view, '--dir', tree, '--format', 'lua'])
     expect(r.code, r.stderr).toBe(0)
     expect(fs.readFileSync(victim, 'utf8')).toBe('precious\n')
     expect(fs.lstatSync(path.join(tree, 'v', 'current.lua')).isFile()).toBe(true)
