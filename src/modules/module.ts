@@ -14,7 +14,6 @@
 import fs from 'node:fs'
 import path from 'node:path'
 import { ViewError, translateOsError } from '../errors.js'
-import { crypto } from '../lazy.js'
 import { viewPathOf } from '../manifest/target.js'
 import { envEntries, recordedEnv } from '../shell/env.js'
 import { layoutFor, type Layout } from '../store/layout.js'
@@ -107,7 +106,16 @@ export function checkModuleName(name: string, what: string): string {
   return name
 }
 
-/** Identifies one module's MANPATH record in the environment: the same for every file of that module, different for another view or name. */
+/**
+ * Identifies one module's MANPATH record in the environment: the same for
+ * every file of that module, different for another view or name. FNV-1a
+ * over the UTF-16 code units, 64 bits, 12 hex digits shown: it only has to
+ * keep a user's few loaded views apart, and spares every writer that keeps
+ * a module tree loading node:crypto.
+ */
 export function markIdFor(layout: Layout, name: string): string {
-  return crypto().createHash('sha256').update(`${layout.view}\0${name}`).digest('hex').slice(0, 12)
+  const text = `${layout.view}\0${name}`
+  let h = 0xcbf29ce484222325n
+  for (let i = 0; i < text.length; i++) h = ((h ^ BigInt(text.charCodeAt(i))) * 0x100000001b3n) & 0xffffffffffffffffn
+  return h.toString(16).padStart(16, '0').slice(0, 12)
 }

@@ -22,8 +22,9 @@
  * `<name>/` itself is created if missing and refused if it is a symlink;
  * viewctl writes nothing else in `<dir>`.
  *
- * `keepModuleTreeCurrent` is what every command that changes the set of
- * generations calls, under the view's writer lock, after its switch.
+ * Every command that changes the set of generations calls
+ * `keepModuleTreeCurrent` (hook.ts) under the view's writer lock, after its
+ * switch.
  */
 import fs from 'node:fs'
 import path from 'node:path'
@@ -148,41 +149,6 @@ export function removeModuleTree(layout: Layout, settings: ModuleTreeSettings): 
     throw translateOsError(err, `removing the module tree ${module}`)
   }
   return { dir, module, name, format: settings.format, written: [], removed }
-}
-
-/**
- * The module settings the view runs under: those recorded with its current
- * generation (a regenerate records the manifest's `modules:`, or null when
- * it has none), else the last ones recorded; null when there are none.
- */
-export function recordedModuleSettings(state: ViewState): ModuleTreeSettings | null {
-  if (state.current && state.current.modules !== undefined) return state.current.modules
-  for (let i = state.records.length - 1; i >= 0; i--) {
-    const m = state.records[i]!.modules
-    if (m !== undefined) return m
-  }
-  return null
-}
-
-/**
- * The hook: bring the view's module tree up to date with its present state,
- * when its recorded settings name one. Called under the writer lock by every
- * command that changes the set of generations (regenerate, rollback, switch,
- * gc; `receive` calls it after it swaps the view link). A failure to write
- * the tree does not undo the command: it comes back as a warning.
- */
-export function keepModuleTreeCurrent(layout: Layout): { tree: ModuleTreeResult | null; warnings: string[] } {
-  let settings: ModuleTreeSettings | null = null
-  try {
-    const state = readViewState(layout)
-    settings = recordedModuleSettings(state)
-    if (settings === null || state.kind !== 'managed') return { tree: null, warnings: [] }
-    return { tree: writeModuleTree(layout, settings), warnings: [] }
-  } catch (err) {
-    const message = err instanceof Error ? err.message : String(err)
-    const where = settings ? ` in ${path.join(settings.dir, settings.name ?? layout.name)}` : ''
-    return { tree: null, warnings: [`the module tree${where} was not updated: ${message} (\`viewctl module ${layout.view} --dir ${settings?.dir ?? '<dir>'}\` writes it)`] }
-  }
 }
 
 /** The env settings recorded by the command that made generation `n` (not by a rollback to it). */

@@ -47,7 +47,7 @@ import { describeUse, findProcessUsers, type ProcessScan } from '../store/guard/
 import type { TreeRemover } from '../store/remove/remover.js'
 import { startRemover } from '../store/remove/rm-processes.js'
 import { listGenerations, readViewState, requireManaged, type GenerationInfo, type ViewState } from '../store/journal/state.js'
-import { keepModuleTreeCurrent } from '../modules/tree.js'
+import { keepModuleTreeCurrent } from '../modules/hook.js'
 import { findGeneration } from './rollback.js'
 import { withWriter, type WriterOptions } from './writer.js'
 
@@ -145,7 +145,7 @@ export async function collectGarbage(target: string, opts: GcOptions = {}): Prom
       requireManaged(state)
       const result = refuseIfKeptInUse(named, await checkInUse(state, policy, choose(state), remover))
       // the module tree names one file per generation on disk (modules/tree.ts)
-      if (result.removed.length) result.warnings.push(...keepModuleTreeCurrent(layout).warnings)
+      if (result.removed.length) result.warnings.push(...(await keepModuleTreeCurrent(layout)).warnings)
       return result
     })
   } finally {

@@ -27,7 +27,7 @@ import { isComplete, nextGenerationNumber, readViewState, type ViewState } from 
 import { retireTree } from '../store/recover/recover.js'
 import { assertNoCollision, notAnOldView } from '../store/places.js'
 import { ViewError, translateOsError } from '../errors.js'
-import { keepModuleTreeCurrent } from '../modules/tree.js'
+import { keepModuleTreeCurrent } from '../modules/hook.js'
 import { withWriter, withWriterIfFree, type WriterOptions } from './writer.js'
 import type { GcResult } from './gc.js'
 import { manifestSettings, recordSettings, sameSettings } from './settings.js'
@@ -190,8 +190,8 @@ async function planAndSwitch(manifestFile: string, manifest: Manifest, layout: L
     const previous = state.current?.generation ?? null
     if (showsPlan(layout, state, plan)) {
       const warnings: string[] = []
-      const settings = recordSettingsChange(layout, state, plan, manifest, opts, warnings)
-      if (adopted !== null && settings === null) warnings.push(...keepModuleTreeCurrent(layout).warnings)
+      const settings = await recordSettingsChange(layout, state, plan, manifest, opts, warnings)
+      if (adopted !== null && settings === null) warnings.push(...(await keepModuleTreeCurrent(layout)).warnings)
       const generation = settings ?? previous
       return { ...base, warnings: [...base.warnings, ...warnings], generation, previousGeneration: previous, changed: adopted !== null || settings !== null, settingsChanged: settings !== null, built: false, adopted, cleared, elapsedMs: performance.now() - started }
     }
@@ -235,7 +235,7 @@ async function streamAndSwitch(manifestFile: string, manifest: Manifest, layout:
     if (showsPlan(layout, state, plan)) {
       await stream.abandon()
       const warnings: string[] = []
-      const settings = recordSettingsChange(layout, state, plan, manifest, opts, warnings)
+      const settings = await recordSettingsChange(layout, state, plan, manifest, opts, warnings)
       const generation = settings ?? previous
       return { ...base, warnings: [...base.warnings, ...warnings], streamed: stream.linkedWhileWalking, generation, previousGeneration: previous, changed: settings !== null, settingsChanged: settings !== null, built: false, adopted: null, cleared, elapsedMs: performance.now() - started }
     }
@@ -291,12 +291,12 @@ function settingsDiffer(state: ViewState, manifest: Manifest): boolean {
  * the record alone makes it current); returns its number, or null when
  * nothing changed.
  */
-function recordSettingsChange(layout: Layout, state: ViewState, plan: PlanResult, manifest: Manifest, opts: RegenerateOptions, warnings: string[]): number | null {
+async function recordSettingsChange(layout: Layout, state: ViewState, plan: PlanResult, manifest: Manifest, opts: RegenerateOptions, warnings: string[]): Promise<number | null> {
   if (!settingsDiffer(state, manifest)) return null
   const generation = nextGenerationNumber(state)
   appendHistory(layout.history, newRecord({ generation, hash: plan.hash, action: 'regenerate', argv: opts.argv ?? process.argv.slice(1), manifest: manifest.file, ...manifestSettings(manifest) }))
   // the module tree names the generation, and may have moved with modules:
-  warnings.push(...keepModuleTreeCurrent(layout).warnings)
+  warnings.push(...(await keepModuleTreeCurrent(layout)).warnings)
   return generation
 }
 
@@ -382,7 +382,7 @@ async function switchToNewGeneration(layout: Layout, state: ViewState, plan: Pla
     retractHistory(layout.history, sizeBefore)
     throw err
   }
-  warnings.push(...keepModuleTreeCurrent(layout).warnings)
+  warnings.push(...(await keepModuleTreeCurrent(layout)).warnings)
   return { generation, built, warnings }
 }
 

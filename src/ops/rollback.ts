@@ -12,7 +12,7 @@ import { layoutFor, type Layout } from '../store/layout.js'
 import { publishGeneration } from '../store/build/publish.js'
 import { isComplete, listGenerations, readViewState, requireManaged, type GenerationInfo, type ViewState } from '../store/journal/state.js'
 import { viewPathOf } from '../manifest/target.js'
-import { keepModuleTreeCurrent } from '../modules/tree.js'
+import { keepModuleTreeCurrent } from '../modules/hook.js'
 import { withWriter, type WriterOptions } from './writer.js'
 import { recordSettings, sameSettings } from './settings.js'
 
@@ -48,7 +48,7 @@ async function switchTo(target: string, spec: string | undefined, action: Extrac
   const first = readViewState(layout)
   requireManaged(first)
   if (opts.dryRun) return decide(layout, first, spec, true).result
-  return withWriter(layout, opts, () => {
+  return withWriter(layout, opts, async () => {
     const state = readViewState(layout)
     requireManaged(state)
     const { dest, result } = decide(layout, state, spec, false)
@@ -63,7 +63,7 @@ async function switchTo(target: string, spec: string | undefined, action: Extrac
       retractHistory(layout.history, size)
       throw err
     }
-    warnings.push(...keepModuleTreeCurrent(layout).warnings)
+    warnings.push(...(await keepModuleTreeCurrent(layout)).warnings)
     return { ...result, warnings }
   })
 }
