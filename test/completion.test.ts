@@ -11,10 +11,12 @@ import path from 'node:path'
 import { spawnSync } from 'node:child_process'
 import { beforeAll, describe, expect, it } from 'vitest'
 import { BIN, ROOT, tempDir, viewctl, writeManifest, writeTree } from './helpers.js'
-import { COMMANDS, commandName } from '../src/cli/spec.js'
+import { COMMANDS as ALL_COMMANDS, commandName } from '../src/cli/spec.js'
 import { flagsOf } from '../src/cli/completion/table.js'
 
 const NODE = process.execPath
+/** The commands people type; hidden ones (receive) are neither completed nor in the manual. */
+const COMMANDS = ALL_COMMANDS.filter((c) => !c.hidden)
 const has = (cmd: string) => spawnSync('sh', ['-c', `command -v ${cmd}`]).status === 0
 
 /** A directory on PATH holding `viewctl`, as users have it. */
@@ -67,6 +69,7 @@ describe('bash: the completion function, called as bash calls it', () => {
   it('completes the commands, and the global options before one', () => {
     expect(complete(['viewctl', ''])).toEqual(COMMANDS.map(commandName).sort())
     expect(complete(['viewctl', 'ro'])).toEqual(['rollback'])
+    expect(complete(['viewctl', 're'])).toEqual(['regenerate']) // not receive, which push runs on the other host
     expect(complete(['viewctl', '--j'])).toEqual(['--json'])
   })
 
@@ -195,5 +198,6 @@ describe('files generated at build time', () => {
     }
     expect(text).toContain('viewctl exec <target> -- <command> [argument …]')
     expect(text).toContain('EXIT STATUS')
+    expect(text).not.toContain('viewctl receive')
   })
 })

@@ -46,6 +46,7 @@ export function manPage(date = new Date()): string {
     '.SH COMMANDS',
   ]
   for (const spec of COMMANDS) {
+    if (spec.hidden) continue // run by viewctl itself (receive, on the other end of a push)
     out.push('.SS ' + synopsisOf(spec), roff(spec.describe.charAt(0).toUpperCase() + spec.describe.slice(1) + '.'))
     for (const [name, o] of Object.entries(spec.options ?? {})) out.push(...optionLines(name, o))
     out.push('.PP', 'Example:', '.RS', '.nf', roff(spec.example[0].replaceAll('$0', 'viewctl')), '.fi', '.RE', roff(spec.example[1].replaceAll('$0', 'viewctl')))

@@ -151,7 +151,7 @@ export const COMMANDS: CommandSpec[] = [
     describe: 'copy a generation to other hosts over ssh and rsync, and switch each there (the remote does its own writing)',
     example: ['$0 push /opt/views/hpc node01:/opt/views/hpc node02:/opt/views/hpc', 'the current generation to two hosts at once'],
     options: {
-      generation: { type: 'string', describe: 'a generation number or hash prefix (default: the current one)' },
+      generation: { type: 'string', complete: 'generation', describe: 'a generation number or hash prefix (default: the current one)' },
       switch: { type: 'boolean', default: true, describe: 'publish there (--no-switch: copy and record only, for a staged roll-out)' },
       'with-prefixes': { type: 'boolean', default: false, describe: 'also copy prefixes a destination lacks (symlink views; an existing prefix is never overwritten)' },
       ssh: { type: 'string', default: 'ssh', describe: 'the ssh command and its options, like rsync -e (cron: "ssh -o BatchMode=yes")' },

@@ -45,7 +45,10 @@ export function sameSettings(a: Settings, b: Settings): boolean {
 }
 
 /** The same module tree: the same directory, format, name, family and per-generation files. */
-function sameModules(a: Settings['modules'], b: Settings['modules']): boolean {
+function sameModules(x: Settings['modules'] | undefined, y: Settings['modules'] | undefined): boolean {
+  // undefined: settings sent by a viewctl older than `modules:` (a push), which means none
+  const a = x ?? null
+  const b = y ?? null
   if (a === null || b === null) return a === b
   return a.dir === b.dir && a.format === b.format && a.name === b.name && a.family === b.family && a.generations === b.generations
 }

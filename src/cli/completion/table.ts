@@ -38,6 +38,7 @@ export function globalFlags(): FlagInfo[] {
   return [...flagsOf(GLOBAL_OPTIONS), { flag: '--help', alias: '-h', describe: 'show help', value: null }]
 }
 
+/** The commands people type (not the hidden ones, such as `receive`, which `push` runs on the other host). */
 export function commandsForCompletion(): CommandInfo[] {
-  return COMMANDS.map((c) => ({ name: commandName(c), describe: c.describe, flags: flagsOf(c.options ?? {}), positionals: positionalsOf(c), passThrough: !!c.passThrough }))
+  return COMMANDS.filter((c) => !c.hidden).map((c) => ({ name: commandName(c), describe: c.describe, flags: flagsOf(c.options ?? {}), positionals: positionalsOf(c), passThrough: !!c.passThrough }))
 }

@@ -28,7 +28,7 @@ function flagSpec(f: FlagInfo): string[] {
 
 function commandCase(c: CommandInfo, global: FlagInfo[]): string {
   const specs = [...c.flags, ...global].flatMap(flagSpec)
-  for (const p of c.positionals) specs.push(`'${p.required ? ':' : '::'}${p.name}:${p.kind ? ACTIONS[p.kind] : ' '}'`)
+  for (const p of c.positionals) specs.push(`'${p.variadic ? '*:' : p.required ? ':' : '::'}${p.name}:${p.kind ? ACTIONS[p.kind] : ' '}'`)
   if (c.passThrough) specs.push(`'*::command:_normal'`)
   return `    (${c.name})\n      _arguments -S \\\n        ${specs.join(' \\\n        ')}\n      ;;`
 }

@@ -37,6 +37,7 @@ import { assertNoCollision } from '../../store/places.js'
 import { clearLeftovers } from '../../store/recover/recover.js'
 import { toolVersion } from '../../version.js'
 import { recordSettings, sameSettings } from '../settings.js'
+import { keepModuleTreeCurrent } from '../../modules/hook.js'
 import { DEFAULT_LOCK_TIMEOUT } from '../writer.js'
 import { checkReceivedTree, unresolvedLinks, type ReceivedProblem } from './check.js'
 import { rebuildHere } from './rebuild.js'
@@ -163,12 +164,18 @@ export class ReceiveSession {
     if (ready.action === 'rebuild') {
       const rebuilt = await rebuildHere(this.layout, hello, this.sentPlan)
       if (rebuilt.noop) return { type: 'done', generation: state.current?.generation ?? null, hash: rebuilt.hash, switched: false, action: 'noop', settingsChanged: false, warnings: rebuilt.warnings }
-      return this.recordAndPublish(rebuilt.hash, rebuilt.warnings)
+      return this.keepModuleTree(this.recordAndPublish(rebuilt.hash, rebuilt.warnings))
     }
     this.placePrefixes()
     if (ready.action === 'transfer') this.sealStaging()
     if (hello.link === 'symlink') this.assertLinksResolve(generationDir(this.layout, hello.hash))
-    return this.recordAndPublish(hello.hash, [])
+    return this.keepModuleTree(this.recordAndPublish(hello.hash, []))
+  }
+
+  /** A received generation changes the set of generations: the module tree the settings name follows (modules/hook.ts), still under the lock. */
+  private async keepModuleTree(done: Done): Promise<Done> {
+    done.warnings.push(...(await keepModuleTreeCurrent(this.layout)).warnings)
+    return done
   }
 
   /** The sender gave up: keep the staging directory for the next try, or remove it (a full disk). */
@@ -340,6 +347,8 @@ export class ReceiveSession {
       argv: hello.argv,
       env: hello.settings.env,
       gc: hello.settings.gc,
+      // a sender older than the setting sends none: no module tree
+      modules: hello.settings.modules ?? null,
       origin: hello.origin,
       ...(hello.noSwitch && !sameTree ? { published: false } : {}),
     })
