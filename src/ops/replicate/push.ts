@@ -12,7 +12,6 @@
  * order given.
  */
 import { ViewError, exitCodeFor, translateOsError } from '../../errors.js'
-import { nowMs } from '../../lazy.js'
 import { DEFAULT_HEARTBEAT_MS } from './channel.js'
 import { parseDestination, remoteCommand, type Destination } from './destination.js'
 import { checkVersions, PROTOCOL, type Done, type Ready } from './protocol.js'
@@ -91,7 +90,7 @@ export interface PushResult {
 export const DEFAULT_PARALLEL = 8
 
 export async function push(target: string, destinations: string[], opts: PushOptions = {}): Promise<PushResult> {
-  const started = nowMs()
+  const started = performance.now()
   if (destinations.length === 0) throw new ViewError('USAGE', 'push needs at least one destination', 'e.g. viewctl push /opt/views/hpc node17:/opt/views/hpc')
   const parsed = destinations.map(parseDestination)
   const parallel = opts.parallel ?? DEFAULT_PARALLEL
@@ -116,7 +115,7 @@ export async function push(target: string, destinations: string[], opts: PushOpt
       exitCode: failed?.exitCode ?? 0,
       destinations: results,
       warnings: source.warnings,
-      elapsedMs: nowMs() - started,
+      elapsedMs: performance.now() - started,
     }
   } finally {
     source.release()
@@ -130,7 +129,7 @@ export function heartbeatMs(): number {
 }
 
 async function pushOne(source: SourceGeneration, dest: Destination, opts: PushOptions): Promise<DestinationResult> {
-  const started = nowMs()
+  const started = performance.now()
   const base = { destination: dest.spec, host: dest.login, view: dest.view, warnings: [] as string[] }
   const progress = (phase: PushProgress['phase'], percent?: number) => opts.onProgress?.({ destination: dest.spec, phase, percent })
   const ssh = opts.ssh ?? 'ssh'
@@ -173,14 +172,14 @@ async function pushOne(source: SourceGeneration, dest: Destination, opts: PushOp
       resumed: ready.resumed ?? false,
       ...transfer,
       gc,
-      elapsedMs: nowMs() - started,
+      elapsedMs: performance.now() - started,
     }
   } catch (err) {
     progress('failed')
     const explained = remote === null ? err : await remote.explain(err)
     const e = explained instanceof ViewError ? explained : translateOsError(explained, `pushing to ${dest.spec}`)
     const message = e.message.includes(dest.login) ? e.message : `${dest.spec}: ${e.message}`
-    return { ...base, ok: false, exitCode: exitCodeFor(e.code), error: { code: e.code, message, hint: e.hint, details: e.details }, elapsedMs: nowMs() - started }
+    return { ...base, ok: false, exitCode: exitCodeFor(e.code), error: { code: e.code, message, hint: e.hint, details: e.details }, elapsedMs: performance.now() - started }
   } finally {
     await remote?.close()
   }
