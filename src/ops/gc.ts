@@ -41,12 +41,12 @@ import { viewPathOf } from '../manifest/target.js'
 import { DEFAULT_GC } from '../manifest/types.js'
 import { readMeta } from '../store/journal/meta.js'
 import { switches } from '../store/journal/history.js'
-import { generationDir, isHashName, layoutFor, trashDir, type Layout } from '../store/layout.js'
+import { generationDir, layoutFor, trashDir, type Layout } from '../store/layout.js'
 import { tryExclusiveLease } from '../store/guard/lease.js'
 import { describeUse, findProcessUsers, type ProcessScan } from '../store/guard/readers.js'
 import type { TreeRemover } from '../store/remove/remover.js'
 import { startRemover } from '../store/remove/rm-processes.js'
-import { listGenerations, readViewState, requireManaged, type GenerationInfo, type ViewState } from '../store/journal/state.js'
+import { hashesOnDisk, listGenerations, readViewState, requireManaged, type GenerationInfo, type ViewState } from '../store/journal/state.js'
 import { keepModuleTreeCurrent } from '../modules/hook.js'
 import { findGeneration } from './rollback.js'
 import { withWriter, type WriterOptions } from './writer.js'
@@ -374,7 +374,7 @@ function report(state: ViewState, policy: Policy, decision: Decision, removed: R
     .filter((g) => !going.has(g.hash))
     .map((g) => ({ generation: g.generation, hash: g.hash, reasons: decision.reasons.get(g.generation)! }))
   const recorded = new Set(state.records.map((r) => r.hash))
-  const untracked = hashDirs(state.layout)
+  const untracked = hashesOnDisk(state.layout)
     .filter((h) => !recorded.has(h))
     .sort()
     .map((hash) => ({ hash, note: 'no history record names this tree; gc leaves it alone (remove it by hand if nothing uses it)' }))
@@ -387,18 +387,6 @@ function report(state: ViewState, policy: Policy, decision: Decision, removed: R
     untracked,
     scan: scan ? { scanned: scan.scanned, unreadable: scan.unreadable, available: scan.available, elapsedMs: Math.round(scan.elapsedMs) } : null,
     warnings,
-  }
-}
-
-/**
- * Names in the store that are generation trees (store/build/build.ts has the same;
- * importing it would load the builder and the linker into every gc, 4-5 ms).
- */
-function hashDirs(layout: Layout): string[] {
-  try {
-    return fs.readdirSync(layout.store).filter(isHashName)
-  } catch {
-    return []
   }
 }
 

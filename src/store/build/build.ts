@@ -23,7 +23,7 @@ import type { Manifest } from '../../manifest/types.js'
 // plan/types.js, not plan/index.js: rollback and gc reach this module and need not load the planner
 import { Kind } from '../../plan/types.js'
 import type { PlanResult } from '../../plan/index.js'
-import { generationDir, realGenerationDir, isHashName, LEASE_FILE, MANIFEST_COPY, META_DIR, META_FILE, PLAN_FILE, stagingDir, trashDir, type Layout } from '../layout.js'
+import { generationDir, realGenerationDir, LEASE_FILE, MANIFEST_COPY, META_DIR, META_FILE, PLAN_FILE, stagingDir, trashDir, type Layout } from '../layout.js'
 import { isComplete } from '../journal/state.js'
 import { linkAll, type LinkHelpers } from './linker.js'
 import { generationMeta, kindCounts, readMeta, type GenerationMeta } from '../journal/meta.js'
@@ -251,14 +251,5 @@ export function removeQuietly(dir: string): void {
     fs.rmSync(sfs.fsPath(dir), { recursive: true, force: true })
   } catch {
     // best effort: the next writer clears leftovers
-  }
-}
-
-/** Names in the store that are generation trees. */
-export function hashesOnDisk(layout: Layout): string[] {
-  try {
-    return fs.readdirSync(layout.store).filter(isHashName)
-  } catch {
-    return []
   }
 }

@@ -82,6 +82,15 @@ function viewPathBlocked(layout: Layout): ViewError {
   return new ViewError('VIEW_PATH_INVALID', `${layout.view} cannot be a view: ${file} is not a directory`, `a view and its store live in a directory; check the path (a file stands at ${file})`)
 }
 
+/** Names in the store that are generation trees, complete or not; none when there is no store. */
+export function hashesOnDisk(layout: Layout): string[] {
+  try {
+    return fs.readdirSync(layout.store).filter(isHashName)
+  } catch {
+    return []
+  }
+}
+
 export function isComplete(layout: Layout, hash: string): boolean {
   return fs.existsSync(path.join(generationDir(layout, hash), META_DIR, META_FILE))
 }
