@@ -10,7 +10,8 @@
  * remove/ may use build/, build/ uses journal/ and guard/, and all of them
  * these three files (test/layers.test.ts checks it).
  *
- * Where things live. Given a view path `/opt/views/hpc`:
+ * Where things live (the main ones; README.md, "On disk", lists every
+ * file). Given a view path `/opt/views/hpc`:
  *
  *   /opt/views/hpc                 -> ._hpc/<hash>   (relative symlink)
  *   /opt/views/._hpc/<hash>/       a generation
