@@ -10,8 +10,8 @@ import type { LinkMode } from '../../manifest/types.js'
 import { Kind, NO_SOURCE } from '../../plan/types.js'
 import { absolutePaths } from './workdir.js'
 
-/** What one thread needs to place entry i of a plan. */
-export interface LinkContext {
+/** Where a build links and how, whatever entries it is given: what a streamed build's workers share (stream-queue.ts). */
+export interface LinkPlace {
   staging: string
   /** How a link's place is spelled: `staging`, or its name when the store is the working directory (workdir.ts). */
   at: string
@@ -21,6 +21,10 @@ export interface LinkContext {
   prefixes: string[]
   /** Each prefix relative to the generation's root (for relative links). */
   prefixFromRoot: string[]
+}
+
+/** What one thread needs to place entry i of a plan. */
+export interface LinkContext extends LinkPlace {
   paths: string[]
   kinds: ArrayLike<number>
   sources: ArrayLike<number>

@@ -13,9 +13,8 @@
  * bumps on every publish, on sealing and on stop.
  */
 import { receiveMessageOnPort, type MessagePort } from 'node:worker_threads'
-import type { LinkMode } from '../../manifest/types.js'
 import * as sfs from '../../fs.js'
-import { linkEntry, type LinkContext } from './link-entry.js'
+import { linkEntry, type LinkContext, type LinkPlace } from './link-entry.js'
 
 /** Slots of the shared control array. */
 export const SEQ = 0
@@ -40,18 +39,11 @@ export const BY_WORKER = 1
 export const BY_MAIN = 2
 
 /** What a worker gets to join a streamed build; `port` is transferred with it. */
-export interface StreamSetup {
+export interface StreamSetup extends LinkPlace {
   port: MessagePort
   control: Int32Array
   /** One claim slot per chunk; chunks past its length are never posted and stay with the main thread. */
   claims: Int32Array
-  staging: string
-  /** How a link's place is spelled (link-entry.ts, LinkContext.at). */
-  at: string
-  mode: LinkMode
-  relative: boolean
-  prefixes: string[]
-  prefixFromRoot: string[]
 }
 
 /** One chunk as posted: the view paths joined by NUL (no name holds one), and each entry's kind and prefix. */
@@ -67,7 +59,7 @@ export interface StreamChunk {
  * escaped bytes (fs.ts, hasEscapes); when the setup's paths carry none
  * either, links skip the fs seam's per-name test (LinkContext.plain).
  */
-export function linkStreamChunk(setup: Omit<StreamSetup, 'port' | 'control' | 'claims'>, paths: string[], kinds: ArrayLike<number>, sources: ArrayLike<number>, plainNames: boolean): void {
+export function linkStreamChunk(setup: LinkPlace, paths: string[], kinds: ArrayLike<number>, sources: ArrayLike<number>, plainNames: boolean): void {
   const { staging, at, mode, relative, prefixes, prefixFromRoot } = setup
   const plain = plainNames && !sfs.hasEscapes(staging) && !sfs.hasEscapes((relative ? prefixFromRoot : prefixes).join('\0'))
   const ctx: LinkContext = { staging, at, mode, relative, prefixes, prefixFromRoot, paths, kinds, sources, plain }

@@ -41,7 +41,8 @@ import type { ReleasedEntries } from '../../plan/merge.js'
 import { assertContained, metaFor, sealGeneration, throwIfAborted, unsafePath, writeGenerationFiles, type BuildProgress } from './build.js'
 import { realGenerationDir, type Layout } from '../layout.js'
 import { CHUNK, type LinkHelpers, type LinkWorkerMessage, type WorkerReport } from './linker.js'
-import { ACTIVE, BY_MAIN, CONTROL_SLOTS, DONE, FREE, linkStreamChunk, PUBLISHED, SEALED, SEQ, STOP, type StreamChunk, type StreamSetup } from './stream-queue.js'
+import { ACTIVE, BY_MAIN, CONTROL_SLOTS, DONE, FREE, linkStreamChunk, PUBLISHED, SEALED, SEQ, STOP, type StreamChunk } from './stream-queue.js'
+import type { LinkPlace } from './link-entry.js'
 import { reviveError, type WorkerError } from '../workers.js'
 import { stagingSpelling } from './workdir.js'
 
@@ -106,7 +107,7 @@ export class StreamingBuild {
   private readonly claims = new Int32Array(new SharedArrayBuffer(CLAIM_SLOTS * 4))
   private readonly ports: MessagePort[] = []
   private readonly reports: Array<Promise<WorkerReport & { died?: boolean }>> = []
-  private readonly setup: Omit<StreamSetup, 'port' | 'control' | 'claims'>
+  private readonly setup: LinkPlace
   private readonly opts: StreamingBuildOptions
   /** Links done when progress was last told. */
   private reported = 0
