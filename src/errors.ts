@@ -3,6 +3,7 @@
  * stable `code`, a message that names the path involved, and a `hint` that
  * says what to do. The CLI maps codes to exit codes through `exitCodeFor`.
  */
+import fs from 'node:fs'
 
 export type ErrorCode =
   // bad input: exit 2
@@ -35,6 +36,7 @@ export type ErrorCode =
   | 'GENERATION_CURRENT'
   | 'GENERATION_PINNED'
   | 'GENERATION_IN_USE'
+  | 'TREE_DAMAGED'
   | 'LOCK_UNSUPPORTED'
   | 'TTL_TOO_SHORT'
   | 'PERMISSION'
@@ -91,6 +93,39 @@ export function isLockUnsupported(code: string | undefined): boolean {
 export const PREFIX_PERMISSION_HINT =
   'viewctl reads every directory of every prefix as the user it runs as; give that user read and search permission (e.g. `chmod -R a+rX` on the prefix, and search permission on the directories above it), or leave the prefix out of the manifest'
 
+/** ` (owner alice, mode 0644)` for a path that exists, '' otherwise: a permission error says whose the file is. */
+function accessOf(p: string): string {
+  try {
+    const st = fs.lstatSync(p)
+    return ` (owner ${ownerName(st.uid)}, mode ${(st.mode & 0o7777).toString(8).padStart(4, '0')})`
+  } catch {
+    return ''
+  }
+}
+
+const names = new Map<number, string>()
+
+/** The passwd name of a uid, for messages (the number when it has none). */
+export function ownerName(uid: number): string {
+  let name = names.get(uid)
+  if (name === undefined) {
+    name = String(uid)
+    try {
+      for (const line of fs.readFileSync('/etc/passwd', 'utf8').split('\n')) {
+        const f = line.split(':')
+        if (Number(f[2]) === uid && f[0]) {
+          name = f[0]
+          break
+        }
+      }
+    } catch {
+      // no passwd file: the number will do
+    }
+    names.set(uid, name)
+  }
+  return name
+}
+
 export class ViewError extends Error {
   readonly code: ErrorCode
   readonly hint: string
@@ -137,8 +172,15 @@ export function translateOsError(err: unknown, doing: string): ViewError {
   const cause = { cause: err }
   switch (err.code) {
     case 'EACCES':
-    case 'EPERM':
-      return new ViewError('PERMISSION', `permission denied${where} while ${doing}`, 'run as a user who may write the view\'s parent directory and its store, or choose a view path you own', undefined, cause)
+    case 'EPERM': {
+      const access = err.path ? accessOf(err.path) : ''
+      // a file of a store (`._<name>/…`) that its sharing does not let this user write: say whose it is and who fixes it
+      const inStore = err.path !== undefined && /\/\._[^/]+\/[^/]/.test(err.path) && access !== ''
+      const hint = inStore
+        ? `a store shared by a group needs its files group-writable: the next writer run by the file's owner (or root) brings the store's files to its modes, or its owner can \`chmod g+w\` it; \`viewctl status\` lists the files it finds wrong`
+        : "run as a user who may write the view's parent directory and its store, or choose a view path you own"
+      return new ViewError('PERMISSION', `permission denied${where}${access} while ${doing}`, hint, undefined, cause)
+    }
     case 'ENOSPC':
     case 'EDQUOT':
       return new ViewError('DISK_FULL', `no space left on the device${where} while ${doing} (${err.code === 'EDQUOT' ? 'quota exceeded' : 'out of blocks or inodes'})`, 'free space or inodes on that filesystem (`df -h`, `df -i`), or run `viewctl gc` to drop old generations, then retry; the view was left on its previous generation', undefined, cause)
@@ -149,6 +191,9 @@ export function translateOsError(err: unknown, doing: string): ViewError {
     case 'ENAMETOOLONG':
       return new ViewError('NAME_TOO_LONG', `file name too long${where} while ${doing}`, 'shorten the view path or the prefix path; the kernel limits a name to 255 bytes and a path to 4096', undefined, cause)
     case 'ELOOP':
+      if ((err as { refusedSymlink?: boolean }).refusedSymlink) {
+        return new ViewError('UNSAFE_PATH', `${err.path} is a symlink, which viewctl does not follow in a store or a generation (while ${doing})`, 'a file of the store was replaced by a symlink, which could redirect a write to any file the writer may change; remove the symlink (and find out who made it), then retry', undefined, cause)
+      }
       return new ViewError('SYMLINK_LOOP', `too many levels of symbolic links${where} while ${doing}`, 'a symlink loops back on itself; fix or remove it', undefined, cause)
     case 'EMFILE':
     case 'ENFILE':

@@ -139,10 +139,84 @@ export function decodeName(raw: Buffer): string {
   return out
 }
 
-export function mkdir(p: string, recursive = false): void {
+export function mkdir(p: string, recursive = false, mode?: number): void {
   maybeFail('mkdir', p)
-  fs.mkdirSync(fsPath(p), { recursive })
+  fs.mkdirSync(fsPath(p), { recursive, mode })
 }
+
+// ---------------------------------------------------------------------------
+// Files in a store or a generation (DESIGN §13)
+//
+// Every file viewctl opens or creates there is opened with O_NOFOLLOW, so a
+// member of the group who replaced one with a symlink (to a file only root
+// may write, say) makes the open fail instead of redirecting root's write.
+// O_NOFOLLOW guards the last component only; the directories on the way are
+// checked where a writer enters them (store/guard/sharing.ts), and a root
+// writer acts as the store's owner whenever another user owns it. Reads are
+// also O_NONBLOCK and of regular files only: a FIFO planted in their place
+// would otherwise hang the reader (a 2 a.m. gc) forever. New files take mode
+// 0666 or the one given, less the umask, which a writer sets from the store's
+// own mode.
+
+const { O_RDONLY, O_WRONLY, O_RDWR, O_CREAT, O_EXCL, O_TRUNC, O_APPEND, O_NOFOLLOW, O_NONBLOCK } = fs.constants
+const O_DIRECTORY = fs.constants.O_DIRECTORY ?? 0
+
+/** The errno a refused symlink gives (ELOOP), turned into a message that says what happened (translateOsError). */
+function refusing(err: unknown, p: string): unknown {
+  const e = err as NodeJS.ErrnoException
+  if (e.code === 'ELOOP') {
+    const refused = new Error(`ELOOP: refusing to follow the symlink ${p}`) as NodeJS.ErrnoException & { refusedSymlink: true }
+    refused.code = 'ELOOP'
+    refused.syscall = 'open'
+    refused.path = p
+    refused.refusedSymlink = true
+    return refused
+  }
+  return err
+}
+
+/** Was this error a symlink that viewctl refused to follow (O_NOFOLLOW)? */
+export function isRefusedSymlink(err: unknown): boolean {
+  return (err as { refusedSymlink?: boolean } | null)?.refusedSymlink === true
+}
+
+/** open(2) with O_NOFOLLOW added: `flags` are fs.constants bits. */
+export function openNoFollow(p: string, flags: number, mode = 0o666): number {
+  try {
+    return fs.openSync(fsPath(p), flags | O_NOFOLLOW, mode)
+  } catch (err) {
+    throw refusing(err, p)
+  }
+}
+
+/** The whole of a regular file, opened without following a symlink or blocking on a FIFO. */
+export function readFileNoFollow(p: string): Buffer {
+  const fd = openNoFollow(p, O_RDONLY | O_NONBLOCK)
+  try {
+    if (!fs.fstatSync(fd).isFile()) {
+      const err = new Error(`EINVAL: not a regular file, open '${p}'`) as NodeJS.ErrnoException
+      err.code = 'EINVAL'
+      err.syscall = 'open'
+      err.path = p
+      throw err
+    }
+    return fs.readFileSync(fd)
+  } finally {
+    fs.closeSync(fd)
+  }
+}
+
+/** readFileNoFollow as text. */
+export function readTextNoFollow(p: string): string {
+  return readFileNoFollow(p).toString('utf8')
+}
+
+/** Open flags for a new file: `exclusive` (O_EXCL) for a name that must not exist yet, such as a temporary one. */
+export function createFlags(exclusive: boolean): number {
+  return O_WRONLY | O_CREAT | (exclusive ? O_EXCL : O_TRUNC)
+}
+
+export const OPEN = { O_RDONLY, O_WRONLY, O_RDWR, O_CREAT, O_EXCL, O_APPEND, O_NONBLOCK, O_DIRECTORY }
 
 export function symlink(target: string, p: string): void {
   maybeFail('symlink', p)
@@ -178,10 +252,14 @@ export function rename(from: string, to: string): void {
   fs.renameSync(fsPath(from), fsPath(to))
 }
 
-/** Write a whole file and fsync it before closing. */
-export function writeFileDurable(p: string, data: string | Uint8Array | readonly string[], mode = 0o644): void {
+/**
+ * Write a whole file and fsync it before closing. Never through a symlink;
+ * `exclusive`: the name must not exist yet (O_EXCL), for temporary names and
+ * the files of a new generation.
+ */
+export function writeFileDurable(p: string, data: string | Uint8Array | readonly string[], opts: { exclusive?: boolean; mode?: number } = {}): void {
   maybeFail('writeFile', p)
-  const fd = fs.openSync(fsPath(p), 'w', mode)
+  const fd = openNoFollow(p, createFlags(!!opts.exclusive), opts.mode ?? 0o666)
   try {
     if (typeof data === 'string' || data instanceof Uint8Array) fs.writeFileSync(fd, data)
     else for (const part of data) fs.writeFileSync(fd, part) // a plan's text chunks, never joined into one big string
@@ -191,13 +269,15 @@ export function writeFileDurable(p: string, data: string | Uint8Array | readonly
   }
 }
 
-/** Append one record and fsync it (the journal's only write). */
-export function appendDurable(p: string, data: string): void {
+/** Append one record and fsync it (the journal's only write); returns the file's size before it. Never through a symlink. */
+export function appendDurable(p: string, data: string): number {
   maybeFail('appendFile', p)
-  const fd = fs.openSync(fsPath(p), 'a', 0o644)
+  const fd = openNoFollow(p, O_WRONLY | O_APPEND | O_CREAT)
   try {
+    const before = fs.fstatSync(fd).size
     fs.writeSync(fd, data)
     fs.fsyncSync(fd)
+    return before
   } finally {
     fs.closeSync(fd)
   }
@@ -208,9 +288,9 @@ export function fsyncDir(p: string): void {
   maybeFail('fsync', p)
   let fd: number
   try {
-    fd = fs.openSync(fsPath(p), 'r')
+    fd = fs.openSync(fsPath(p), O_RDONLY | O_DIRECTORY | O_NOFOLLOW)
   } catch {
-    return // some filesystems refuse to open directories; nothing to flush then
+    return // some filesystems refuse to open directories (and a symlink is not one); nothing to flush then
   }
   try {
     fs.fsyncSync(fd)

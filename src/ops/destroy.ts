@@ -24,7 +24,7 @@ import { isHashName, layoutFor, nonce, type Layout } from '../store/layout.js'
 import { tryExclusiveLease } from '../store/guard/lease.js'
 import { describeUse, findProcessUsers } from '../store/guard/readers.js'
 import { readViewState, type ViewState } from '../store/journal/state.js'
-import { withWriter, type WriterOptions } from './writer.js'
+import { enterWriter, withWriter, type WriterOptions } from './writer.js'
 
 export interface DestroyOptions extends WriterOptions {
   /** Really remove it; without, a refusal that lists what would go. */
@@ -44,6 +44,7 @@ export interface DestroyResult {
 
 export async function destroyView(target: string, opts: DestroyOptions = {}): Promise<DestroyResult> {
   const layout = layoutFor(viewPathOf(target))
+  if (opts.yes) enterWriter(layout, opts)
   const first = readViewState(layout)
   assertDestroyable(first)
   refuseIfInUse(layout, treesIn(layout))

@@ -49,7 +49,7 @@ import { startRemover } from '../store/remove/rm-processes.js'
 import { hashesOnDisk, listGenerations, readViewState, requireManaged, type GenerationInfo, type ViewState } from '../store/journal/state.js'
 import { keepModuleTreeCurrent } from '../modules/hook.js'
 import { findGeneration } from './rollback.js'
-import { withWriter, type WriterOptions } from './writer.js'
+import { enterWriter, withWriter, type WriterOptions } from './writer.js'
 
 /** Below this, other NFS clients may still resolve an old target from their attribute cache. */
 export const MIN_TTL_MS = 5 * 60 * 1000
@@ -120,6 +120,7 @@ interface Decision {
 
 export async function collectGarbage(target: string, opts: GcOptions = {}): Promise<GcResult> {
   const layout = layoutFor(viewPathOf(target))
+  if (!opts.dryRun) enterWriter(layout, opts)
   const first = readViewState(layout)
   requireManaged(first)
   const policy = resolvePolicy(first, opts)

@@ -1,5 +1,7 @@
 /** status and list: read-only, no lock. */
-import { layoutFor, generationDir, linkTargetFor } from '../store/layout.js'
+import { layoutFor, generationDir, linkTargetFor, type Layout } from '../store/layout.js'
+import { describeProblem, modeProblems, storeSharing } from '../store/guard/sharing.js'
+import { BAD_LINES_FILE } from '../store/journal/history.js'
 import { listGenerations, readViewState, requireManaged, type GenerationInfo } from '../store/journal/state.js'
 import { readMeta } from '../store/journal/meta.js'
 import { viewPathOf } from '../manifest/target.js'
@@ -32,6 +34,8 @@ export function status(target: string): StatusResult {
   if (!meta) problems.push(`the current tree ${dir} is missing or has no .viewctl/meta.json`)
   if (!state.current) problems.push('the journal has no record of the current hash (history.jsonl missing or edited)')
   if (state.target !== linkTargetFor(layout, state.hash)) problems.push(`unexpected link target ${state.target}`)
+  for (const c of state.corrupt) problems.push(`${layout.history} line ${c.line} is not a record (the journal is damaged; the tree it named stays reachable by its hash: \`viewctl rollback --to <hash>\`); the next writer takes it out and keeps it in ${BAD_LINES_FILE}`)
+  problems.push(...storeProblems(layout))
   const gens = listGenerations(state)
   const since = state.current?.at ?? null
   return {
@@ -50,6 +54,21 @@ export function status(target: string): StatusResult {
     health: problems.length ? 'degraded' : 'ok',
     problems,
   }
+}
+
+/** What is wrong with the store itself: a symlink in its place, files whose modes its sharing does not allow (store/guard/sharing.ts). */
+function storeProblems(layout: Layout): string[] {
+  let sharing
+  try {
+    sharing = storeSharing(layout)
+  } catch (err) {
+    return [err instanceof Error ? err.message : String(err)]
+  }
+  const problems = modeProblems(layout, sharing).map(describeProblem)
+  if ((sharing.mode & 0o020) !== 0 && (sharing.mode & 0o2000) === 0) {
+    problems.push(`the store ${layout.store} is group-writable but not setgid: each file takes the group of whoever made it, which other members may not write (\`chmod g+s ${layout.store}\`)`)
+  }
+  return problems
 }
 
 export interface ListResult {

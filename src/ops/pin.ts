@@ -10,7 +10,7 @@ import { layoutFor, type Layout } from '../store/layout.js'
 import { newPin, readPins, writePins } from '../store/journal/pins.js'
 import { readViewState, requireManaged } from '../store/journal/state.js'
 import { findGeneration } from './rollback.js'
-import { withWriter, type WriterOptions } from './writer.js'
+import { enterWriter, withWriter, type WriterOptions } from './writer.js'
 
 export interface PinResult {
   view: string
@@ -40,6 +40,7 @@ export async function unpin(target: string, spec: string | number, opts: PinOpti
 
 async function setPinned(target: string, spec: string, wanted: boolean, opts: PinOptions): Promise<PinResult> {
   const layout = layoutFor(viewPathOf(target))
+  if (!opts.dryRun) enterWriter(layout, opts)
   requireManaged(readViewState(layout))
   if (opts.dryRun) return decidePin(layout, spec, wanted, true)
   return withWriter(layout, opts, () => decidePin(layout, spec, wanted, false))

@@ -10,7 +10,7 @@
 import { loadManifestRemembering, type DocumentMemory } from '../manifest/load.js'
 import { fromManifestDir, guessViewPath } from '../manifest/target.js'
 import type { Manifest } from '../manifest/types.js'
-import fs from 'node:fs'
+import { readTextNoFollow } from '../fs.js'
 import path from 'node:path'
 import { assertNoConflicts, createPlan, prefixTable, recallPlanSummary, type PlanResult } from '../plan/index.js'
 import { parsePlanText, type ParsedPlan } from '../plan/hash.js'
@@ -23,12 +23,13 @@ import { PARALLEL_MIN_LINKS, startLinkHelpers, type LinkHelpers } from '../store
 import { StreamingBuild } from '../store/build/stream.js'
 import { enterStore } from '../store/build/workdir.js'
 import { adoptDirectory, type AdoptResult } from '../store/recover/adopt.js'
-import { isComplete, nextGenerationNumber, readViewState, type ViewState } from '../store/journal/state.js'
+import { nextGenerationNumber, readViewState, treeCondition, type ViewState } from '../store/journal/state.js'
 import { retireTree } from '../store/recover/recover.js'
 import { assertNoCollision, notAnOldView } from '../store/places.js'
 import { ViewError, translateOsError } from '../errors.js'
 import { keepModuleTreeCurrent } from '../modules/hook.js'
-import { withWriter, withWriterIfFree, type WriterOptions } from './writer.js'
+import { enterWriter, withWriter, withWriterIfFree, type WriterOptions } from './writer.js'
+import { ownerToActAs } from '../store/guard/identity.js'
 import type { GcResult } from './gc.js'
 import { manifestSettings, recordSettings, sameSettings } from './settings.js'
 
@@ -81,7 +82,7 @@ export interface RegenerateResult {
 
 export async function regenerate(manifestFile: string, opts: RegenerateOptions = {}): Promise<RegenerateResult> {
   const started = performance.now()
-  const { manifest, layout, cache } = await loadWithCache(manifestFile)
+  const { manifest, layout, cache } = await loadWithCache(manifestFile, opts)
   const before = readViewState(layout)
   assertPublishable(before, opts, manifestFile)
   const unchanged = alreadyShown(layout, before, manifest, cache, !!opts.dryRun)
@@ -111,11 +112,18 @@ export async function regenerate(manifestFile: string, opts: RegenerateOptions =
  * may hold the validated document of this very text: then the manifest is not
  * parsed (manifest/load.ts). If the guess was wrong, the right cache is opened
  * once the view is known.
+ *
+ * Root acting for another user's store (WriterOptions.asStoreOwner) reads
+ * nothing there as root: the guess is not asked when the store it names is
+ * another user's, the manifest is parsed, and the writer becomes that user
+ * (enterWriter) before the cache is opened.
  */
-async function loadWithCache(manifestFile: string): Promise<{ manifest: Manifest; layout: Layout; cache: ScanCache }> {
-  const memory = new CacheByGuess(manifestFile)
+async function loadWithCache(manifestFile: string, opts: RegenerateOptions): Promise<{ manifest: Manifest; layout: Layout; cache: ScanCache }> {
+  const acting = !!opts.asStoreOwner && !opts.dryRun
+  const memory = new CacheByGuess(manifestFile, acting)
   const manifest = await loadManifestRemembering(manifestFile, memory)
   const layout = layoutFor(manifest.view)
+  if (acting) enterWriter(layout, opts)
   return { manifest, layout, cache: memory.cacheOf(layout) }
 }
 
@@ -123,11 +131,15 @@ class CacheByGuess implements DocumentMemory {
   private guessed: { file: string; cache: ScanCache } | null = null
   private learned: { key: string; document: unknown } | null = null
 
-  constructor(private readonly manifestFile: string) {}
+  /** `acting`: root may become the owner of the view's store; a store that is not root's is not read before. */
+  constructor(
+    private readonly manifestFile: string,
+    private readonly acting: boolean,
+  ) {}
 
   recall(key: string, text: string): unknown {
     const view = guessViewPath(text, this.manifestFile)
-    if (view === null) return undefined
+    if (view === null || (this.acting && ownerToActAs(layoutFor(view)) !== null)) return undefined
     const file = layoutFor(view).scanCache
     this.guessed = { file, cache: openScanCache(file) }
     const document = this.guessed.cache.recallDocument(key)
@@ -242,7 +254,7 @@ async function streamAndSwitch(manifestFile: string, manifest: Manifest, layout:
     const build = async () => {
       const dir = generationDir(layout, plan.hash)
       // a tree with this hash is on disk already (a rollback, then the same manifest again): keep it
-      if (isComplete(layout, plan.hash)) {
+      if (intact(layout, plan.hash)) {
         await stream.abandon()
         return { dir, built: false }
       }
@@ -300,16 +312,21 @@ async function recordSettingsChange(layout: Layout, state: ViewState, plan: Plan
   return generation
 }
 
-/** Up to date only when the tree the view points at is really there; a deleted tree is rebuilt and republished. */
+/** A tree that may be reused as it is (checked without a walk: store/journal/state.ts); a damaged one is rebuilt, never republished. */
+function intact(layout: Layout, hash: string): boolean {
+  return treeCondition(layout, hash).state === 'intact'
+}
+
+/** Up to date only when the tree the view points at is really there and intact; a deleted or damaged tree is rebuilt and republished. */
 function showsPlan(layout: Layout, state: ViewState, plan: PlanResult): boolean {
-  return state.kind === 'managed' && state.hash === plan.hash && state.current !== null && isComplete(layout, plan.hash)
+  return state.kind === 'managed' && state.hash === plan.hash && state.current !== null && intact(layout, plan.hash)
 }
 
 /** The plan of the tree the view shows, read back from its plan file; null when there is none or it cannot be read. */
 function shownPlan(layout: Layout, state: ViewState): ParsedPlan | null {
-  if (state.kind !== 'managed' || state.hash === null || !isComplete(layout, state.hash)) return null
+  if (state.kind !== 'managed' || state.hash === null || !intact(layout, state.hash)) return null
   try {
-    return parsePlanText(fs.readFileSync(path.join(generationDir(layout, state.hash), META_DIR, PLAN_FILE), 'utf8'))
+    return parsePlanText(readTextNoFollow(path.join(generationDir(layout, state.hash), META_DIR, PLAN_FILE)))
   } catch {
     return null
   }
@@ -319,7 +336,7 @@ function shownPlan(layout: Layout, state: ViewState): ParsedPlan | null {
 async function collectAfterSwitch(result: RegenerateResult, manifest: Manifest, layout: Layout, opts: RegenerateOptions): Promise<void> {
   try {
     const { collectGarbage } = await import('./gc.js')
-    result.gc = await collectGarbage(layout.view, { keep: manifest.gc.keep, ttl: manifest.gc.ttl, lockTimeout: opts.lockTimeout, noLock: opts.noLock, argv: opts.argv })
+    result.gc = await collectGarbage(layout.view, { keep: manifest.gc.keep, ttl: manifest.gc.ttl, lockTimeout: opts.lockTimeout, noLock: opts.noLock, argv: opts.argv, warn: opts.warn })
     result.warnings.push(...result.gc.warnings.map((w) => `gc: ${w}`))
   } catch (err) {
     result.warnings.push(`automatic gc did not run: ${err instanceof Error ? err.message : String(err)} (the view was switched; run \`viewctl gc\` later)`)
@@ -338,7 +355,7 @@ async function collectAfterSwitch(result: RegenerateResult, manifest: Manifest, 
 function alreadyShown(layout: Layout, state: ViewState, manifest: Manifest, cache: ScanCache, dryRun: boolean): Omit<RegenerateResult, 'elapsedMs'> | null {
   if (state.kind !== 'managed' || state.current === null) return null
   const recalled = recallPlanSummary(manifest, cache)
-  if (recalled === null || recalled.hash !== state.hash || cache.dirty || !isComplete(layout, recalled.hash) || settingsDiffer(state, manifest)) return null
+  if (recalled === null || recalled.hash !== state.hash || cache.dirty || !intact(layout, recalled.hash) || settingsDiffer(state, manifest)) return null
   const generation = state.current.generation
   return {
     view: layout.view,

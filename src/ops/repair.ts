@@ -27,7 +27,7 @@ import { Kind, NO_SOURCE } from '../plan/types.js'
 import { layoutFor, nonce, trashDir } from '../store/layout.js'
 import { readViewState, requireManaged } from '../store/journal/state.js'
 import { checkTree, currentTree, plannedTarget, resultOf, type CheckedTree, type VerifyProblem, type VerifyResult } from './verify.js'
-import { withWriter, type WriterOptions } from './writer.js'
+import { enterWriter, withWriter, type WriterOptions } from './writer.js'
 
 export interface RepairResult extends VerifyResult {
   /** What the check found before repairing. */
@@ -39,6 +39,7 @@ export interface RepairResult extends VerifyResult {
 
 export async function repair(target: string, opts: WriterOptions = {}): Promise<RepairResult> {
   const layout = layoutFor(viewPathOf(target))
+  enterWriter(layout, opts)
   requireManaged(readViewState(layout))
   return withWriter(layout, opts, () => {
     const tree = currentTree(layout)

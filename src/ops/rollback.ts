@@ -8,13 +8,14 @@
  */
 import { ViewError } from '../errors.js'
 import { appendHistory, madeRecord, newRecord, retractHistory, type SwitchAction } from '../store/journal/history.js'
-import { layoutFor, type Layout } from '../store/layout.js'
+import { generationDir, layoutFor, type Layout } from '../store/layout.js'
 import { publishGeneration } from '../store/build/publish.js'
-import { isComplete, listGenerations, readViewState, requireManaged, type GenerationInfo, type ViewState } from '../store/journal/state.js'
+import { hashesOnDisk, listGenerations, nextGenerationNumber, readViewState, requireManaged, treeCondition, type GenerationInfo, type ViewState } from '../store/journal/state.js'
+import { readMeta } from '../store/journal/meta.js'
 import { viewPathOf } from '../manifest/target.js'
 import { keepModuleTreeCurrent } from '../modules/hook.js'
-import { withWriter, type WriterOptions } from './writer.js'
-import { recordSettings, sameSettings } from './settings.js'
+import { enterWriter, withWriter, type WriterOptions } from './writer.js'
+import { recordSettings, sameSettings, settingsFromManifestCopy } from './settings.js'
 
 export interface RollbackOptions extends WriterOptions {
   /** A generation number or a hash prefix; default: the previous generation. */
@@ -45,6 +46,7 @@ export async function switchGeneration(target: string, spec: string, opts: Omit<
 
 async function switchTo(target: string, spec: string | undefined, action: Extract<SwitchAction, 'rollback' | 'switch'>, opts: RollbackOptions): Promise<RollbackResult> {
   const layout = layoutFor(viewPathOf(target))
+  if (!opts.dryRun) enterWriter(layout, opts)
   const first = readViewState(layout)
   requireManaged(first)
   if (opts.dryRun) return decide(layout, first, spec, true).result
@@ -53,7 +55,9 @@ async function switchTo(target: string, spec: string | undefined, action: Extrac
     requireManaged(state)
     const { dest, result } = decide(layout, state, spec, false)
     if (!result.changed) return result
-    const record = newRecord({ generation: dest.generation, hash: dest.hash, action, argv: opts.argv ?? process.argv.slice(1), from: result.from ?? undefined, ...carriedSettings(state, dest.generation) })
+    // a tree no record names (its record was lost with a damaged journal line) gets a new number and the settings its manifest copy holds
+    const settings = dest.untracked ? settingsFromManifestCopy(generationDir(layout, dest.hash)) : carriedSettings(state, dest.generation)
+    const record = newRecord({ generation: dest.generation, hash: dest.hash, action, argv: opts.argv ?? process.argv.slice(1), from: result.from ?? undefined, ...settings })
     const size = appendHistory(layout.history, record)
     let warnings: string[]
     try {
@@ -69,10 +73,15 @@ async function switchTo(target: string, spec: string | undefined, action: Extrac
 }
 
 /** Where the switch goes, and what it would report; refusals are thrown. */
-function decide(layout: Layout, state: ViewState & { hash: string }, spec: string | undefined, dryRun: boolean): { dest: GenerationInfo; result: RollbackResult } {
-  const dest = spec === undefined ? previousGeneration(state) : findGeneration(state, spec)
-  if (!isComplete(layout, dest.hash)) {
+function decide(layout: Layout, state: ViewState & { hash: string }, spec: string | undefined, dryRun: boolean): { dest: Destination; result: RollbackResult } {
+  const dest: Destination = spec === undefined ? previousGeneration(state) : findGeneration(state, spec, true)
+  // checked without a walk (meta present, naming its hash): a rollback stays one rename at any size
+  const tree = treeCondition(layout, dest.hash)
+  if (tree.state === 'missing') {
     throw new ViewError('GENERATION_COLLECTED', `generation ${dest.generation} (${dest.hash.slice(0, 12)}) of ${layout.view} was garbage-collected; its tree is gone`, 'pick one that is still on disk (`viewctl list`), or regenerate from its manifest')
+  }
+  if (tree.state === 'damaged') {
+    throw new ViewError('TREE_DAMAGED', `generation ${dest.generation} (${dest.hash.slice(0, 12)}) of ${layout.view} is damaged: ${tree.why}; refusing to switch to it`, 'regenerate from its manifest to rebuild the tree, or switch to another generation (`viewctl list`); nothing was changed')
   }
   const from = state.current?.generation ?? null
   const shown = dest.hash === state.hash && (dest.generation === from || sameSettings(settingsOf(state, dest.generation), recordSettings(state.current)))
@@ -107,7 +116,17 @@ function previousGeneration(state: ViewState & { hash: string }): GenerationInfo
   return dest
 }
 
-export function findGeneration(state: ViewState, spec: string): GenerationInfo {
+/** A generation to switch to; `untracked`: a tree no journal record names (findGeneration). */
+type Destination = GenerationInfo & { untracked?: true }
+
+/**
+ * The generation `spec` names: a number, or a hash prefix (the newest
+ * generation with that tree). With `untracked`, a hash prefix may also name
+ * a complete tree in the store that no journal record names (its record was
+ * lost to a damaged journal line): it comes back as the next generation
+ * number, so that the tree stays reachable by its hash.
+ */
+export function findGeneration(state: ViewState, spec: string, untracked = false): Destination {
   const gens = listGenerations(state)
   if (/^\d+$/.test(spec)) {
     const n = Number(spec)
@@ -117,6 +136,15 @@ export function findGeneration(state: ViewState, spec: string): GenerationInfo {
   }
   const prefix = spec.toLowerCase()
   const matches = [...new Map(gens.filter((g) => g.hash.startsWith(prefix)).map((g) => [g.hash, g])).values()]
+  if (matches.length === 0 && untracked) {
+    const named = new Set(state.records.map((r) => r.hash))
+    const found = hashesOnDisk(state.layout).filter((h) => h.startsWith(prefix) && !named.has(h))
+    if (found.length > 1) throw new ViewError('USAGE', `hash prefix ${spec} is ambiguous: ${found.map((h) => h.slice(0, 12)).join(', ')}`, 'give more characters of the hash')
+    if (found.length === 1) {
+      const hash = found[0]!
+      return { generation: nextGenerationNumber(state), hash, created: readMeta(generationDir(state.layout, hash))?.created ?? '', action: 'rollback', current: false, onDisk: true, pinned: false, untracked: true }
+    }
+  }
   if (matches.length === 0) throw new ViewError('GENERATION_NOT_FOUND', `${state.layout.view} has no generation whose hash starts with ${spec}`, `\`viewctl list ${state.layout.view}\` shows the generations`)
   if (matches.length > 1) throw new ViewError('USAGE', `hash prefix ${spec} is ambiguous: ${matches.map((g) => g.hash.slice(0, 12)).join(', ')}`, 'give more characters of the hash, or the generation number')
   // several numbers can share one tree: take the newest of them

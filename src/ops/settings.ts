@@ -9,7 +9,11 @@
  * treats such a generation as a step of its own: rolling back from it
  * restores the earlier settings even though the tree is the same.
  */
+import { createRequire } from 'node:module'
+import path from 'node:path'
+import { readTextNoFollow } from '../fs.js'
 import { parseDuration } from '../manifest/duration.js'
+import { MANIFEST_COPY, META_DIR } from '../store/layout.js'
 import { DEFAULT_ENV, DEFAULT_GC, type Manifest } from '../manifest/types.js'
 import type { HistoryRecord } from '../store/journal/history.js'
 
@@ -59,4 +63,36 @@ function ttlMs(ttl: string | number): number | string {
   } catch {
     return String(ttl) // a recorded ttl that does not parse equals only itself
   }
+}
+
+/**
+ * The settings in a generation's copy of its manifest (`.viewctl/manifest.yaml`),
+ * for a tree whose journal record was lost: what its regenerate would have
+ * recorded, when the copy says it plainly; nothing (the defaults) otherwise.
+ */
+export function settingsFromManifestCopy(dir: string): Partial<Settings> {
+  let doc: { env?: unknown; gc?: unknown } | null
+  try {
+    const { parse } = createRequire(import.meta.url)('yaml') as typeof import('yaml')
+    doc = parse(readTextNoFollow(path.join(dir, META_DIR, MANIFEST_COPY))) as typeof doc
+  } catch {
+    return {}
+  }
+  const out: Partial<Settings> = {}
+  const env = doc?.env
+  if (isPlain(env) && Object.values(env).every((dirs) => Array.isArray(dirs) && dirs.every((d) => typeof d === 'string' && !d.includes(':') && !path.posix.normalize(d).startsWith('..')))) {
+    out.env = env as Settings['env']
+  }
+  const gc = doc?.gc
+  if (isPlain(gc)) {
+    const keep = gc.keep ?? DEFAULT_GC.keep
+    const ttl = gc.ttl === undefined ? DEFAULT_GC.ttl : String(gc.ttl)
+    const auto = gc.auto ?? DEFAULT_GC.auto
+    if (Number.isSafeInteger(keep) && (keep as number) >= 0 && typeof ttlMs(ttl) === 'number' && typeof auto === 'boolean') out.gc = { keep: keep as number, ttl, auto }
+  }
+  return out
+}
+
+function isPlain(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v)
 }

@@ -14,8 +14,9 @@ import { generationDir, layoutFor, META_DIR, realGenerationDir, type Layout } fr
 import type { ParsedPlan } from '../plan/hash.js'
 import { readGenerationPlan } from '../store/journal/plan-file.js'
 import { readViewState, requireManaged } from '../store/journal/state.js'
+import { BAD_LINES_FILE, type CorruptLine } from '../store/journal/history.js'
 
-export type ProblemKind = 'missing' | 'extra' | 'wrong-type' | 'wrong-target' | 'dangling' | 'incomplete'
+export type ProblemKind = 'missing' | 'extra' | 'wrong-type' | 'wrong-target' | 'dangling' | 'incomplete' | 'journal'
 
 export interface VerifyProblem {
   path: string
@@ -45,11 +46,14 @@ export interface CheckedTree {
   meta: GenerationMeta | null
   mode: string
   relative: boolean
+  /** Lines of the journal that are not records: reported with the tree's problems (a writer, verify --repair too, mends them). */
+  corrupt: CorruptLine[]
 }
 
 export function verify(target: string): VerifyResult {
   const tree = currentTree(layoutFor(viewPathOf(target)))
-  return resultOf(tree, checkTree(tree))
+  const journal = tree.corrupt.map((c): VerifyProblem => ({ path: path.basename(tree.layout.history), problem: 'journal', detail: `line ${c.line} is not a record; the next writer (verify --repair is one) takes it out and keeps it in ${BAD_LINES_FILE}` }))
+  return resultOf(tree, [...journal, ...checkTree(tree)])
 }
 
 export function currentTree(layout: Layout): CheckedTree {
@@ -69,6 +73,7 @@ export function currentTree(layout: Layout): CheckedTree {
     meta,
     mode,
     relative: mode === 'symlink' && !!meta?.options.relative,
+    corrupt: state.corrupt,
   }
 }
 

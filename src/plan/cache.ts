@@ -57,7 +57,7 @@ import { createHash } from 'node:crypto'
 import fs from 'node:fs'
 import path from 'node:path'
 import { isDeepStrictEqual } from 'node:util'
-import { fsPath } from '../fs.js'
+import { OPEN, createFlags, fsPath, openNoFollow, readFileNoFollow } from '../fs.js'
 import { readDirListing, type DirListing, type DirReader, type EntryType } from './scan.js'
 import { META_DIR, PLAN_FILE } from './types.js'
 
@@ -248,7 +248,7 @@ export function openScanCache(file: string, opts: ScanCacheOptions = {}): ScanCa
     if (m === null) return null
     let text: string
     try {
-      text = fs.readFileSync(path.join(path.dirname(file), m.hash, META_DIR, PLAN_FILE), 'utf8')
+      text = readFileNoFollow(path.join(path.dirname(file), m.hash, META_DIR, PLAN_FILE)).toString('utf8')
     } catch {
       stats.memo = 'stale' // that generation was collected; the walk that follows counts its own hits
       stats.hits -= previous.size
@@ -412,7 +412,7 @@ function loadCacheFile(file: string): LoadedCache {
     listings = null
     let whole: Buffer
     try {
-      whole = fs.readFileSync(file)
+      whole = readFileNoFollow(file)
     } catch {
       return listings
     }
@@ -430,8 +430,10 @@ function loadCacheFile(file: string): LoadedCache {
 
 /** The first `bytes` bytes of `file` (64 KiB, a typical index, by default), or all of it if shorter. */
 function readHead(file: string, bytes = 65536): Buffer {
-  const fd = fs.openSync(file, 'r')
+  // never through a symlink, never blocking on a FIFO (the store may be one others write: DESIGN §13)
+  const fd = openNoFollow(file, OPEN.O_RDONLY | OPEN.O_NONBLOCK)
   try {
+    if (!fs.fstatSync(fd).isFile()) throw Object.assign(new Error(`${file} is not a regular file`), { code: 'EINVAL' })
     const buf = Buffer.allocUnsafe(bytes)
     let n = 0
     while (n < bytes) {
@@ -461,10 +463,11 @@ function writeCacheFile(file: string, memo: StoredMemo | null, document: StoredD
   const parts: string[] = []
   for (const [, , listing, names] of dirs) parts.push(listing.names.length ? `${listing.types}\0${names}` : listing.types)
   const listings = Buffer.from(parts.length ? `${parts.join('\0')}\0` : '', 'utf8')
-  // One writer at a time (the lock), so a fixed temporary name: a killed writer's leftover is simply overwritten.
-  const tmp = `${file}.tmp`
+  // A new name made with O_EXCL (and never through a symlink): whatever a member of the group put in the store
+  // under a name of its choosing is not written through. A killed writer's leftover is cleared by the next writer.
+  const tmp = `${file}.tmp-${process.pid}-${Math.random().toString(16).slice(2, 10)}`
   try {
-    const fd = fs.openSync(tmp, 'w', 0o644)
+    const fd = openNoFollow(tmp, createFlags(true))
     try {
       fs.writeSync(fd, `${MAGIC} ${VERSION} ${index.length} ${sha256(index)} ${sha256(listings)}\n`)
       fs.writeSync(fd, index)

@@ -1,6 +1,6 @@
 import { collectGarbage, type GcResult } from '../../ops/gc.js'
 import { shortHash, type Output } from '../render.js'
-import type { GlobalArgs } from '../args.js'
+import { writerOptions, type GlobalArgs } from '../args.js'
 
 export async function run(args: GlobalArgs & { target: string; generation?: string; keep?: number; ttl?: string; dryRun: boolean; force: boolean }, out: Output): Promise<number> {
   try {
@@ -10,9 +10,7 @@ export async function run(args: GlobalArgs & { target: string; generation?: stri
       ttl: args.ttl,
       dryRun: args.dryRun,
       force: args.force,
-      lockTimeout: args.lockTimeout,
-      noLock: !args.lock,
-      argv: ['viewctl', ...process.argv.slice(2)],
+      ...writerOptions(args, (w) => out.warn(w)),
     })
     for (const w of r.warnings) out.warn(w)
     out.result(r, () => describe(r, args.generation))

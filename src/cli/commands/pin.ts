@@ -1,6 +1,6 @@
 import { pin, unpin, type PinResult } from '../../ops/pin.js'
 import { shortHash, type Output } from '../render.js'
-import type { GlobalArgs } from '../args.js'
+import { writerOptions, type GlobalArgs } from '../args.js'
 
 type PinArgs = GlobalArgs & { target: string; generation: string | number; dryRun: boolean }
 
@@ -14,7 +14,7 @@ export async function runUnpin(args: PinArgs, out: Output): Promise<number> {
 
 async function change(op: typeof pin, args: PinArgs, out: Output): Promise<number> {
   try {
-    const r: PinResult = await op(args.target, String(args.generation), { dryRun: args.dryRun, lockTimeout: args.lockTimeout, noLock: !args.lock, argv: ['viewctl', ...process.argv.slice(2)] })
+    const r: PinResult = await op(args.target, String(args.generation), { dryRun: args.dryRun, ...writerOptions(args, (w) => out.warn(w)) })
     out.result(r, () => {
       const what = `generation ${r.generation} (${shortHash(r.hash)}) of ${r.view}`
       if (r.dryRun) return r.changed ? `dry run: would ${r.pinned ? 'pin' : 'unpin'} ${what}; nothing changed` : `dry run: ${what} ${r.pinned ? 'is already pinned' : 'is not pinned'}; nothing would change`

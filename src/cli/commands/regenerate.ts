@@ -1,6 +1,6 @@
 import { regenerate } from '../../ops/regenerate.js'
 import { formatCount, progressReporter, shortHash, type Output } from '../render.js'
-import type { GlobalArgs } from '../args.js'
+import { writerOptions, type GlobalArgs } from '../args.js'
 import { interruptible } from '../signals.js'
 
 export async function run(args: GlobalArgs & { manifest: string; dryRun: boolean; adopt: boolean }, out: Output): Promise<number> {
@@ -9,9 +9,7 @@ export async function run(args: GlobalArgs & { manifest: string; dryRun: boolean
     const r = await regenerate(args.manifest, {
       dryRun: args.dryRun,
       adopt: args.adopt,
-      lockTimeout: args.lockTimeout,
-      noLock: !args.lock,
-      argv: ['viewctl', ...process.argv.slice(2)],
+      ...writerOptions(args, (w) => out.warn(w)),
       onProgress: progressReporter(out.flags),
       signal: interrupt.signal,
       workInStore: true, // this process does nothing else meanwhile (ops/regenerate.ts)

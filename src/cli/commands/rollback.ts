@@ -1,17 +1,13 @@
 import { rollback, switchGeneration, type RollbackResult } from '../../ops/rollback.js'
 import { shortHash, type Output } from '../render.js'
-import type { GlobalArgs } from '../args.js'
+import { writerOptions, type GlobalArgs } from '../args.js'
 
 export async function runRollback(args: GlobalArgs & { target: string; to?: string; dryRun: boolean }, out: Output): Promise<number> {
-  return report(() => rollback(args.target, { to: args.to, dryRun: args.dryRun, ...writer(args) }), 'rolled back', out)
+  return report(() => rollback(args.target, { to: args.to, dryRun: args.dryRun, ...writerOptions(args, (w) => out.warn(w)) }), 'rolled back', out)
 }
 
 export async function runSwitch(args: GlobalArgs & { target: string; generation: string | number; dryRun: boolean }, out: Output): Promise<number> {
-  return report(() => switchGeneration(args.target, String(args.generation), { dryRun: args.dryRun, ...writer(args) }), 'switched', out)
-}
-
-function writer(args: GlobalArgs) {
-  return { lockTimeout: args.lockTimeout, noLock: !args.lock, argv: ['viewctl', ...process.argv.slice(2)] }
+  return report(() => switchGeneration(args.target, String(args.generation), { dryRun: args.dryRun, ...writerOptions(args, (w) => out.warn(w)) }), 'switched', out)
 }
 
 async function report(op: () => Promise<RollbackResult>, verb: string, out: Output): Promise<number> {

@@ -1,7 +1,7 @@
 import { verify, type VerifyProblem, type VerifyResult } from '../../ops/verify.js'
 import { exitCodeFor } from '../../errors.js'
 import { formatCount, shortHash, type Output } from '../render.js'
-import type { GlobalArgs } from '../args.js'
+import { writerOptions, type GlobalArgs } from '../args.js'
 
 export async function run(args: GlobalArgs & { target: string; repair: boolean }, out: Output): Promise<number> {
   try {
@@ -19,7 +19,7 @@ export async function run(args: GlobalArgs & { target: string; repair: boolean }
 
 async function runRepair(args: GlobalArgs & { target: string }, out: Output): Promise<number> {
   const { repair } = await import('../../ops/repair.js')
-  const r = await repair(args.target, { lockTimeout: args.lockTimeout, noLock: !args.lock, argv: ['viewctl', ...process.argv.slice(2)] })
+  const r = await repair(args.target, writerOptions(args, (w) => out.warn(w)))
   out.result(r, () => {
     const lines = [...r.repaired.map((p) => `repaired     ${p.path}: ${p.detail}`), ...r.unrepaired.map((p) => `not repaired ${p.path}: ${p.detail}; ${p.why}`)]
     lines.push(r.ok ? okLine(r, r.repaired.length) : summary(r))

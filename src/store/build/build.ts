@@ -24,7 +24,7 @@ import type { Manifest } from '../../manifest/types.js'
 import { Kind } from '../../plan/types.js'
 import type { PlanResult } from '../../plan/index.js'
 import { generationDir, realGenerationDir, LEASE_FILE, MANIFEST_COPY, META_DIR, META_FILE, PLAN_FILE, stagingDir, trashDir, type Layout } from '../layout.js'
-import { isComplete } from '../journal/state.js'
+import { treeCondition } from '../journal/state.js'
 import { linkAll, type LinkHelpers } from './linker.js'
 import { generationMeta, kindCounts, readMeta, type GenerationMeta } from '../journal/meta.js'
 import { enterStore, stagingSpelling } from './workdir.js'
@@ -57,7 +57,8 @@ export interface BuildOptions {
 
 export async function buildGeneration(layout: Layout, plan: PlanResult, manifest: Manifest, opts: BuildOptions = {}): Promise<BuildResult> {
   const finalDir = generationDir(layout, plan.hash)
-  if (isComplete(layout, plan.hash)) {
+  // reused only when intact (checked without a walk); a damaged tree under this name is rebuilt and retired by sealGeneration
+  if (treeCondition(layout, plan.hash).state === 'intact') {
     return { dir: finalDir, built: false, meta: readMeta(finalDir) ?? metaFor(plan, manifest) }
   }
   if (manifest.link === 'hardlink') assertSameFilesystem(layout, plan.prefixes)
@@ -65,7 +66,7 @@ export async function buildGeneration(layout: Layout, plan: PlanResult, manifest
   const staging = stagingDir(layout, plan.hash)
   const meta = metaFor(plan, manifest)
   try {
-    sfs.mkdir(staging)
+    sfs.mkdir(staging, false, STAGING_MODE)
     const leave = opts.workInStore ? enterStore(layout.store) : null
     try {
       await linkEntries(staging, realGenerationDir(layout, plan.hash), plan, manifest, opts, stagingSpelling(staging, leave !== null))
@@ -91,10 +92,19 @@ export async function buildGeneration(layout: Layout, plan: PlanResult, manifest
 export function writeGenerationFiles(staging: string, plan: PlanResult, manifest: Manifest): void {
   const metaDir = path.join(staging, META_DIR)
   sfs.mkdir(metaDir)
-  sfs.writeFileDurable(path.join(metaDir, MANIFEST_COPY), manifest.text)
-  sfs.writeFileDurable(path.join(metaDir, PLAN_FILE), plan.chunks)
-  sfs.writeFileDurable(path.join(metaDir, LEASE_FILE), '')
+  // new names in a new directory: O_EXCL, so that nothing another user put there meanwhile is written through
+  sfs.writeFileDurable(path.join(metaDir, MANIFEST_COPY), manifest.text, { exclusive: true })
+  sfs.writeFileDurable(path.join(metaDir, PLAN_FILE), plan.chunks, { exclusive: true })
+  sfs.writeFileDurable(path.join(metaDir, LEASE_FILE), '', { exclusive: true })
 }
+
+/**
+ * A staging directory is its writer's alone while it is filled (0700): in a
+ * store the group may write, no other member can put a symlink inside it for
+ * the build to write through. sealGeneration gives it the store's mode just
+ * before it becomes the generation.
+ */
+export const STAGING_MODE = 0o700
 
 /**
  * The last steps of every build, once the tree is linked in staging and
@@ -104,15 +114,27 @@ export function writeGenerationFiles(staging: string, plan: PlanResult, manifest
 export function sealGeneration(layout: Layout, staging: string, plan: PlanResult, meta: GenerationMeta): void {
   const finalDir = generationDir(layout, plan.hash)
   const metaDir = path.join(staging, META_DIR)
-  sfs.writeFileDurable(path.join(metaDir, META_FILE), JSON.stringify(meta, null, 2) + '\n')
+  sfs.writeFileDurable(path.join(metaDir, META_FILE), JSON.stringify(meta, null, 2) + '\n', { exclusive: true })
   sfs.fsyncDir(metaDir)
+  // the generation's directory takes the store's mode (setgid kept, never world-writable): readers may enter it
+  fs.chmodSync(staging, fs.statSync(layout.store).mode & 0o2775)
   sfs.fsyncDir(staging)
-  if (fs.existsSync(finalDir)) {
-    // an incomplete tree under the final name (meta.json removed by hand): retire it first
+  if (lexists(finalDir)) {
+    // an incomplete or damaged tree under the final name (meta.json removed by hand, a symlink planted): retire it first
     sfs.rename(finalDir, trashDir(layout, plan.hash))
   }
   sfs.rename(staging, finalDir)
   sfs.fsyncDir(layout.store)
+}
+
+/** Is there anything at `p` (a symlink counts: it is not followed)? */
+function lexists(p: string): boolean {
+  try {
+    fs.lstatSync(p)
+    return true
+  } catch {
+    return false
+  }
 }
 
 export function throwIfAborted(signal: AbortSignal | undefined): void {

@@ -38,7 +38,7 @@ import { Kind, NO_SOURCE } from '../../plan/types.js'
 import type { ParsedPlan } from '../../plan/hash.js'
 import type { PlanResult } from '../../plan/index.js'
 import type { ReleasedEntries } from '../../plan/merge.js'
-import { assertContained, metaFor, sealGeneration, throwIfAborted, unsafePath, writeGenerationFiles, type BuildProgress } from './build.js'
+import { STAGING_MODE, assertContained, metaFor, sealGeneration, throwIfAborted, unsafePath, writeGenerationFiles, type BuildProgress } from './build.js'
 import { realGenerationDir, type Layout } from '../layout.js'
 import { CHUNK, type LinkHelpers, type LinkWorkerMessage, type WorkerReport } from './linker.js'
 import { ACTIVE, BY_MAIN, CONTROL_SLOTS, DONE, FREE, linkStreamChunk, PUBLISHED, SEALED, SEQ, STOP, type StreamChunk } from './stream-queue.js'
@@ -240,7 +240,7 @@ export class StreamingBuild {
 
   private ensureStaging(): void {
     if (this.made) return
-    sfs.mkdir(this.staging)
+    sfs.mkdir(this.staging, false, STAGING_MODE)
     this.made = true
   }
 

@@ -23,11 +23,17 @@ import path from 'node:path'
 import { LEASE_FILE, META_DIR, META_FILE } from '../layout.js'
 import { tryLockFd } from './lock.js'
 import { isLockUnsupported } from '../../errors.js'
+import { OPEN, openNoFollow } from '../../fs.js'
 
 /** The file whose lock is the lease of the generation tree `dir`. */
 export function leaseFileOf(dir: string): string {
   const lease = path.join(dir, META_DIR, LEASE_FILE)
-  return fs.existsSync(lease) ? lease : path.join(dir, META_DIR, META_FILE)
+  try {
+    fs.lstatSync(lease)
+    return lease
+  } catch {
+    return path.join(dir, META_DIR, META_FILE)
+  }
 }
 
 export type ExclusiveLease =
@@ -46,8 +52,8 @@ export function tryExclusiveLease(dir: string): ExclusiveLease {
   const file = leaseFileOf(dir)
   let fd: number
   try {
-    // an exclusive (write) lock needs a descriptor open for writing
-    fd = fs.openSync(file, 'r+')
+    // an exclusive (write) lock needs a descriptor open for writing; never through a symlink
+    fd = openNoFollow(file, OPEN.O_RDWR | OPEN.O_NONBLOCK)
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code
     if (code === 'ENOENT') return { state: 'missing', file }
@@ -79,7 +85,7 @@ export type SharedLease =
  */
 export function trySharedLease(dir: string): SharedLease {
   const file = leaseFileOf(dir)
-  const fd = fs.openSync(file, 'r')
+  const fd = openNoFollow(file, OPEN.O_RDONLY | OPEN.O_NONBLOCK)
   try {
     if (tryLockFd(fd, true)) return { state: 'held', fd, file }
     fs.closeSync(fd)

@@ -18,6 +18,7 @@ import os from 'node:os'
 import { createRequire } from 'node:module'
 import path from 'node:path'
 import { ViewError, isLockUnsupported, translateOsError } from '../../errors.js'
+import { OPEN, openNoFollow, readTextNoFollow } from '../../fs.js'
 
 export interface LockHolder {
   host: string
@@ -50,9 +51,14 @@ export async function acquireWriterLock(lockFile: string, opts: LockOptions): Pr
   }
   let fd: number
   try {
-    fd = fs.openSync(lockFile, fs.constants.O_RDWR | fs.constants.O_CREAT, 0o644)
+    // never through a symlink; 0660 less the umask a writer takes from the store: others get nothing (DESIGN §13)
+    fd = openNoFollow(lockFile, OPEN.O_RDWR | OPEN.O_CREAT | OPEN.O_NONBLOCK, 0o660)
   } catch (err) {
     throw translateOsError(err, `opening the lock file ${lockFile}`)
+  }
+  if (!fs.fstatSync(fd).isFile()) {
+    fs.closeSync(fd)
+    throw new ViewError('UNSAFE_PATH', `the lock file ${lockFile} is not a regular file`, 'something else was put where the lock file belongs; remove it and retry')
   }
   const deadline = Date.now() + opts.timeoutSeconds * 1000
   try {
@@ -62,10 +68,12 @@ export async function acquireWriterLock(lockFile: string, opts: LockOptions): Pr
         throw new ViewError('INTERRUPTED', `interrupted while waiting for the lock on ${lockFile}`, 'nothing was changed')
       }
       if (Date.now() >= deadline) {
-        const holder = liveHolder(readLockHolder(lockFile))
+        const holder = liveHolder(readHolder(fd))
+        // a holder that wrote no record of itself: not viewctl (any process that may open the file can lock it), or one whose record this user cannot see
+        const who = holder ? `another viewctl holds the lock on ${lockFile}: pid ${holder.pid} on ${holder.host}, running \`${holder.command}\` since ${holder.started}` : `the lock on ${lockFile} is held by a process that is not viewctl, or by another user`
         throw new ViewError(
           'LOCK_TIMEOUT',
-          `another viewctl holds the lock on ${lockFile}${holder ? `: pid ${holder.pid} on ${holder.host}, running \`${holder.command}\` since ${holder.started}` : ''}; waited ${opts.timeoutSeconds} s`,
+          `${who}; waited ${opts.timeoutSeconds} s`,
           'wait for it to finish, or raise --lock-timeout; if that process is stuck, stop it (the lock is freed the moment it dies)',
           { holder },
         )
@@ -129,8 +137,27 @@ function liveHolder(holder: LockHolder | null): LockHolder | null {
 
 export function readLockHolder(lockFile: string): LockHolder | null {
   try {
-    const text = fs.readFileSync(lockFile, 'utf8')
-    return JSON.parse(text) as LockHolder
+    return holderOf(readTextNoFollow(lockFile))
+  } catch {
+    return null
+  }
+}
+
+/** The holder record in the lock file open on `fd` (read through the descriptor: no name is looked up again). */
+function readHolder(fd: number): LockHolder | null {
+  try {
+    const buf = Buffer.alloc(4096)
+    const n = fs.readSync(fd, buf, 0, buf.length, 0)
+    return holderOf(buf.subarray(0, n).toString('utf8'))
+  } catch {
+    return null
+  }
+}
+
+function holderOf(text: string): LockHolder | null {
+  try {
+    const h = JSON.parse(text) as LockHolder
+    return h !== null && typeof h === 'object' && typeof h.pid === 'number' && typeof h.host === 'string' ? h : null
   } catch {
     return null
   }
@@ -139,6 +166,24 @@ export function readLockHolder(lockFile: string): LockHolder | null {
 /** Try to take a lock on an already-open file without waiting; for leases. */
 export function tryLockFd(fd: number, shared: boolean): boolean {
   return nativeTryLock(fd, shared)
+}
+
+/**
+ * Load the lock addon now (it is loaded on first use otherwise): a root
+ * writer does so before it becomes the store's owner (identity.ts), who may
+ * not be able to read root's copy of viewctl.
+ */
+export function loadLockAddon(): LockBinding {
+  if (binding === null) {
+    const require = createRequire(import.meta.url)
+    const dir = path.dirname(require.resolve('fs-native-extensions/package.json'))
+    try {
+      binding = require(path.join(dir, 'prebuilds', `${process.platform}-${process.arch}`, 'fs-native-extensions.node')) as LockBinding
+    } catch {
+      binding = require('fs-native-extensions/binding.js') as LockBinding
+    }
+  }
+  return binding
 }
 
 /** The addon's own call: throws EAGAIN while a conflicting lock is held. */
@@ -156,17 +201,8 @@ let binding: LockBinding | null = null
  * source), the package's loader finds what was built.
  */
 function nativeTryLock(fd: number, shared: boolean): boolean {
-  if (binding === null) {
-    const require = createRequire(import.meta.url)
-    const dir = path.dirname(require.resolve('fs-native-extensions/package.json'))
-    try {
-      binding = require(path.join(dir, 'prebuilds', `${process.platform}-${process.arch}`, 'fs-native-extensions.node')) as LockBinding
-    } catch {
-      binding = require('fs-native-extensions/binding.js') as LockBinding
-    }
-  }
   try {
-    binding.tryLock(fd, 0, 0, !shared)
+    loadLockAddon().tryLock(fd, 0, 0, !shared)
     return true
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'EAGAIN') return false

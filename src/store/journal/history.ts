@@ -1,11 +1,15 @@
 /**
  * history.jsonl: the append-only journal of switches, one JSON object a line.
  * A torn last line (a writer killed mid-append) is ignored when reading and
- * cut off by the next writer before it appends.
+ * cut off by the next writer before it appends; any other line that is not
+ * a record is reported (readJournal) and taken out by the next writer
+ * (mendJournal), which keeps it in history.jsonl.bad.
  */
 import fs from 'node:fs'
 import os from 'node:os'
-import { appendDurable } from '../../fs.js'
+import path from 'node:path'
+import { OPEN, appendDurable, fsyncDir, openNoFollow, readTextNoFollow, rename, writeFileDurable } from '../../fs.js'
+import { nonce } from '../layout.js'
 import type { GcPolicy, ModuleTreeSettings } from '../../manifest/types.js'
 
 /** `push` and `pull`: a generation received from another host (ops/replicate/). */
@@ -44,32 +48,68 @@ export interface HistoryRecord {
   published?: boolean
 }
 
-export function readHistory(file: string): HistoryRecord[] {
+/** A line of the journal that is not a record, and not the torn last line of a killed writer. */
+export interface CorruptLine {
+  /** 1-based line number. */
+  line: number
+  text: string
+}
+
+export interface Journal {
+  records: HistoryRecord[]
+  /** Lines in the middle (or a complete last line) that are not records: the journal is damaged. */
+  corrupt: CorruptLine[]
+}
+
+/**
+ * The journal, read without following a symlink. A torn last line (no
+ * newline after it: a writer killed mid-append) is ignored silently, as
+ * expected after a crash; any other line that is not a record is damage
+ * (a disk error, a hand edit, a --no-lock writer on NFS interleaving bytes)
+ * and is reported in `corrupt`, so that status can say the view is degraded
+ * and the next writer can mend it (mendJournal).
+ */
+export function readJournal(file: string): Journal {
   let text: string
   try {
-    text = fs.readFileSync(file, 'utf8')
+    text = readTextNoFollow(file)
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return []
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { records: [], corrupt: [] }
     throw err
   }
   const records: HistoryRecord[] = []
-  for (const line of text.split('\n')) {
-    if (!line.trim()) continue
-    try {
-      const rec = JSON.parse(line) as HistoryRecord
-      if (typeof rec.generation === 'number' && typeof rec.hash === 'string') records.push(rec)
-    } catch {
-      // a torn line (killed writer) or hand-edited garbage: not a record
-    }
+  const corrupt: CorruptLine[] = []
+  const lines = text.split('\n')
+  // text ends with '\n' unless the last line is torn: then split's last element is that torn line
+  const torn = lines.length - 1
+  lines.forEach((line, i) => {
+    if (!line.trim()) return
+    const rec = parseRecord(line)
+    if (rec !== null) records.push(rec)
+    else if (i !== torn) corrupt.push({ line: i + 1, text: line })
+  })
+  return { records, corrupt }
+}
+
+function parseRecord(line: string): HistoryRecord | null {
+  try {
+    const rec = JSON.parse(line) as HistoryRecord
+    if (rec !== null && typeof rec === 'object' && typeof rec.generation === 'number' && typeof rec.hash === 'string') return rec
+  } catch {
+    // not JSON
   }
-  return records
+  return null
+}
+
+export function readHistory(file: string): HistoryRecord[] {
+  return readJournal(file).records
 }
 
 /** Cut a torn last line so the next append starts on a fresh line. */
 export function repairHistory(file: string): boolean {
   let fd: number
   try {
-    fd = fs.openSync(file, 'r+')
+    fd = openNoFollow(file, OPEN.O_RDWR)
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false
     throw err
@@ -93,23 +133,57 @@ export function repairHistory(file: string): boolean {
 /** Append a record; returns the journal's size before it, for `retractHistory`. */
 export function appendHistory(file: string, record: HistoryRecord): number {
   repairHistory(file)
-  let before = 0
-  try {
-    before = fs.statSync(file).size
-  } catch {
-    // first record
-  }
-  appendDurable(file, JSON.stringify(record) + '\n')
-  return before
+  return appendDurable(file, JSON.stringify(record) + '\n')
 }
 
 /** Take back the record just appended when the switch it announces did not happen. */
 export function retractHistory(file: string, size: number): void {
   try {
-    fs.truncateSync(file, size)
+    const fd = openNoFollow(file, OPEN.O_WRONLY)
+    try {
+      fs.ftruncateSync(fd, size)
+    } finally {
+      fs.closeSync(fd)
+    }
   } catch {
     // the record stays; it names a generation that never became current, which readers tolerate
   }
+}
+
+/** Where the lines mendJournal takes out of the journal are kept, one JSON object a line. */
+export const BAD_LINES_FILE = 'history.jsonl.bad'
+
+/**
+ * Take the corrupt lines out of the journal, keeping each in
+ * `history.jsonl.bad` (with when it was found and where it stood): the
+ * journal is rewritten whole under a temporary name and renamed over the
+ * old one, so a reader sees one or the other. Under the writer lock only.
+ * Returns what was done, for a warning, or null when the journal was sound.
+ */
+export function mendJournal(file: string): string | null {
+  const { corrupt } = readJournal(file)
+  if (corrupt.length === 0) return null
+  const found = new Date().toISOString()
+  const keep = path.join(path.dirname(file), BAD_LINES_FILE)
+  appendDurable(keep, corrupt.map((c) => JSON.stringify({ found, line: c.line, text: c.text }) + '\n').join(''))
+  const bad = new Set(corrupt.map((c) => c.line))
+  const text = readTextNoFollow(file)
+  const kept = text.split('\n').filter((_, i) => !bad.has(i + 1)).join('\n')
+  const tmp = path.join(path.dirname(file), `.history.tmp-${process.pid}-${nonce()}`)
+  try {
+    writeFileDurable(tmp, kept, { exclusive: true })
+    rename(tmp, file)
+  } catch (err) {
+    try {
+      fs.unlinkSync(tmp)
+    } catch {
+      // not created, or renamed
+    }
+    throw err
+  }
+  fsyncDir(path.dirname(file))
+  const lines = corrupt.map((c) => c.line).join(', ')
+  return `${file}: line${corrupt.length === 1 ? '' : 's'} ${lines} ${corrupt.length === 1 ? 'was not a record' : 'were not records'}; taken out of the journal and kept in ${keep}`
 }
 
 /** Who runs this: the passwd name, or $USER where the uid has no passwd entry (containers). */

@@ -1,5 +1,5 @@
 /** `.viewctl/meta.json`: written last into a generation; its presence makes the tree complete. */
-import fs from 'node:fs'
+import { readTextNoFollow } from '../../fs.js'
 import path from 'node:path'
 import { Kind, PLAN_FORMAT } from '../../plan/types.js'
 import { toolVersion } from '../../version.js'
@@ -59,7 +59,7 @@ export function generationMeta(
 
 export function readMeta(dir: string): GenerationMeta | null {
   try {
-    return JSON.parse(fs.readFileSync(path.join(dir, META_DIR, META_FILE), 'utf8')) as GenerationMeta
+    return JSON.parse(readTextNoFollow(path.join(dir, META_DIR, META_FILE))) as GenerationMeta
   } catch {
     return null
   }

@@ -31,12 +31,16 @@ export function pinsFile(layout: Layout): string {
   return path.join(layout.store, PINS_FILE)
 }
 
-/** The pins, by generation number. A missing or unreadable file means no pins. */
+/**
+ * The pins, by generation number. A missing or unreadable file means no pins
+ * (as a symlink does: it is not followed, and whoever could plant one could
+ * as well have removed the file).
+ */
 export function readPins(layout: Layout): Map<number, PinRecord> {
   const pins = new Map<number, PinRecord>()
   let doc: PinsDocument
   try {
-    doc = JSON.parse(fs.readFileSync(pinsFile(layout), 'utf8')) as PinsDocument
+    doc = JSON.parse(sfs.readTextNoFollow(pinsFile(layout))) as PinsDocument
   } catch {
     return pins
   }
@@ -51,10 +55,9 @@ export function readPins(layout: Layout): Map<number, PinRecord> {
 export function writePins(layout: Layout, pins: Map<number, PinRecord>): void {
   const doc: PinsDocument = { version: 1, pins: [...pins.values()].sort((a, b) => a.generation - b.generation) }
   const file = pinsFile(layout)
-  clearStaleTmp(layout)
   const tmp = path.join(layout.store, `.pins.tmp-${process.pid}-${nonce()}`)
   try {
-    sfs.writeFileDurable(tmp, JSON.stringify(doc, null, 2) + '\n')
+    sfs.writeFileDurable(tmp, JSON.stringify(doc, null, 2) + '\n', { exclusive: true })
     sfs.rename(tmp, file)
   } catch (err) {
     try {
@@ -65,24 +68,6 @@ export function writePins(layout: Layout, pins: Map<number, PinRecord>): void {
     throw err
   }
   sfs.fsyncDir(layout.store)
-}
-
-/** Under the writer lock, a `.pins.tmp-*` file belongs to a writer that died mid-write. */
-function clearStaleTmp(layout: Layout): void {
-  let names: string[]
-  try {
-    names = fs.readdirSync(layout.store)
-  } catch {
-    return
-  }
-  for (const name of names) {
-    if (!name.startsWith('.pins.tmp-')) continue
-    try {
-      sfs.unlink(path.join(layout.store, name))
-    } catch {
-      // gone already
-    }
-  }
 }
 
 export function newPin(generation: number, hash: string): PinRecord {

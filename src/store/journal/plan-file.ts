@@ -1,5 +1,5 @@
 /** Reading the plan a generation was built from (`.viewctl/plan.tsv`). */
-import fs from 'node:fs'
+import { readTextNoFollow } from '../../fs.js'
 import path from 'node:path'
 import { ViewError } from '../../errors.js'
 import { parsePlanText, type ParsedPlan } from '../../plan/hash.js'
@@ -9,7 +9,7 @@ export function readGenerationPlan(layout: Layout, hash: string, generation?: nu
   const file = path.join(generationDir(layout, hash), META_DIR, PLAN_FILE)
   let text: string
   try {
-    text = fs.readFileSync(file, 'utf8')
+    text = readTextNoFollow(file)
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
       const which = generation === undefined ? hash.slice(0, 12) : `generation ${generation} (${hash.slice(0, 12)})`

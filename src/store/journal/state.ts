@@ -16,10 +16,11 @@
 import fs from 'node:fs'
 import path from 'node:path'
 import { ViewError } from '../../errors.js'
-import { readHistory, switches, type HistoryRecord } from './history.js'
+import { readJournal, switches, type CorruptLine, type HistoryRecord } from './history.js'
 import { generationDir, isHashName, META_DIR, META_FILE, type Layout } from '../layout.js'
 import { readPins } from './pins.js'
 import { notAnOldView } from '../places.js'
+import { readTextNoFollow } from '../../fs.js'
 
 export type ViewPathKind = 'missing' | 'managed' | 'directory' | 'foreign'
 
@@ -31,6 +32,8 @@ export interface ViewState {
   /** The hash the view points at, when managed. */
   hash: string | null
   records: HistoryRecord[]
+  /** Lines of the journal that are not records (readJournal): the view's health is degraded. */
+  corrupt: CorruptLine[]
   /** The switch record of the current generation (last one with the current hash). */
   current: HistoryRecord | null
 }
@@ -55,7 +58,7 @@ export function readViewState(layout: Layout): ViewState {
     else if (code === 'ENOTDIR') throw viewPathBlocked(layout)
     else if (code !== 'ENOENT') throw err
   }
-  const records = readHistory(layout.history)
+  const { records, corrupt } = readJournal(layout.history)
   let current: HistoryRecord | null = null
   if (hash) {
     const sw = switches(records)
@@ -66,7 +69,7 @@ export function readViewState(layout: Layout): ViewState {
       }
     }
   }
-  return { layout, kind, target, hash, records, current }
+  return { layout, kind, target, hash, records, corrupt, current }
 }
 
 /** ENOTDIR at the view path: a file stands where one of its parent directories should be. Bad input, not an I/O error. */
@@ -80,6 +83,42 @@ function viewPathBlocked(layout: Layout): ViewError {
     }
   }
   return new ViewError('VIEW_PATH_INVALID', `${layout.view} cannot be a view: ${file} is not a directory`, `a view and its store live in a directory; check the path (a file stands at ${file})`)
+}
+
+/** What a tree is fit for: 'intact' (reuse it, switch to it), 'missing' (collected, or never completed), 'damaged' (rebuild it). */
+export type TreeCondition = { state: 'intact' } | { state: 'missing' } | { state: 'damaged'; why: string }
+
+/**
+ * The condition of the tree of `hash`, found without walking it: three calls
+ * whatever its size, so that a rollback at 1,000,000 files stays one. The
+ * tree and its `.viewctl/` must be real directories (a symlink is not
+ * followed: it could lead anywhere) and its meta.json, read without
+ * following a symlink, must name this hash. What only a walk finds (an
+ * entry removed by hand) is verify's, and verify --repair mends it.
+ */
+export function treeCondition(layout: Layout, hash: string): TreeCondition {
+  const dir = generationDir(layout, hash)
+  for (const d of [dir, path.join(dir, META_DIR)]) {
+    let st: fs.Stats
+    try {
+      st = fs.lstatSync(d)
+    } catch {
+      return { state: 'missing' }
+    }
+    if (st.isSymbolicLink()) return { state: 'damaged', why: `${d} is a symlink` }
+    if (!st.isDirectory()) return { state: 'damaged', why: `${d} is not a directory` }
+  }
+  const meta = path.join(dir, META_DIR, META_FILE)
+  let named: unknown
+  try {
+    named = (JSON.parse(readTextNoFollow(meta)) as { hash?: unknown } | null)?.hash
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code
+    if (code === 'ENOENT') return { state: 'missing' }
+    return { state: 'damaged', why: code === 'ELOOP' ? `${meta} is a symlink` : `${meta} cannot be read (${code ?? 'not JSON'})` }
+  }
+  if (named !== hash) return { state: 'damaged', why: `${meta} names ${typeof named === 'string' ? `the hash ${named}` : 'no hash'}` }
+  return { state: 'intact' }
 }
 
 /** Names in the store that are generation trees, complete or not; none when there is no store. */

@@ -45,6 +45,10 @@ export function adoptDirectory(layout: Layout, state: ViewState, manifest: Manif
   }
   const metaDir = path.join(layout.view, META_DIR)
   const hadMeta = fs.existsSync(metaDir)
+  if (hadMeta && (fs.lstatSync(metaDir).isSymbolicLink() || !fs.lstatSync(metaDir).isDirectory())) {
+    // the files below are written into it: never through a link to somewhere else
+    throw new ViewError('UNSAFE_PATH', `cannot adopt ${layout.view}: its ${META_DIR} is not a directory (a symlink, or a file)`, `move ${metaDir} away and retry; nothing was changed`)
+  }
   const meta = generationMeta(hash, options, `(adopted from ${layout.view})`, [], kindCounts(kinds, 0, 0))
   try {
     sfs.mkdir(metaDir, true)

@@ -16,6 +16,9 @@ import path from 'node:path'
 import * as sfs from '../../fs.js'
 import { isTmpLinkName, trashDir, type Layout } from '../layout.js'
 
+/** Temporary files of the store's own files: `.history.tmp-*`, `.pins.tmp-*`, `.scan-cache.tmp-*` (and the fixed `.scan-cache.tmp` of earlier versions). */
+const TMP_FILE = /^\.(history|pins)\.tmp-|^\.scan-cache\.tmp(-|$)/
+
 /**
  * `keep`: a leftover name to leave in place (a receiving push keeps the
  * `.staging-push-<hash>` of the generation it receives, so that an
@@ -34,6 +37,15 @@ export function clearLeftovers(layout: Layout, keep?: string): string[] {
       const p = path.join(layout.store, name)
       clearQuietly(p)
       removed.push(p)
+    } else if (TMP_FILE.test(name)) {
+      // a file a writer was writing under a temporary name (the journal mended, the pins, the scan cache) when it died
+      const p = path.join(layout.store, name)
+      try {
+        sfs.unlink(p)
+        removed.push(p)
+      } catch {
+        // gone already, or not ours to remove: the next writer tries again
+      }
     }
   }
   try {
