@@ -35,6 +35,8 @@ export function ownerToActAs(layout: Layout): Identity | null {
     } catch {
       // not made yet: its parent decides
     }
+    // a symlink where the store belongs decides nothing (whoever planted it would decide whom root becomes): the writer refuses it later
+    if (st?.isSymbolicLink()) st = null
     if (st !== null) return st.uid === 0 ? null : { uid: st.uid, gid: st.gid, from: dir }
     if (path.dirname(dir) === dir) return null
   }
