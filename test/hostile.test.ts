@@ -39,6 +39,8 @@ describe.skipIf(why !== null)('a hostile member plants symlinks in a store root 
       const r = viewctlAs(root, ['regenerate', manifest(n)])
       expect(r.code, r.stderr).toBe(0)
     }
+    // group-writable all through, as an admin sharing the store would make it (whatever viewctl's own modes)
+    expect(runCommandAs({ user: null }, ['chmod', '-R', 'g+w', storeOf(view)]).code).toBe(0)
     // files only root may read or write, each ending without a newline (a journal repair would cut such a line)
     const secret = path.join(base, 'secret')
     fs.mkdirSync(secret, { mode: 0o700 })
