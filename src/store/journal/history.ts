@@ -70,13 +70,30 @@ export interface Journal {
  * and the next writer can mend it (mendJournal).
  */
 export function readJournal(file: string): Journal {
-  let text: string
+  let fd: number
   try {
-    text = readTextNoFollow(file)
+    fd = openNoFollow(file, OPEN.O_RDONLY | OPEN.O_NONBLOCK)
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { records: [], corrupt: [] }
     throw err
   }
+  try {
+    const st = fs.fstatSync(fd, { bigint: true })
+    if (!st.isFile()) throw Object.assign(new Error(`EINVAL: not a regular file, open '${file}'`), { code: 'EINVAL', path: file, syscall: 'open' })
+    // A writer reads the journal up to three times (before the lock, to mend it, under the lock): the same file,
+    // unchanged, is parsed once. A journal of 5,000 switches is 2 MB and 20-30 ms to parse.
+    const key = `${file}\0${st.dev}:${st.ino}:${st.size}:${st.mtimeNs}:${st.ctimeNs}`
+    if (lastRead?.key !== key) lastRead = { key, journal: parseJournal(fs.readFileSync(fd, 'utf8')) }
+    // the lists are the caller's to keep: copies, so that no caller changes what another reads
+    return { records: [...lastRead.journal.records], corrupt: [...lastRead.journal.corrupt] }
+  } finally {
+    fs.closeSync(fd)
+  }
+}
+
+let lastRead: { key: string; journal: Journal } | null = null
+
+function parseJournal(text: string): Journal {
   const records: HistoryRecord[] = []
   const corrupt: CorruptLine[] = []
   const lines = text.split('\n')
