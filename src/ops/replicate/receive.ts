@@ -27,6 +27,7 @@ import { ViewError, translateOsError } from '../../errors.js'
 import { parsePlanText, type ParsedPlan } from '../../plan/hash.js'
 import { Kind, NO_SOURCE, PLAN_FORMAT } from '../../plan/types.js'
 import { acquireWriterLock, type WriterLock } from '../../store/guard/lock.js'
+import { fixModes, makeStore, storeSharing } from '../../store/guard/sharing.js'
 import { appendHistory, newRecord, retractHistory, type HistoryRecord } from '../../store/journal/history.js'
 import { readMeta } from '../../store/journal/meta.js'
 import { readGenerationPlan } from '../../store/journal/plan-file.js'
@@ -85,11 +86,15 @@ export class ReceiveSession {
     this.hello = hello
     const { layout } = this
     assertReceivable(readViewState(layout))
+    let sharing
     try {
-      fs.mkdirSync(layout.store, { recursive: true })
+      if (!fs.existsSync(layout.store)) makeStore(layout)
+      sharing = storeSharing(layout)
     } catch (err) {
       throw translateOsError(err, `creating the store ${layout.store}`)
     }
+    // the receiving process does nothing else for its life: it makes what it makes with the store's modes (DESIGN §13)
+    process.umask(sharing.umask)
     const from = `${hello.origin.host}:${hello.origin.view}${hello.origin.generation === null ? '' : ` generation ${hello.origin.generation}`}`
     this.lock = await acquireWriterLock(layout.lock, {
       timeoutSeconds: hello.lockTimeout ?? DEFAULT_LOCK_TIMEOUT,
@@ -97,11 +102,13 @@ export class ReceiveSession {
       signal: this.opts.signal,
     })
     const stagingName = pushStagingName(hello.hash)
+    const modes = fixModes(layout, sharing)
     clearLeftovers(layout, stagingName)
     const state = readViewState(layout)
     assertReceivable(state)
     this.state = state
     this.ready = hello.link === 'hardlink' ? this.readyToRebuild(state, hello) : this.readyForTree(state, hello, stagingName)
+    if (modes.length > 0) this.ready.warnings = [...(this.ready.warnings ?? []), ...modes]
     if (this.ready.action === 'transfer') this.writeSession()
     return this.ready
   }
