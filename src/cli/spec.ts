@@ -60,6 +60,7 @@ export const COMMANDS: CommandSpec[] = [
     options: {
       'dry-run': { type: 'boolean', default: false, describe: 'plan and report, write nothing' },
       adopt: { type: 'boolean', default: false, describe: 'move a real directory at the view path into the store first' },
+      share: { type: 'boolean', default: true, describe: 'hard-link unchanged entries from the generation on disk (--no-share creates every entry anew, as `share: false` does)' },
       ...WRITER_OPTIONS,
     },
     load: async () => (await import('./commands/regenerate.js')).run,

@@ -43,6 +43,7 @@ interface RawManifest {
   link?: LinkMode
   fold?: boolean
   relative?: boolean
+  share?: boolean
   conflicts?: ConflictPolicy
   packages: Array<string | RawPackageEntry>
   include?: string[]
@@ -107,6 +108,7 @@ async function normalize(file: string, text: string, source: Positions, raw: Raw
     link: raw.link ?? 'symlink',
     fold: raw.fold ?? true,
     relative: raw.relative ?? false,
+    share: raw.share ?? true,
     conflicts: raw.conflicts ?? 'error',
     packages,
     include: raw.include ? normalizePatterns(raw.include) : null,

@@ -7,7 +7,7 @@ const require = createRequire(import.meta.url)
 
 export const validate = validate20;
 export default validate20;
-const schema31 = {"$schema":"https://json-schema.org/draft/2020-12/schema","$id":"urn:viewctl:schema:manifest:1","title":"viewctl manifest (env.yaml)","description":"Describes one environment view: a directory tree that merges install prefixes through links. Relative paths resolve from the manifest's folder. Unknown keys are errors, so that a typo cannot silently change a view.","type":"object","additionalProperties":false,"required":["view","packages"],"properties":{"view":{"description":"The public view path users point at, e.g. /opt/views/hpc. viewctl manages it as a symlink into the hidden store ._<basename> beside it.","type":"string","minLength":1},"link":{"description":"How files are placed in the view: symlink (default), hardlink (prefixes and view on one filesystem) or copy.","enum":["symlink","hardlink","copy"],"default":"symlink"},"fold":{"description":"Symlink a whole directory that one prefix alone provides instead of linking each file in it (symlink views only).","type":"boolean","default":true},"relative":{"description":"Make the links inside the view relative instead of absolute.","type":"boolean","default":false},"conflicts":{"description":"What happens when two prefixes provide different files at one path and their priorities are equal: error (stop before any write), first (the earlier package wins) or last (the later package wins).","enum":["error","first","last"],"default":"error"},"packages":{"description":"The prefixes merged into the view, in this order.","type":"array","minItems":1,"items":{"$ref":"#/$defs/package"}},"include":{"description":"Globs over prefix-relative paths (picomatch syntax, dot files included); only files matching one of them are linked. A pattern that matches a directory covers everything under it. Default: everything.","$ref":"#/$defs/patterns"},"exclude":{"description":"Globs over prefix-relative paths whose files are never linked, whichever package provides them. A pattern that matches a directory drops its whole subtree.","$ref":"#/$defs/patterns","default":[]},"env":{"description":"What `viewctl activate` and `viewctl exec` export: variable name -> view-relative directories, in order (\".\" is the view root). When given, it replaces the defaults entirely.","type":"object","propertyNames":{"description":"An environment variable name.","pattern":"^[A-Za-z_][A-Za-z0-9_]*$"},"additionalProperties":{"description":"View-relative directories exported in this variable, in order.","type":"array","items":{"description":"A directory relative to the view root, e.g. bin or lib/pkgconfig.","type":"string","minLength":1,"pattern":"^[^/]"}},"default":{"PATH":["bin"],"MANPATH":["share/man"],"PKG_CONFIG_PATH":["lib/pkgconfig","share/pkgconfig"],"CMAKE_PREFIX_PATH":["."]}},"modules":{"description":"A module tree viewctl keeps up to date: every command that changes the view's generations (regenerate, rollback, switch, gc, destroy, receive) rewrites <dir>/<name>/current (current.lua for Lua), which follows the view and is the default version, and, with `generations: true`, one file per generation on disk pinned to its own tree. Like `env`, a recorded setting, not part of the hash.","type":"object","additionalProperties":false,"required":["dir"],"properties":{"dir":{"description":"The directory given to `module use` (relative paths resolve from the manifest's folder). viewctl writes only into <dir>/<name>/.","type":"string","minLength":1},"format":{"description":"lua for Lmod, tcl for Environment Modules (Lmod reads Tcl too).","enum":["lua","tcl"],"default":"lua"},"name":{"description":"The module's name (`module load <name>`); default: the view's basename.","type":"string","pattern":"^[A-Za-z0-9_][A-Za-z0-9_.+-]*$"},"family":{"description":"Lmod family: loading another module of the same family unloads this one.","type":"string","pattern":"^[A-Za-z0-9_][A-Za-z0-9_.+-]*$"},"generations":{"description":"Also write one file per generation on disk (`module load <name>/<N>`), pinned to that generation's tree; files of collected generations are removed.","type":"boolean","default":false}}},"gc":{"description":"Garbage collection of old generations.","type":"object","additionalProperties":false,"properties":{"keep":{"description":"Spare generations kept besides the current one, whatever their age.","type":"integer","minimum":0,"default":2},"ttl":{"description":"Other generations are deleted once they have not been current for longer than this: a number with one unit s, m, h, d or w (30s, 5m, 12h, 7d, 2w), or a bare number of seconds.","type":["string","integer"],"pattern":"^[0-9]+[smhdw]?$","minimum":0,"default":"7d"},"auto":{"description":"Run gc after each successful regenerate.","type":"boolean","default":true}}}},"$defs":{"package":{"description":"One install prefix: a bare path string, or a mapping with exactly one of `path` or `glob` and optional per-package filters and priority.","oneOf":[{"$ref":"#/$defs/packagePath"},{"$ref":"#/$defs/packageEntry"}]},"packagePath":{"description":"The path of an install prefix (relative paths resolve from the manifest's folder).","type":"string","minLength":1},"packageEntry":{"description":"An install prefix named by `path`, or every directory a `glob` matches, with optional filters and priority.","type":"object","additionalProperties":false,"oneOf":[{"required":["path"]},{"required":["glob"]}],"properties":{"path":{"description":"The path of the install prefix (relative paths resolve from the manifest's folder).","type":"string","minLength":1},"glob":{"description":"A fast-glob pattern; every directory it matches becomes one prefix, in sorted order. Matching nothing is an error.","type":"string","minLength":1},"include":{"description":"Globs over paths relative to this prefix; only matching files of this package are linked. Default: everything.","$ref":"#/$defs/patterns"},"exclude":{"description":"Globs over paths relative to this prefix whose files are not linked from this package.","$ref":"#/$defs/patterns","default":[]},"priority":{"description":"Higher wins a conflict, whatever the `conflicts` policy. Default 0.","type":"integer","default":0}}},"patterns":{"description":"A list of globs over prefix-relative paths (picomatch syntax, dot files included).","type":"array","items":{"description":"A glob over prefix-relative paths, e.g. share/doc/** or **/*.la.","type":"string","minLength":1}}}};
+const schema31 = {"$schema":"https://json-schema.org/draft/2020-12/schema","$id":"urn:viewctl:schema:manifest:1","title":"viewctl manifest (env.yaml)","description":"Describes one environment view: a directory tree that merges install prefixes through links. Relative paths resolve from the manifest's folder. Unknown keys are errors, so that a typo cannot silently change a view.","type":"object","additionalProperties":false,"required":["view","packages"],"properties":{"view":{"description":"The public view path users point at, e.g. /opt/views/hpc. viewctl manages it as a symlink into the hidden store ._<basename> beside it.","type":"string","minLength":1},"link":{"description":"How files are placed in the view: symlink (default), hardlink (prefixes and view on one filesystem) or copy.","enum":["symlink","hardlink","copy"],"default":"symlink"},"fold":{"description":"Symlink a whole directory that one prefix alone provides instead of linking each file in it (symlink views only).","type":"boolean","default":true},"relative":{"description":"Make the links inside the view relative instead of absolute.","type":"boolean","default":false},"share":{"description":"Hard-link every entry that is unchanged since the generation on disk (the current one, or the newest) into the new generation instead of creating it again, so that a regenerate costs only what changed (symlink and copy views; hardlink views share the prefixes' files already). false creates every entry anew.","type":"boolean","default":true},"conflicts":{"description":"What happens when two prefixes provide different files at one path and their priorities are equal: error (stop before any write), first (the earlier package wins) or last (the later package wins).","enum":["error","first","last"],"default":"error"},"packages":{"description":"The prefixes merged into the view, in this order.","type":"array","minItems":1,"items":{"$ref":"#/$defs/package"}},"include":{"description":"Globs over prefix-relative paths (picomatch syntax, dot files included); only files matching one of them are linked. A pattern that matches a directory covers everything under it. Default: everything.","$ref":"#/$defs/patterns"},"exclude":{"description":"Globs over prefix-relative paths whose files are never linked, whichever package provides them. A pattern that matches a directory drops its whole subtree.","$ref":"#/$defs/patterns","default":[]},"env":{"description":"What `viewctl activate` and `viewctl exec` export: variable name -> view-relative directories, in order (\".\" is the view root). When given, it replaces the defaults entirely.","type":"object","propertyNames":{"description":"An environment variable name.","pattern":"^[A-Za-z_][A-Za-z0-9_]*$"},"additionalProperties":{"description":"View-relative directories exported in this variable, in order.","type":"array","items":{"description":"A directory relative to the view root, e.g. bin or lib/pkgconfig.","type":"string","minLength":1,"pattern":"^[^/]"}},"default":{"PATH":["bin"],"MANPATH":["share/man"],"PKG_CONFIG_PATH":["lib/pkgconfig","share/pkgconfig"],"CMAKE_PREFIX_PATH":["."]}},"modules":{"description":"A module tree viewctl keeps up to date: every command that changes the view's generations (regenerate, rollback, switch, gc, destroy, receive) rewrites <dir>/<name>/current (current.lua for Lua), which follows the view and is the default version, and, with `generations: true`, one file per generation on disk pinned to its own tree. Like `env`, a recorded setting, not part of the hash.","type":"object","additionalProperties":false,"required":["dir"],"properties":{"dir":{"description":"The directory given to `module use` (relative paths resolve from the manifest's folder). viewctl writes only into <dir>/<name>/.","type":"string","minLength":1},"format":{"description":"lua for Lmod, tcl for Environment Modules (Lmod reads Tcl too).","enum":["lua","tcl"],"default":"lua"},"name":{"description":"The module's name (`module load <name>`); default: the view's basename.","type":"string","pattern":"^[A-Za-z0-9_][A-Za-z0-9_.+-]*$"},"family":{"description":"Lmod family: loading another module of the same family unloads this one.","type":"string","pattern":"^[A-Za-z0-9_][A-Za-z0-9_.+-]*$"},"generations":{"description":"Also write one file per generation on disk (`module load <name>/<N>`), pinned to that generation's tree; files of collected generations are removed.","type":"boolean","default":false}}},"gc":{"description":"Garbage collection of old generations.","type":"object","additionalProperties":false,"properties":{"keep":{"description":"Spare generations kept besides the current one, whatever their age.","type":"integer","minimum":0,"default":2},"ttl":{"description":"Other generations are deleted once they have not been current for longer than this: a number with one unit s, m, h, d or w (30s, 5m, 12h, 7d, 2w), or a bare number of seconds.","type":["string","integer"],"pattern":"^[0-9]+[smhdw]?$","minimum":0,"default":"7d"},"auto":{"description":"Run gc after each successful regenerate.","type":"boolean","default":true}}}},"$defs":{"package":{"description":"One install prefix: a bare path string, or a mapping with exactly one of `path` or `glob` and optional per-package filters and priority.","oneOf":[{"$ref":"#/$defs/packagePath"},{"$ref":"#/$defs/packageEntry"}]},"packagePath":{"description":"The path of an install prefix (relative paths resolve from the manifest's folder).","type":"string","minLength":1},"packageEntry":{"description":"An install prefix named by `path`, or every directory a `glob` matches, with optional filters and priority.","type":"object","additionalProperties":false,"oneOf":[{"required":["path"]},{"required":["glob"]}],"properties":{"path":{"description":"The path of the install prefix (relative paths resolve from the manifest's folder).","type":"string","minLength":1},"glob":{"description":"A fast-glob pattern; every directory it matches becomes one prefix, in sorted order. Matching nothing is an error.","type":"string","minLength":1},"include":{"description":"Globs over paths relative to this prefix; only matching files of this package are linked. Default: everything.","$ref":"#/$defs/patterns"},"exclude":{"description":"Globs over paths relative to this prefix whose files are not linked from this package.","$ref":"#/$defs/patterns","default":[]},"priority":{"description":"Higher wins a conflict, whatever the `conflicts` policy. Default 0.","type":"integer","default":0}}},"patterns":{"description":"A list of globs over prefix-relative paths (picomatch syntax, dot files included).","type":"array","items":{"description":"A glob over prefix-relative paths, e.g. share/doc/** or **/*.la.","type":"string","minLength":1}}}};
 const schema35 = {"description":"A list of globs over prefix-relative paths (picomatch syntax, dot files included).","type":"array","items":{"description":"A glob over prefix-relative paths, e.g. share/doc/** or **/*.la.","type":"string","minLength":1}};
 const func1 = Object.prototype.hasOwnProperty;
 const func2 = require("ajv/dist/runtime/ucs2length").default;
@@ -518,12 +518,11 @@ errors++;
 const _errs8 = errors;
 var valid0 = _errs7 === errors;
 }
-if(data.conflicts !== undefined){
-let data4 = data.conflicts;
+if(data.share !== undefined){
+let data4 = data.share;
 const _errs9 = errors;
-const vSchema1 = schema31.properties.conflicts.enum;
-if(!(((data4 === "error") || (data4 === "first")) || (data4 === "last"))){
-const err8 = {instancePath:instancePath+"/conflicts",schemaPath:"#/properties/conflicts/enum",keyword:"enum",params:{allowedValues: schema31.properties.conflicts.enum},message:"must be equal to one of the allowed values",schema:schema31.properties.conflicts.enum,parentSchema:schema31.properties.conflicts,data:data4};
+if(typeof data4 !== "boolean"){
+const err8 = {instancePath:instancePath+"/share",schemaPath:"#/properties/share/type",keyword:"type",params:{type: "boolean"},message:"must be boolean",schema:schema31.properties.share.type,parentSchema:schema31.properties.share,data:data4};
 if(vErrors === null){
 vErrors = [err8];
 }
@@ -532,15 +531,15 @@ vErrors.push(err8);
 }
 errors++;
 }
+const _errs10 = errors;
 var valid0 = _errs9 === errors;
 }
-if(data.packages !== undefined){
-let data5 = data.packages;
-const _errs10 = errors;
+if(data.conflicts !== undefined){
+let data5 = data.conflicts;
 const _errs11 = errors;
-if(Array.isArray(data5)){
-if(data5.length < 1){
-const err9 = {instancePath:instancePath+"/packages",schemaPath:"#/properties/packages/minItems",keyword:"minItems",params:{limit: 1},message:"must NOT have fewer than 1 items",schema:1,parentSchema:schema31.properties.packages,data:data5};
+const vSchema1 = schema31.properties.conflicts.enum;
+if(!(((data5 === "error") || (data5 === "first")) || (data5 === "last"))){
+const err9 = {instancePath:instancePath+"/conflicts",schemaPath:"#/properties/conflicts/enum",keyword:"enum",params:{allowedValues: schema31.properties.conflicts.enum},message:"must be equal to one of the allowed values",schema:schema31.properties.conflicts.enum,parentSchema:schema31.properties.conflicts,data:data5};
 if(vErrors === null){
 vErrors = [err9];
 }
@@ -549,26 +548,15 @@ vErrors.push(err9);
 }
 errors++;
 }
-let valid2 = true;
-const len0 = data5.length;
-for(let i0=0; i0<len0; i0++){
-let data6 = data5[i0];
+var valid0 = _errs11 === errors;
+}
+if(data.packages !== undefined){
+let data6 = data.packages;
 const _errs12 = errors;
-if(!(validate21(data6, {instancePath:instancePath+"/packages/" + i0,parentData:data5,parentDataProperty:i0,rootData,dynamicAnchors}))){
-vErrors = vErrors === null ? validate21.errors : vErrors.concat(validate21.errors);
-errors = vErrors.length;
-}
-else {
-var props0 = validate21.evaluated.props;
-}
-var valid1 = _errs12 === errors;
-if(!valid1){
-valid2 = false;
-}
-}
-}
-else {
-const err10 = {instancePath:instancePath+"/packages",schemaPath:"#/properties/packages/type",keyword:"type",params:{type: "array"},message:"must be array",schema:schema31.properties.packages.type,parentSchema:schema31.properties.packages,data:data5};
+const _errs13 = errors;
+if(Array.isArray(data6)){
+if(data6.length < 1){
+const err10 = {instancePath:instancePath+"/packages",schemaPath:"#/properties/packages/minItems",keyword:"minItems",params:{limit: 1},message:"must NOT have fewer than 1 items",schema:1,parentSchema:schema31.properties.packages,data:data6};
 if(vErrors === null){
 vErrors = [err10];
 }
@@ -577,23 +565,26 @@ vErrors.push(err10);
 }
 errors++;
 }
-var valid0 = _errs10 === errors;
-}
-if(data.include !== undefined){
-let data7 = data.include;
-const _errs13 = errors;
+let valid2 = true;
+const len0 = data6.length;
+for(let i0=0; i0<len0; i0++){
+let data7 = data6[i0];
 const _errs14 = errors;
-const _errs15 = errors;
-if(Array.isArray(data7)){
-let valid5 = true;
-const len1 = data7.length;
-for(let i1=0; i1<len1; i1++){
-let data8 = data7[i1];
-const _errs16 = errors;
-const _errs17 = errors;
-if(typeof data8 === "string"){
-if(func2(data8) < 1){
-const err11 = {instancePath:instancePath+"/include/" + i1,schemaPath:"#/$defs/patterns/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema35.items,data:data8};
+if(!(validate21(data7, {instancePath:instancePath+"/packages/" + i0,parentData:data6,parentDataProperty:i0,rootData,dynamicAnchors}))){
+vErrors = vErrors === null ? validate21.errors : vErrors.concat(validate21.errors);
+errors = vErrors.length;
+}
+else {
+var props0 = validate21.evaluated.props;
+}
+var valid1 = _errs14 === errors;
+if(!valid1){
+valid2 = false;
+}
+}
+}
+else {
+const err11 = {instancePath:instancePath+"/packages",schemaPath:"#/properties/packages/type",keyword:"type",params:{type: "array"},message:"must be array",schema:schema31.properties.packages.type,parentSchema:schema31.properties.packages,data:data6};
 if(vErrors === null){
 vErrors = [err11];
 }
@@ -602,9 +593,23 @@ vErrors.push(err11);
 }
 errors++;
 }
+var valid0 = _errs12 === errors;
 }
-else {
-const err12 = {instancePath:instancePath+"/include/" + i1,schemaPath:"#/$defs/patterns/items/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema35.items.type,parentSchema:schema35.items,data:data8};
+if(data.include !== undefined){
+let data8 = data.include;
+const _errs15 = errors;
+const _errs16 = errors;
+const _errs17 = errors;
+if(Array.isArray(data8)){
+let valid5 = true;
+const len1 = data8.length;
+for(let i1=0; i1<len1; i1++){
+let data9 = data8[i1];
+const _errs18 = errors;
+const _errs19 = errors;
+if(typeof data9 === "string"){
+if(func2(data9) < 1){
+const err12 = {instancePath:instancePath+"/include/" + i1,schemaPath:"#/$defs/patterns/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema35.items,data:data9};
 if(vErrors === null){
 vErrors = [err12];
 }
@@ -613,14 +618,9 @@ vErrors.push(err12);
 }
 errors++;
 }
-var valid4 = _errs16 === errors;
-if(!valid4){
-valid5 = false;
-}
-}
 }
 else {
-const err13 = {instancePath:instancePath+"/include",schemaPath:"#/$defs/patterns/type",keyword:"type",params:{type: "array"},message:"must be array",schema:schema35.type,parentSchema:schema35,data:data7};
+const err13 = {instancePath:instancePath+"/include/" + i1,schemaPath:"#/$defs/patterns/items/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema35.items.type,parentSchema:schema35.items,data:data9};
 if(vErrors === null){
 vErrors = [err13];
 }
@@ -629,24 +629,14 @@ vErrors.push(err13);
 }
 errors++;
 }
-var valid3 = _errs14 === errors;
-var valid0 = _errs13 === errors;
+var valid4 = _errs18 === errors;
+if(!valid4){
+valid5 = false;
 }
-if(data.exclude !== undefined){
-let data9 = data.exclude;
-const _errs18 = errors;
-const _errs19 = errors;
-const _errs20 = errors;
-if(Array.isArray(data9)){
-let valid8 = true;
-const len2 = data9.length;
-for(let i2=0; i2<len2; i2++){
-let data10 = data9[i2];
-const _errs21 = errors;
-const _errs22 = errors;
-if(typeof data10 === "string"){
-if(func2(data10) < 1){
-const err14 = {instancePath:instancePath+"/exclude/" + i2,schemaPath:"#/$defs/patterns/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema35.items,data:data10};
+}
+}
+else {
+const err14 = {instancePath:instancePath+"/include",schemaPath:"#/$defs/patterns/type",keyword:"type",params:{type: "array"},message:"must be array",schema:schema35.type,parentSchema:schema35,data:data8};
 if(vErrors === null){
 vErrors = [err14];
 }
@@ -655,9 +645,24 @@ vErrors.push(err14);
 }
 errors++;
 }
+var valid3 = _errs16 === errors;
+var valid0 = _errs15 === errors;
 }
-else {
-const err15 = {instancePath:instancePath+"/exclude/" + i2,schemaPath:"#/$defs/patterns/items/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema35.items.type,parentSchema:schema35.items,data:data10};
+if(data.exclude !== undefined){
+let data10 = data.exclude;
+const _errs20 = errors;
+const _errs21 = errors;
+const _errs22 = errors;
+if(Array.isArray(data10)){
+let valid8 = true;
+const len2 = data10.length;
+for(let i2=0; i2<len2; i2++){
+let data11 = data10[i2];
+const _errs23 = errors;
+const _errs24 = errors;
+if(typeof data11 === "string"){
+if(func2(data11) < 1){
+const err15 = {instancePath:instancePath+"/exclude/" + i2,schemaPath:"#/$defs/patterns/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema35.items,data:data11};
 if(vErrors === null){
 vErrors = [err15];
 }
@@ -666,14 +671,9 @@ vErrors.push(err15);
 }
 errors++;
 }
-var valid7 = _errs21 === errors;
-if(!valid7){
-valid8 = false;
-}
-}
 }
 else {
-const err16 = {instancePath:instancePath+"/exclude",schemaPath:"#/$defs/patterns/type",keyword:"type",params:{type: "array"},message:"must be array",schema:schema35.type,parentSchema:schema35,data:data9};
+const err16 = {instancePath:instancePath+"/exclude/" + i2,schemaPath:"#/$defs/patterns/items/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema35.items.type,parentSchema:schema35.items,data:data11};
 if(vErrors === null){
 vErrors = [err16];
 }
@@ -682,19 +682,14 @@ vErrors.push(err16);
 }
 errors++;
 }
-var valid6 = _errs19 === errors;
-var valid0 = _errs18 === errors;
+var valid7 = _errs23 === errors;
+if(!valid7){
+valid8 = false;
 }
-if(data.env !== undefined){
-let data11 = data.env;
-const _errs23 = errors;
-const _errs24 = errors;
-if(data11 && typeof data11 == "object" && !Array.isArray(data11)){
-for(const key1 in data11){
-const _errs25 = errors;
-if(typeof key1 === "string"){
-if(!pattern4.test(key1)){
-const err17 = {instancePath:instancePath+"/env",schemaPath:"#/properties/env/propertyNames/pattern",keyword:"pattern",params:{pattern: "^[A-Za-z_][A-Za-z0-9_]*$"},message:"must match pattern \""+"^[A-Za-z_][A-Za-z0-9_]*$"+"\"",schema:"^[A-Za-z_][A-Za-z0-9_]*$",parentSchema:schema31.properties.env.propertyNames,data:key1,propertyName:key1};
+}
+}
+else {
+const err17 = {instancePath:instancePath+"/exclude",schemaPath:"#/$defs/patterns/type",keyword:"type",params:{type: "array"},message:"must be array",schema:schema35.type,parentSchema:schema35,data:data10};
 if(vErrors === null){
 vErrors = [err17];
 }
@@ -703,10 +698,19 @@ vErrors.push(err17);
 }
 errors++;
 }
+var valid6 = _errs21 === errors;
+var valid0 = _errs20 === errors;
 }
-var valid9 = _errs25 === errors;
-if(!valid9){
-const err18 = {instancePath:instancePath+"/env",schemaPath:"#/properties/env/propertyNames",keyword:"propertyNames",params:{propertyName: key1},message:"property name must be valid",schema:schema31.properties.env.propertyNames,parentSchema:schema31.properties.env,data:data11};
+if(data.env !== undefined){
+let data12 = data.env;
+const _errs25 = errors;
+const _errs26 = errors;
+if(data12 && typeof data12 == "object" && !Array.isArray(data12)){
+for(const key1 in data12){
+const _errs27 = errors;
+if(typeof key1 === "string"){
+if(!pattern4.test(key1)){
+const err18 = {instancePath:instancePath+"/env",schemaPath:"#/properties/env/propertyNames/pattern",keyword:"pattern",params:{pattern: "^[A-Za-z_][A-Za-z0-9_]*$"},message:"must match pattern \""+"^[A-Za-z_][A-Za-z0-9_]*$"+"\"",schema:"^[A-Za-z_][A-Za-z0-9_]*$",parentSchema:schema31.properties.env.propertyNames,data:key1,propertyName:key1};
 if(vErrors === null){
 vErrors = [err18];
 }
@@ -716,21 +720,9 @@ vErrors.push(err18);
 errors++;
 }
 }
-const _errs26 = errors;
-for(const key2 in data11){
-let data12 = data11[key2];
-const _errs27 = errors;
-const _errs28 = errors;
-if(Array.isArray(data12)){
-let valid12 = true;
-const len3 = data12.length;
-for(let i3=0; i3<len3; i3++){
-let data13 = data12[i3];
-const _errs29 = errors;
-const _errs30 = errors;
-if(typeof data13 === "string"){
-if(func2(data13) < 1){
-const err19 = {instancePath:instancePath+"/env/" + key2.replace(/~/g, "~0").replace(/\//g, "~1")+"/" + i3,schemaPath:"#/properties/env/additionalProperties/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema31.properties.env.additionalProperties.items,data:data13};
+var valid9 = _errs27 === errors;
+if(!valid9){
+const err19 = {instancePath:instancePath+"/env",schemaPath:"#/properties/env/propertyNames",keyword:"propertyNames",params:{propertyName: key1},message:"property name must be valid",schema:schema31.properties.env.propertyNames,parentSchema:schema31.properties.env,data:data12};
 if(vErrors === null){
 vErrors = [err19];
 }
@@ -739,8 +731,22 @@ vErrors.push(err19);
 }
 errors++;
 }
-if(!pattern5.test(data13)){
-const err20 = {instancePath:instancePath+"/env/" + key2.replace(/~/g, "~0").replace(/\//g, "~1")+"/" + i3,schemaPath:"#/properties/env/additionalProperties/items/pattern",keyword:"pattern",params:{pattern: "^[^/]"},message:"must match pattern \""+"^[^/]"+"\"",schema:"^[^/]",parentSchema:schema31.properties.env.additionalProperties.items,data:data13};
+}
+const _errs28 = errors;
+for(const key2 in data12){
+let data13 = data12[key2];
+const _errs29 = errors;
+const _errs30 = errors;
+if(Array.isArray(data13)){
+let valid12 = true;
+const len3 = data13.length;
+for(let i3=0; i3<len3; i3++){
+let data14 = data13[i3];
+const _errs31 = errors;
+const _errs32 = errors;
+if(typeof data14 === "string"){
+if(func2(data14) < 1){
+const err20 = {instancePath:instancePath+"/env/" + key2.replace(/~/g, "~0").replace(/\//g, "~1")+"/" + i3,schemaPath:"#/properties/env/additionalProperties/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema31.properties.env.additionalProperties.items,data:data14};
 if(vErrors === null){
 vErrors = [err20];
 }
@@ -749,9 +755,8 @@ vErrors.push(err20);
 }
 errors++;
 }
-}
-else {
-const err21 = {instancePath:instancePath+"/env/" + key2.replace(/~/g, "~0").replace(/\//g, "~1")+"/" + i3,schemaPath:"#/properties/env/additionalProperties/items/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema31.properties.env.additionalProperties.items.type,parentSchema:schema31.properties.env.additionalProperties.items,data:data13};
+if(!pattern5.test(data14)){
+const err21 = {instancePath:instancePath+"/env/" + key2.replace(/~/g, "~0").replace(/\//g, "~1")+"/" + i3,schemaPath:"#/properties/env/additionalProperties/items/pattern",keyword:"pattern",params:{pattern: "^[^/]"},message:"must match pattern \""+"^[^/]"+"\"",schema:"^[^/]",parentSchema:schema31.properties.env.additionalProperties.items,data:data14};
 if(vErrors === null){
 vErrors = [err21];
 }
@@ -760,14 +765,9 @@ vErrors.push(err21);
 }
 errors++;
 }
-var valid11 = _errs29 === errors;
-if(!valid11){
-valid12 = false;
-}
-}
 }
 else {
-const err22 = {instancePath:instancePath+"/env/" + key2.replace(/~/g, "~0").replace(/\//g, "~1"),schemaPath:"#/properties/env/additionalProperties/type",keyword:"type",params:{type: "array"},message:"must be array",schema:schema31.properties.env.additionalProperties.type,parentSchema:schema31.properties.env.additionalProperties,data:data12};
+const err22 = {instancePath:instancePath+"/env/" + key2.replace(/~/g, "~0").replace(/\//g, "~1")+"/" + i3,schemaPath:"#/properties/env/additionalProperties/items/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema31.properties.env.additionalProperties.items.type,parentSchema:schema31.properties.env.additionalProperties.items,data:data14};
 if(vErrors === null){
 vErrors = [err22];
 }
@@ -776,11 +776,14 @@ vErrors.push(err22);
 }
 errors++;
 }
-var valid10 = _errs27 === errors;
+var valid11 = _errs31 === errors;
+if(!valid11){
+valid12 = false;
+}
 }
 }
 else {
-const err23 = {instancePath:instancePath+"/env",schemaPath:"#/properties/env/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema31.properties.env.type,parentSchema:schema31.properties.env,data:data11};
+const err23 = {instancePath:instancePath+"/env/" + key2.replace(/~/g, "~0").replace(/\//g, "~1"),schemaPath:"#/properties/env/additionalProperties/type",keyword:"type",params:{type: "array"},message:"must be array",schema:schema31.properties.env.additionalProperties.type,parentSchema:schema31.properties.env.additionalProperties,data:data13};
 if(vErrors === null){
 vErrors = [err23];
 }
@@ -789,15 +792,11 @@ vErrors.push(err23);
 }
 errors++;
 }
-var valid0 = _errs23 === errors;
+var valid10 = _errs29 === errors;
 }
-if(data.modules !== undefined){
-let data14 = data.modules;
-const _errs31 = errors;
-const _errs32 = errors;
-if(data14 && typeof data14 == "object" && !Array.isArray(data14)){
-if(data14.dir === undefined){
-const err24 = {instancePath:instancePath+"/modules",schemaPath:"#/properties/modules/required",keyword:"required",params:{missingProperty: "dir"},message:"must have required property '"+"dir"+"'",schema:schema31.properties.modules.required,parentSchema:schema31.properties.modules,data:data14};
+}
+else {
+const err24 = {instancePath:instancePath+"/env",schemaPath:"#/properties/env/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema31.properties.env.type,parentSchema:schema31.properties.env,data:data12};
 if(vErrors === null){
 vErrors = [err24];
 }
@@ -806,10 +805,15 @@ vErrors.push(err24);
 }
 errors++;
 }
+var valid0 = _errs25 === errors;
+}
+if(data.modules !== undefined){
+let data15 = data.modules;
 const _errs33 = errors;
-for(const key3 in data14){
-if(!(((((key3 === "dir") || (key3 === "format")) || (key3 === "name")) || (key3 === "family")) || (key3 === "generations"))){
-const err25 = {instancePath:instancePath+"/modules",schemaPath:"#/properties/modules/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key3},message:"must NOT have additional properties",schema:false,parentSchema:schema31.properties.modules,data:data14};
+const _errs34 = errors;
+if(data15 && typeof data15 == "object" && !Array.isArray(data15)){
+if(data15.dir === undefined){
+const err25 = {instancePath:instancePath+"/modules",schemaPath:"#/properties/modules/required",keyword:"required",params:{missingProperty: "dir"},message:"must have required property '"+"dir"+"'",schema:schema31.properties.modules.required,parentSchema:schema31.properties.modules,data:data15};
 if(vErrors === null){
 vErrors = [err25];
 }
@@ -818,14 +822,10 @@ vErrors.push(err25);
 }
 errors++;
 }
-}
-if(data14.dir !== undefined){
-let data15 = data14.dir;
-const _errs34 = errors;
 const _errs35 = errors;
-if(typeof data15 === "string"){
-if(func2(data15) < 1){
-const err26 = {instancePath:instancePath+"/modules/dir",schemaPath:"#/properties/modules/properties/dir/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema31.properties.modules.properties.dir,data:data15};
+for(const key3 in data15){
+if(!(((((key3 === "dir") || (key3 === "format")) || (key3 === "name")) || (key3 === "family")) || (key3 === "generations"))){
+const err26 = {instancePath:instancePath+"/modules",schemaPath:"#/properties/modules/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key3},message:"must NOT have additional properties",schema:false,parentSchema:schema31.properties.modules,data:data15};
 if(vErrors === null){
 vErrors = [err26];
 }
@@ -835,8 +835,13 @@ vErrors.push(err26);
 errors++;
 }
 }
-else {
-const err27 = {instancePath:instancePath+"/modules/dir",schemaPath:"#/properties/modules/properties/dir/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema31.properties.modules.properties.dir.type,parentSchema:schema31.properties.modules.properties.dir,data:data15};
+if(data15.dir !== undefined){
+let data16 = data15.dir;
+const _errs36 = errors;
+const _errs37 = errors;
+if(typeof data16 === "string"){
+if(func2(data16) < 1){
+const err27 = {instancePath:instancePath+"/modules/dir",schemaPath:"#/properties/modules/properties/dir/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema31.properties.modules.properties.dir,data:data16};
 if(vErrors === null){
 vErrors = [err27];
 }
@@ -845,14 +850,9 @@ vErrors.push(err27);
 }
 errors++;
 }
-var valid13 = _errs34 === errors;
 }
-if(data14.format !== undefined){
-let data16 = data14.format;
-const _errs36 = errors;
-const vSchema2 = schema31.properties.modules.properties.format.enum;
-if(!((data16 === "lua") || (data16 === "tcl"))){
-const err28 = {instancePath:instancePath+"/modules/format",schemaPath:"#/properties/modules/properties/format/enum",keyword:"enum",params:{allowedValues: schema31.properties.modules.properties.format.enum},message:"must be equal to one of the allowed values",schema:schema31.properties.modules.properties.format.enum,parentSchema:schema31.properties.modules.properties.format,data:data16};
+else {
+const err28 = {instancePath:instancePath+"/modules/dir",schemaPath:"#/properties/modules/properties/dir/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema31.properties.modules.properties.dir.type,parentSchema:schema31.properties.modules.properties.dir,data:data16};
 if(vErrors === null){
 vErrors = [err28];
 }
@@ -863,13 +863,12 @@ errors++;
 }
 var valid13 = _errs36 === errors;
 }
-if(data14.name !== undefined){
-let data17 = data14.name;
-const _errs37 = errors;
+if(data15.format !== undefined){
+let data17 = data15.format;
 const _errs38 = errors;
-if(typeof data17 === "string"){
-if(!pattern6.test(data17)){
-const err29 = {instancePath:instancePath+"/modules/name",schemaPath:"#/properties/modules/properties/name/pattern",keyword:"pattern",params:{pattern: "^[A-Za-z0-9_][A-Za-z0-9_.+-]*$"},message:"must match pattern \""+"^[A-Za-z0-9_][A-Za-z0-9_.+-]*$"+"\"",schema:"^[A-Za-z0-9_][A-Za-z0-9_.+-]*$",parentSchema:schema31.properties.modules.properties.name,data:data17};
+const vSchema2 = schema31.properties.modules.properties.format.enum;
+if(!((data17 === "lua") || (data17 === "tcl"))){
+const err29 = {instancePath:instancePath+"/modules/format",schemaPath:"#/properties/modules/properties/format/enum",keyword:"enum",params:{allowedValues: schema31.properties.modules.properties.format.enum},message:"must be equal to one of the allowed values",schema:schema31.properties.modules.properties.format.enum,parentSchema:schema31.properties.modules.properties.format,data:data17};
 if(vErrors === null){
 vErrors = [err29];
 }
@@ -878,9 +877,15 @@ vErrors.push(err29);
 }
 errors++;
 }
+var valid13 = _errs38 === errors;
 }
-else {
-const err30 = {instancePath:instancePath+"/modules/name",schemaPath:"#/properties/modules/properties/name/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema31.properties.modules.properties.name.type,parentSchema:schema31.properties.modules.properties.name,data:data17};
+if(data15.name !== undefined){
+let data18 = data15.name;
+const _errs39 = errors;
+const _errs40 = errors;
+if(typeof data18 === "string"){
+if(!pattern6.test(data18)){
+const err30 = {instancePath:instancePath+"/modules/name",schemaPath:"#/properties/modules/properties/name/pattern",keyword:"pattern",params:{pattern: "^[A-Za-z0-9_][A-Za-z0-9_.+-]*$"},message:"must match pattern \""+"^[A-Za-z0-9_][A-Za-z0-9_.+-]*$"+"\"",schema:"^[A-Za-z0-9_][A-Za-z0-9_.+-]*$",parentSchema:schema31.properties.modules.properties.name,data:data18};
 if(vErrors === null){
 vErrors = [err30];
 }
@@ -889,15 +894,9 @@ vErrors.push(err30);
 }
 errors++;
 }
-var valid13 = _errs37 === errors;
 }
-if(data14.family !== undefined){
-let data18 = data14.family;
-const _errs39 = errors;
-const _errs40 = errors;
-if(typeof data18 === "string"){
-if(!pattern6.test(data18)){
-const err31 = {instancePath:instancePath+"/modules/family",schemaPath:"#/properties/modules/properties/family/pattern",keyword:"pattern",params:{pattern: "^[A-Za-z0-9_][A-Za-z0-9_.+-]*$"},message:"must match pattern \""+"^[A-Za-z0-9_][A-Za-z0-9_.+-]*$"+"\"",schema:"^[A-Za-z0-9_][A-Za-z0-9_.+-]*$",parentSchema:schema31.properties.modules.properties.family,data:data18};
+else {
+const err31 = {instancePath:instancePath+"/modules/name",schemaPath:"#/properties/modules/properties/name/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema31.properties.modules.properties.name.type,parentSchema:schema31.properties.modules.properties.name,data:data18};
 if(vErrors === null){
 vErrors = [err31];
 }
@@ -906,9 +905,15 @@ vErrors.push(err31);
 }
 errors++;
 }
+var valid13 = _errs39 === errors;
 }
-else {
-const err32 = {instancePath:instancePath+"/modules/family",schemaPath:"#/properties/modules/properties/family/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema31.properties.modules.properties.family.type,parentSchema:schema31.properties.modules.properties.family,data:data18};
+if(data15.family !== undefined){
+let data19 = data15.family;
+const _errs41 = errors;
+const _errs42 = errors;
+if(typeof data19 === "string"){
+if(!pattern6.test(data19)){
+const err32 = {instancePath:instancePath+"/modules/family",schemaPath:"#/properties/modules/properties/family/pattern",keyword:"pattern",params:{pattern: "^[A-Za-z0-9_][A-Za-z0-9_.+-]*$"},message:"must match pattern \""+"^[A-Za-z0-9_][A-Za-z0-9_.+-]*$"+"\"",schema:"^[A-Za-z0-9_][A-Za-z0-9_.+-]*$",parentSchema:schema31.properties.modules.properties.family,data:data19};
 if(vErrors === null){
 vErrors = [err32];
 }
@@ -917,13 +922,9 @@ vErrors.push(err32);
 }
 errors++;
 }
-var valid13 = _errs39 === errors;
 }
-if(data14.generations !== undefined){
-let data19 = data14.generations;
-const _errs41 = errors;
-if(typeof data19 !== "boolean"){
-const err33 = {instancePath:instancePath+"/modules/generations",schemaPath:"#/properties/modules/properties/generations/type",keyword:"type",params:{type: "boolean"},message:"must be boolean",schema:schema31.properties.modules.properties.generations.type,parentSchema:schema31.properties.modules.properties.generations,data:data19};
+else {
+const err33 = {instancePath:instancePath+"/modules/family",schemaPath:"#/properties/modules/properties/family/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema31.properties.modules.properties.family.type,parentSchema:schema31.properties.modules.properties.family,data:data19};
 if(vErrors === null){
 vErrors = [err33];
 }
@@ -932,12 +933,13 @@ vErrors.push(err33);
 }
 errors++;
 }
-const _errs42 = errors;
 var valid13 = _errs41 === errors;
 }
-}
-else {
-const err34 = {instancePath:instancePath+"/modules",schemaPath:"#/properties/modules/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema31.properties.modules.type,parentSchema:schema31.properties.modules,data:data14};
+if(data15.generations !== undefined){
+let data20 = data15.generations;
+const _errs43 = errors;
+if(typeof data20 !== "boolean"){
+const err34 = {instancePath:instancePath+"/modules/generations",schemaPath:"#/properties/modules/properties/generations/type",keyword:"type",params:{type: "boolean"},message:"must be boolean",schema:schema31.properties.modules.properties.generations.type,parentSchema:schema31.properties.modules.properties.generations,data:data20};
 if(vErrors === null){
 vErrors = [err34];
 }
@@ -946,17 +948,12 @@ vErrors.push(err34);
 }
 errors++;
 }
-var valid0 = _errs31 === errors;
-}
-if(data.gc !== undefined){
-let data20 = data.gc;
-const _errs43 = errors;
 const _errs44 = errors;
-if(data20 && typeof data20 == "object" && !Array.isArray(data20)){
-const _errs45 = errors;
-for(const key4 in data20){
-if(!(((key4 === "keep") || (key4 === "ttl")) || (key4 === "auto"))){
-const err35 = {instancePath:instancePath+"/gc",schemaPath:"#/properties/gc/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key4},message:"must NOT have additional properties",schema:false,parentSchema:schema31.properties.gc,data:data20};
+var valid13 = _errs43 === errors;
+}
+}
+else {
+const err35 = {instancePath:instancePath+"/modules",schemaPath:"#/properties/modules/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema31.properties.modules.type,parentSchema:schema31.properties.modules,data:data15};
 if(vErrors === null){
 vErrors = [err35];
 }
@@ -965,12 +962,17 @@ vErrors.push(err35);
 }
 errors++;
 }
+var valid0 = _errs33 === errors;
 }
-if(data20.keep !== undefined){
-let data21 = data20.keep;
+if(data.gc !== undefined){
+let data21 = data.gc;
+const _errs45 = errors;
 const _errs46 = errors;
-if(!((typeof data21 == "number") && (!(data21 % 1) && !isNaN(data21)))){
-const err36 = {instancePath:instancePath+"/gc/keep",schemaPath:"#/properties/gc/properties/keep/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema31.properties.gc.properties.keep.type,parentSchema:schema31.properties.gc.properties.keep,data:data21};
+if(data21 && typeof data21 == "object" && !Array.isArray(data21)){
+const _errs47 = errors;
+for(const key4 in data21){
+if(!(((key4 === "keep") || (key4 === "ttl")) || (key4 === "auto"))){
+const err36 = {instancePath:instancePath+"/gc",schemaPath:"#/properties/gc/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key4},message:"must NOT have additional properties",schema:false,parentSchema:schema31.properties.gc,data:data21};
 if(vErrors === null){
 vErrors = [err36];
 }
@@ -979,10 +981,12 @@ vErrors.push(err36);
 }
 errors++;
 }
-const _errs47 = errors;
-if(typeof data21 == "number"){
-if(data21 < 0 || isNaN(data21)){
-const err37 = {instancePath:instancePath+"/gc/keep",schemaPath:"#/properties/gc/properties/keep/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0",schema:0,parentSchema:schema31.properties.gc.properties.keep,data:data21};
+}
+if(data21.keep !== undefined){
+let data22 = data21.keep;
+const _errs48 = errors;
+if(!((typeof data22 == "number") && (!(data22 % 1) && !isNaN(data22)))){
+const err37 = {instancePath:instancePath+"/gc/keep",schemaPath:"#/properties/gc/properties/keep/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema31.properties.gc.properties.keep.type,parentSchema:schema31.properties.gc.properties.keep,data:data22};
 if(vErrors === null){
 vErrors = [err37];
 }
@@ -991,14 +995,10 @@ vErrors.push(err37);
 }
 errors++;
 }
-}
-var valid14 = _errs46 === errors;
-}
-if(data20.ttl !== undefined){
-let data22 = data20.ttl;
-const _errs48 = errors;
-if((typeof data22 !== "string") && (!((typeof data22 == "number") && (!(data22 % 1) && !isNaN(data22))))){
-const err38 = {instancePath:instancePath+"/gc/ttl",schemaPath:"#/properties/gc/properties/ttl/type",keyword:"type",params:{type: schema31.properties.gc.properties.ttl.type},message:"must be string,integer",schema:schema31.properties.gc.properties.ttl.type,parentSchema:schema31.properties.gc.properties.ttl,data:data22};
+const _errs49 = errors;
+if(typeof data22 == "number"){
+if(data22 < 0 || isNaN(data22)){
+const err38 = {instancePath:instancePath+"/gc/keep",schemaPath:"#/properties/gc/properties/keep/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0",schema:0,parentSchema:schema31.properties.gc.properties.keep,data:data22};
 if(vErrors === null){
 vErrors = [err38];
 }
@@ -1007,10 +1007,14 @@ vErrors.push(err38);
 }
 errors++;
 }
-const _errs49 = errors;
-if(typeof data22 == "number"){
-if(data22 < 0 || isNaN(data22)){
-const err39 = {instancePath:instancePath+"/gc/ttl",schemaPath:"#/properties/gc/properties/ttl/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0",schema:0,parentSchema:schema31.properties.gc.properties.ttl,data:data22};
+}
+var valid14 = _errs48 === errors;
+}
+if(data21.ttl !== undefined){
+let data23 = data21.ttl;
+const _errs50 = errors;
+if((typeof data23 !== "string") && (!((typeof data23 == "number") && (!(data23 % 1) && !isNaN(data23))))){
+const err39 = {instancePath:instancePath+"/gc/ttl",schemaPath:"#/properties/gc/properties/ttl/type",keyword:"type",params:{type: schema31.properties.gc.properties.ttl.type},message:"must be string,integer",schema:schema31.properties.gc.properties.ttl.type,parentSchema:schema31.properties.gc.properties.ttl,data:data23};
 if(vErrors === null){
 vErrors = [err39];
 }
@@ -1019,10 +1023,10 @@ vErrors.push(err39);
 }
 errors++;
 }
-}
-if(typeof data22 === "string"){
-if(!pattern8.test(data22)){
-const err40 = {instancePath:instancePath+"/gc/ttl",schemaPath:"#/properties/gc/properties/ttl/pattern",keyword:"pattern",params:{pattern: "^[0-9]+[smhdw]?$"},message:"must match pattern \""+"^[0-9]+[smhdw]?$"+"\"",schema:"^[0-9]+[smhdw]?$",parentSchema:schema31.properties.gc.properties.ttl,data:data22};
+const _errs51 = errors;
+if(typeof data23 == "number"){
+if(data23 < 0 || isNaN(data23)){
+const err40 = {instancePath:instancePath+"/gc/ttl",schemaPath:"#/properties/gc/properties/ttl/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0",schema:0,parentSchema:schema31.properties.gc.properties.ttl,data:data23};
 if(vErrors === null){
 vErrors = [err40];
 }
@@ -1032,13 +1036,9 @@ vErrors.push(err40);
 errors++;
 }
 }
-var valid14 = _errs48 === errors;
-}
-if(data20.auto !== undefined){
-let data23 = data20.auto;
-const _errs50 = errors;
-if(typeof data23 !== "boolean"){
-const err41 = {instancePath:instancePath+"/gc/auto",schemaPath:"#/properties/gc/properties/auto/type",keyword:"type",params:{type: "boolean"},message:"must be boolean",schema:schema31.properties.gc.properties.auto.type,parentSchema:schema31.properties.gc.properties.auto,data:data23};
+if(typeof data23 === "string"){
+if(!pattern8.test(data23)){
+const err41 = {instancePath:instancePath+"/gc/ttl",schemaPath:"#/properties/gc/properties/ttl/pattern",keyword:"pattern",params:{pattern: "^[0-9]+[smhdw]?$"},message:"must match pattern \""+"^[0-9]+[smhdw]?$"+"\"",schema:"^[0-9]+[smhdw]?$",parentSchema:schema31.properties.gc.properties.ttl,data:data23};
 if(vErrors === null){
 vErrors = [err41];
 }
@@ -1047,12 +1047,14 @@ vErrors.push(err41);
 }
 errors++;
 }
-const _errs51 = errors;
+}
 var valid14 = _errs50 === errors;
 }
-}
-else {
-const err42 = {instancePath:instancePath+"/gc",schemaPath:"#/properties/gc/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema31.properties.gc.type,parentSchema:schema31.properties.gc,data:data20};
+if(data21.auto !== undefined){
+let data24 = data21.auto;
+const _errs52 = errors;
+if(typeof data24 !== "boolean"){
+const err42 = {instancePath:instancePath+"/gc/auto",schemaPath:"#/properties/gc/properties/auto/type",keyword:"type",params:{type: "boolean"},message:"must be boolean",schema:schema31.properties.gc.properties.auto.type,parentSchema:schema31.properties.gc.properties.auto,data:data24};
 if(vErrors === null){
 vErrors = [err42];
 }
@@ -1061,16 +1063,30 @@ vErrors.push(err42);
 }
 errors++;
 }
-var valid0 = _errs43 === errors;
+const _errs53 = errors;
+var valid14 = _errs52 === errors;
 }
 }
 else {
-const err43 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema31.type,parentSchema:schema31,data};
+const err43 = {instancePath:instancePath+"/gc",schemaPath:"#/properties/gc/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema31.properties.gc.type,parentSchema:schema31.properties.gc,data:data21};
 if(vErrors === null){
 vErrors = [err43];
 }
 else {
 vErrors.push(err43);
+}
+errors++;
+}
+var valid0 = _errs45 === errors;
+}
+}
+else {
+const err44 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema31.type,parentSchema:schema31,data};
+if(vErrors === null){
+vErrors = [err44];
+}
+else {
+vErrors.push(err44);
 }
 errors++;
 }

@@ -34,6 +34,8 @@ export interface Manifest {
   link: LinkMode
   fold: boolean
   relative: boolean
+  /** Hard-link unchanged entries from the generation on disk instead of creating them (store/build/share.ts). */
+  share: boolean
   conflicts: ConflictPolicy
   packages: PackageSpec[]
   /** Global include patterns; null means "everything". */

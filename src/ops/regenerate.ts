@@ -15,13 +15,14 @@ import path from 'node:path'
 import { assertNoConflicts, createPlan, prefixTable, recallPlanSummary, type PlanResult } from '../plan/index.js'
 import { parsePlanText, type ParsedPlan } from '../plan/hash.js'
 import { openScanCache, type ScanCache } from '../plan/cache.js'
-import { buildGeneration, prefixOnAnotherFilesystem, throwIfAborted, type BuildProgress } from '../store/build/build.js'
+import { buildGeneration, NOTHING_SHARED, prefixOnAnotherFilesystem, throwIfAborted, type BuildProgress } from '../store/build/build.js'
 import { appendHistory, newRecord, retractHistory } from '../store/journal/history.js'
 import { generationDir, layoutFor, META_DIR, PLAN_FILE, type Layout } from '../store/layout.js'
 import { publishGeneration } from '../store/build/publish.js'
 import { PARALLEL_MIN_LINKS, startLinkHelpers, type LinkHelpers } from '../store/build/linker.js'
 import { StreamingBuild } from '../store/build/stream.js'
 import { enterStore } from '../store/build/workdir.js'
+import { chooseBase, type BaseChoice, type ShareOutcome } from '../store/build/share.js'
 import { adoptDirectory, type AdoptResult } from '../store/recover/adopt.js'
 import { nextGenerationNumber, readViewState, treeCondition, type ViewState } from '../store/journal/state.js'
 import { retireTree } from '../store/recover/recover.js'
@@ -47,6 +48,8 @@ export interface RegenerateOptions extends WriterOptions {
    * in flight that uses relative paths should not.
    */
   workInStore?: boolean
+  /** False: create every entry anew, sharing nothing with the generation on disk (`--no-share`; the manifest's `share: false` does the same). */
+  share?: boolean
 }
 
 export interface RegenerateResult {
@@ -60,6 +63,10 @@ export interface RegenerateResult {
   settingsChanged: boolean
   /** A tree was built (false when an existing tree with this hash was reused, or nothing changed). */
   built: boolean
+  /** Entries of the built tree hard-linked from the tree it was built beside (store/build/share.ts); 0 when nothing was built. */
+  shared: number
+  /** That tree: the newest generation recorded for it, and its hash; null when nothing was shared from any. */
+  sharedWith: { generation: number; hash: string } | null
   /**
    * Links were made while the prefixes were still being walked (a streamed
    * build, store/build/stream.ts). False for a plan recalled from the scan cache, a
@@ -184,6 +191,8 @@ async function planAndSwitch(manifestFile: string, manifest: Manifest, layout: L
       changed: state.hash !== plan.hash || settingsDiffer(state, manifest),
       settingsChanged: state.hash === plan.hash && settingsDiffer(state, manifest),
       built: false,
+      shared: 0,
+      sharedWith: null,
       adopted: null,
       cleared: [],
       elapsedMs: performance.now() - started,
@@ -207,10 +216,28 @@ async function planAndSwitch(manifestFile: string, manifest: Manifest, layout: L
       const generation = settings ?? previous
       return { ...base, warnings: [...base.warnings, ...warnings], generation, previousGeneration: previous, changed: adopted !== null || settings !== null, settingsChanged: settings !== null, built: false, adopted, cleared, elapsedMs: performance.now() - started }
     }
-    const build = () => buildGeneration(layout, plan, manifest, { onProgress: opts.onProgress, signal: opts.signal, helpers: opts.helpers, workInStore: opts.workInStore })
-    const { generation, built, warnings } = await switchToNewGeneration(layout, state, plan, manifest, opts, build)
-    return { ...base, warnings: [...base.warnings, ...warnings], generation, previousGeneration: previous, changed: true, built, adopted, cleared, elapsedMs: performance.now() - started }
+    // a tree with this hash on disk is reused: nothing to share
+    const choice = intact(layout, plan.hash) ? NO_BASE : baseFor(layout, state, manifest, opts)
+    const build = () => buildGeneration(layout, plan, manifest, { onProgress: opts.onProgress, signal: opts.signal, helpers: opts.helpers, workInStore: opts.workInStore, base: choice.base })
+    const { generation, built, warnings, share } = await switchToNewGeneration(layout, state, plan, manifest, opts, build)
+    return { ...base, ...sharing(choice, share), warnings: [...base.warnings, ...warnings, ...notes(choice, share)], generation, previousGeneration: previous, changed: true, built, adopted, cleared, elapsedMs: performance.now() - started }
   })
+}
+
+const NO_BASE: BaseChoice = { base: null, note: null }
+
+/** The tree a build under the writer lock shares from (store/build/share.ts), unless `--no-share`. */
+function baseFor(layout: Layout, state: ViewState, manifest: Manifest, opts: RegenerateOptions): BaseChoice {
+  return opts.share === false ? NO_BASE : chooseBase(layout, state, manifest)
+}
+
+function sharing(choice: BaseChoice, share: ShareOutcome): Pick<RegenerateResult, 'shared' | 'sharedWith'> {
+  const { base } = choice
+  return { shared: share.shared, sharedWith: base !== null && share.shared > 0 ? { generation: base.generation, hash: base.hash } : null }
+}
+
+function notes(choice: BaseChoice, share: ShareOutcome): string[] {
+  return choice.note === null ? share.notes : [choice.note, ...share.notes]
 }
 
 /**
@@ -230,10 +257,14 @@ async function streamAndSwitch(manifestFile: string, manifest: Manifest, layout:
   // links are named from the store while this build runs (store/build/workdir.ts); restored however the build ends
   const leave = opts.workInStore ? enterStore(layout.store) : null
   try {
-    const stream = new StreamingBuild({ layout, manifest, prefixes, helpers: opts.helpers, baseline: shownPlan(layout, state), onProgress: opts.onProgress, inStore: leave !== null })
+    const choice = baseFor(layout, state, manifest, opts)
+    // the base is the tree the view shows, most of the time: its plan, read once, is the baseline too
+    const baseline = choice.base !== null && choice.base.hash === state.hash ? choice.base.plan : shownPlan(layout, state)
+    const identities = manifest.link === 'copy' ? [] : null
+    const stream = new StreamingBuild({ layout, manifest, prefixes, helpers: opts.helpers, baseline, base: choice.base, identities, onProgress: opts.onProgress, inStore: leave !== null })
     let plan: PlanResult
     try {
-      plan = createPlan(manifest, { readDir: cache.readDir, memo: cache, onRelease: stream.onRelease })
+      plan = createPlan(manifest, { readDir: cache.readDir, memo: cache, onRelease: stream.onRelease, identities: identities ?? undefined })
       assertNoConflicts(plan, manifestFile)
       cache.save()
       throwIfAborted(opts.signal)
@@ -249,17 +280,17 @@ async function streamAndSwitch(manifestFile: string, manifest: Manifest, layout:
       const warnings: string[] = []
       const settings = await recordSettingsChange(layout, state, plan, manifest, opts, warnings)
       const generation = settings ?? previous
-      return { ...base, warnings: [...base.warnings, ...warnings], streamed: stream.linkedWhileWalking, generation, previousGeneration: previous, changed: settings !== null, settingsChanged: settings !== null, built: false, adopted: null, cleared, elapsedMs: performance.now() - started }
+      return { ...base, warnings: [...base.warnings, ...warnings], streamed: stream.linkedWhileWalking, generation, previousGeneration: previous, changed: settings !== null, settingsChanged: settings !== null, built: false, shared: 0, sharedWith: null, adopted: null, cleared, elapsedMs: performance.now() - started }
     }
     const build = async () => {
       const dir = generationDir(layout, plan.hash)
       // a tree with this hash is on disk already (a rollback, then the same manifest again): keep it
       if (intact(layout, plan.hash)) {
         await stream.abandon()
-        return { dir, built: false }
+        return { dir, built: false, share: NOTHING_SHARED }
       }
-      await stream.finish(plan, { signal: opts.signal })
-      return { dir, built: true }
+      const share = await stream.finish(plan, { signal: opts.signal })
+      return { dir, built: true, share }
     }
     let switched
     try {
@@ -268,8 +299,9 @@ async function streamAndSwitch(manifestFile: string, manifest: Manifest, layout:
       await stream.abandon() // if the switch failed before the build: no worker links on once the working directory is back
       throw err
     }
-    const { generation, built, warnings } = switched
-    return { ...base, streamed: stream.linkedWhileWalking, warnings: [...base.warnings, ...warnings], generation, previousGeneration: previous, changed: true, built, adopted: null, cleared, elapsedMs: performance.now() - started }
+    const { generation, built, warnings, share } = switched
+    const choiceNow = built ? choice : NO_BASE
+    return { ...base, ...sharing(choiceNow, share), streamed: stream.linkedWhileWalking, warnings: [...base.warnings, ...warnings, ...notes(choiceNow, share)], generation, previousGeneration: previous, changed: true, built, adopted: null, cleared, elapsedMs: performance.now() - started }
   } finally {
     leave?.()
   }
@@ -288,6 +320,8 @@ function summaryOf(layout: Layout, plan: PlanResult, dryRun: boolean) {
     warnings: [...plan.warnings],
     streamed: false,
     settingsChanged: false,
+    shared: 0,
+    sharedWith: null,
   }
 }
 
@@ -372,14 +406,16 @@ function alreadyShown(layout: Layout, state: ViewState, manifest: Manifest, cach
     changed: false,
     settingsChanged: false,
     built: false,
+    shared: 0,
+    sharedWith: null,
     streamed: false,
     adopted: null,
     cleared: [],
   }
 }
 
-async function switchToNewGeneration(layout: Layout, state: ViewState, plan: PlanResult, manifest: Manifest, opts: RegenerateOptions, build: () => Promise<{ built: boolean; dir: string }>) {
-  const { built, dir } = await build()
+async function switchToNewGeneration(layout: Layout, state: ViewState, plan: PlanResult, manifest: Manifest, opts: RegenerateOptions, build: () => Promise<{ built: boolean; dir: string; share: ShareOutcome }>) {
+  const { built, dir, share } = await build()
   if (opts.signal?.aborted && built) retireTree(layout, dir, plan.hash) // nobody will record it: leave nothing behind
   throwIfAborted(opts.signal)
   const generation = nextGenerationNumber(state)
@@ -400,7 +436,7 @@ async function switchToNewGeneration(layout: Layout, state: ViewState, plan: Pla
     throw err
   }
   warnings.push(...(await keepModuleTreeCurrent(layout)).warnings)
-  return { generation, built, warnings }
+  return { generation, built, warnings, share }
 }
 
 /**

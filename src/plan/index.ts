@@ -29,11 +29,25 @@ export interface PlanInputs {
   memo?: PlanMemo
   /** Told of entries as the walk settles them (merge.ts); not called for a recalled plan. */
   onRelease?: Release
+  /**
+   * Copy views: the array the walk fills with each entry's source identity
+   * (statIdentity) as it places the entry, so that a streamed build can look
+   * at an entry's identity when the walk tells it (store/build/stream.ts).
+   * Becomes the result's `identities`.
+   */
+  identities?: string[]
 }
 
 export interface PlanResult extends Plan {
   /** The plan's text, as hashed and as written to the generation. */
   chunks: string[]
+  /**
+   * Copy views: each entry's source identity, by entry index (empty for a
+   * directory), as hashed; written to the generation as its sources file, so
+   * that the next generation shares a copy only while its source is the
+   * same file (store/build/share.ts). Null for symlink and hardlink views.
+   */
+  identities: string[] | null
 }
 
 /** The plan's prefix table: every package path once, sorted. */
@@ -63,7 +77,15 @@ export function createPlan(manifest: Manifest, inputs: PlanInputs = {}): PlanRes
   // source identity: hardlink and copy views only (statIdentity)
   const identity = manifest.link === 'symlink' ? null : createHash('sha256')
   const onDir = manifest.link === 'hardlink' ? (abs: string) => identity!.update(statIdentity(abs, false)) : undefined
-  const onFile = manifest.link === 'copy' ? (abs: string) => identity!.update(statIdentity(abs, true)) : undefined
+  const identities = manifest.link === 'copy' ? (inputs.identities ?? []) : null
+  const onFile =
+    identities === null
+      ? undefined
+      : (abs: string, index: number) => {
+          const id = statIdentity(abs, true)
+          identity!.update(id)
+          identities[index] = id
+        }
 
   let comparisons = 0
   const walked = mergedWalk(packages, {
@@ -87,7 +109,8 @@ export function createPlan(manifest: Manifest, inputs: PlanInputs = {}): PlanRes
     inputs.memo.remember(memoKey, { hash, entries: walked.paths.length, excluded: walked.excluded, warnings: walked.warnings })
   }
   const { paths, kinds, sources, conflicts, warnings, excluded } = walked
-  return { options, prefixes: table, paths, kinds, sources, conflicts, warnings, excluded, hash, chunks }
+  if (identities !== null) identities.length = paths.length
+  return { options, prefixes: table, paths, kinds, sources, conflicts, warnings, excluded, hash, chunks, identities }
 }
 
 /**
@@ -137,7 +160,7 @@ function planFromText(recalled: RecalledPlan, options: PlanOptions, table: strin
     return null
   }
   if (parsed.prefixes.length !== table.length || parsed.prefixes.some((p, i) => p !== table[i])) return null
-  return { options, prefixes: table, paths: parsed.paths, kinds: parsed.kinds, sources: parsed.sources, conflicts: [], warnings: [...recalled.warnings], excluded: recalled.excluded, hash: recalled.hash, chunks }
+  return { options, prefixes: table, paths: parsed.paths, kinds: parsed.kinds, sources: parsed.sources, conflicts: [], warnings: [...recalled.warnings], excluded: recalled.excluded, hash: recalled.hash, chunks, identities: null }
 }
 
 /**

@@ -36,8 +36,8 @@ export interface WalkOptions {
   readDir: DirReader
   /** Called with each directory read for a package, for source identity (hardlink views). */
   onDir?: (abs: string) => void
-  /** Called with each file linked, for source identity (copy views). */
-  onFile?: (abs: string) => void
+  /** Called with each file linked and the index its entry is about to get, for source identity (copy views). */
+  onFile?: (abs: string, index: number) => void
   /** Compares two files found at one path (default: sameContent); the planner counts the calls. */
   sameContent?: (a: string, b: string) => boolean
   /** Told of entries as soon as they are final (see `Release`), so that a build can start before the walk ends. */
@@ -316,7 +316,7 @@ export function mergedWalk(packages: WalkPackage[], opts: WalkOptions): WalkResu
         if (type === EntryType.Dir) {
           dropped += placeDir(childRel, [candidate(first, name)], name)
         } else {
-          if (opts.onFile) opts.onFile(`${contributors[owner]!.abs}/${name}`)
+          if (opts.onFile) opts.onFile(`${contributors[owner]!.abs}/${name}`, paths.length)
           push(childRel, type === EntryType.Symlink ? Kind.Symlink : Kind.File, contributors[owner]!.pkg.table, name)
           if (opts.onRelease && paths.length - released >= RELEASE_EVERY) release()
         }
@@ -333,7 +333,7 @@ export function mergedWalk(packages: WalkPackage[], opts: WalkOptions): WalkResu
   }
 
   function placeFile(rel: string, c: Candidate, name: string) {
-    if (opts.onFile) opts.onFile(c.abs)
+    if (opts.onFile) opts.onFile(c.abs, paths.length)
     push(rel, c.type === EntryType.Symlink ? Kind.Symlink : Kind.File, c.pkg.table, name)
   }
 

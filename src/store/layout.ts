@@ -41,6 +41,8 @@ export interface Layout {
 // a generation's own directory and plan file are named where the plan is (the scan cache reads plans back)
 export { META_DIR, PLAN_FILE } from '../plan/types.js'
 export const META_FILE = 'meta.json'
+/** Copy views: each copied entry's source identity (store/build/share.ts). */
+export const SOURCES_FILE = 'sources.tsv'
 export const MANIFEST_COPY = 'manifest.yaml'
 export const LEASE_FILE = 'lease'
 

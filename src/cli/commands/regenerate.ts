@@ -3,13 +3,14 @@ import { formatCount, progressReporter, shortHash, type Output } from '../render
 import { writerOptions, type GlobalArgs } from '../args.js'
 import { interruptible } from '../signals.js'
 
-export async function run(args: GlobalArgs & { manifest: string; dryRun: boolean; adopt: boolean }, out: Output): Promise<number> {
+export async function run(args: GlobalArgs & { manifest: string; dryRun: boolean; adopt: boolean; share: boolean }, out: Output): Promise<number> {
   const interrupt = interruptible()
   try {
     const r = await regenerate(args.manifest, {
       dryRun: args.dryRun,
       adopt: args.adopt,
       ...writerOptions(args, (w) => out.warn(w)),
+      share: args.share,
       onProgress: progressReporter(out.flags),
       signal: interrupt.signal,
       workInStore: true, // this process does nothing else meanwhile (ops/regenerate.ts)
@@ -32,7 +33,8 @@ export async function run(args: GlobalArgs & { manifest: string; dryRun: boolean
       if (r.settingsChanged) return `settings changed: ${r.view} is now generation ${r.generation} (was ${r.previousGeneration}), the same tree (hash ${shortHash(r.hash)}, ${what}) with the manifest's new env: and gc: settings`
       const how = r.built ? 'built' : 'reused an existing tree'
       const from = r.previousGeneration === null ? '' : ` (was ${r.previousGeneration})`
-      return `${r.view} is now generation ${r.generation}${from}: hash ${shortHash(r.hash)}, ${what}, ${how} in ${Math.round(r.elapsedMs)} ms`
+      const shared = r.sharedWith === null ? '' : ` (${formatCount(r.shared)} of them shared with generation ${r.sharedWith.generation})`
+      return `${r.view} is now generation ${r.generation}${from}: hash ${shortHash(r.hash)}, ${what}, ${how} in ${Math.round(r.elapsedMs)} ms${shared}`
     }
   } catch (err) {
     const code = out.fail(err)

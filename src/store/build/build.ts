@@ -23,17 +23,21 @@ import type { Manifest } from '../../manifest/types.js'
 // plan/types.js, not plan/index.js: rollback and gc reach this module and need not load the planner
 import { Kind } from '../../plan/types.js'
 import type { PlanResult } from '../../plan/index.js'
-import { generationDir, realGenerationDir, LEASE_FILE, MANIFEST_COPY, META_DIR, META_FILE, PLAN_FILE, stagingDir, trashDir, type Layout } from '../layout.js'
+import { generationDir, realGenerationDir, LEASE_FILE, MANIFEST_COPY, META_DIR, META_FILE, PLAN_FILE, SOURCES_FILE, stagingDir, trashDir, type Layout } from '../layout.js'
 import { treeCondition } from '../journal/state.js'
 import { linkAll, type LinkHelpers } from './linker.js'
 import { generationMeta, kindCounts, readMeta, type GenerationMeta } from '../journal/meta.js'
 import { enterStore, stagingSpelling } from './workdir.js'
+import { BaseMatcher, baseSpelling, newShareState, shareOutcome, sourcesText, type ShareBase, type ShareOutcome } from './share.js'
+import type { ShareContext } from './link-entry.js'
 
 export interface BuildResult {
   dir: string
   /** False when a complete tree with this hash was already on disk. */
   built: boolean
   meta: GenerationMeta
+  /** Entries hard-linked from the base tree, and notes on what was created anew instead and why (share.ts). */
+  share: ShareOutcome
 }
 
 /** Entries placed so far, of `total`; a streamed build (stream.ts) tells links made while it still walks, with `total` null. */
@@ -53,23 +57,31 @@ export interface BuildOptions {
   helpers?: LinkHelpers | null
   /** Make the store the working directory while linking, and name links from it (workdir.ts); only for a process with nothing else going on. */
   workInStore?: boolean
+  /** The tree to share unchanged entries from (share.ts, chooseBase), chosen under the writer lock. */
+  base?: ShareBase | null
 }
+
+/** Nothing was shared. */
+export const NOTHING_SHARED: ShareOutcome = { shared: 0, notes: [] }
 
 export async function buildGeneration(layout: Layout, plan: PlanResult, manifest: Manifest, opts: BuildOptions = {}): Promise<BuildResult> {
   const finalDir = generationDir(layout, plan.hash)
   // reused only when intact (checked without a walk); a damaged tree under this name is rebuilt and retired by sealGeneration
   if (treeCondition(layout, plan.hash).state === 'intact') {
-    return { dir: finalDir, built: false, meta: readMeta(finalDir) ?? metaFor(plan, manifest) }
+    return { dir: finalDir, built: false, meta: readMeta(finalDir) ?? metaFor(plan, manifest), share: NOTHING_SHARED }
   }
   if (manifest.link === 'hardlink') assertSameFilesystem(layout, plan.prefixes)
 
   const staging = stagingDir(layout, plan.hash)
   const meta = metaFor(plan, manifest)
+  const base = opts.base ?? null
+  const shareState = base === null ? null : newShareState()
   try {
     sfs.mkdir(staging, false, STAGING_MODE)
     const leave = opts.workInStore ? enterStore(layout.store) : null
     try {
-      await linkEntries(staging, realGenerationDir(layout, plan.hash), plan, manifest, opts, stagingSpelling(staging, leave !== null))
+      const share = base === null ? undefined : { from: baseSpelling(base, leave !== null), flags: shareFlags(base, plan), state: shareState! }
+      await linkEntries(staging, realGenerationDir(layout, plan.hash), plan, manifest, opts, stagingSpelling(staging, leave !== null), share)
     } finally {
       leave?.()
     }
@@ -80,7 +92,16 @@ export async function buildGeneration(layout: Layout, plan: PlanResult, manifest
     removeQuietly(staging)
     throw translateOsError(err, `building generation ${plan.hash} in ${layout.store}`)
   }
-  return { dir: finalDir, built: true, meta }
+  return { dir: finalDir, built: true, meta, share: base === null ? NOTHING_SHARED : shareOutcome(base, shareState!) }
+}
+
+/** Which entries of the plan the base has unchanged: 1 at their index (share.ts). */
+function shareFlags(base: ShareBase, plan: PlanResult): Uint8Array {
+  const matcher = new BaseMatcher(base, plan.prefixes)
+  const { paths, kinds, sources, identities } = plan
+  const flags = new Uint8Array(paths.length)
+  for (let i = 0; i < paths.length; i++) if (matcher.matches(paths[i]!, kinds[i]!, sources[i]!, identities?.[i])) flags[i] = 1
+  return flags
 }
 
 /**
@@ -95,6 +116,7 @@ export function writeGenerationFiles(staging: string, plan: PlanResult, manifest
   // new names in a new directory: O_EXCL, so that nothing another user put there meanwhile is written through
   sfs.writeFileDurable(path.join(metaDir, MANIFEST_COPY), manifest.text, { exclusive: true })
   sfs.writeFileDurable(path.join(metaDir, PLAN_FILE), plan.chunks, { exclusive: true })
+  if (plan.identities !== null) sfs.writeFileDurable(path.join(metaDir, SOURCES_FILE), sourcesText(plan.kinds, plan.identities), { exclusive: true })
   sfs.writeFileDurable(path.join(metaDir, LEASE_FILE), '', { exclusive: true })
 }
 
@@ -156,7 +178,7 @@ const BATCH = 4096
  * `realFinalDir`: where the tree will be, symlinks in its parents resolved (relative links are computed from it).
  * `at`: how links name staging (workdir.ts).
  */
-async function linkEntries(staging: string, realFinalDir: string, plan: PlanResult, manifest: Manifest, opts: BuildOptions, at: string): Promise<void> {
+async function linkEntries(staging: string, realFinalDir: string, plan: PlanResult, manifest: Manifest, opts: BuildOptions, at: string, share: ShareContext | undefined): Promise<void> {
   const { paths, kinds, sources, prefixes } = plan
   const { onProgress, signal } = opts
   const total = paths.length
@@ -192,6 +214,7 @@ async function linkEntries(staging: string, realFinalDir: string, plan: PlanResu
       paths,
       kinds,
       sources,
+      share,
     },
     links,
     {

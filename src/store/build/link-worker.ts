@@ -61,7 +61,7 @@ function run(data: LinkWorkerData, early: { plan: Parsed } | { error: unknown } 
     else if (early === null) throw new Error('link worker got its queue without a plan')
     else if ('error' in early) throw early.error
     else plan = early.plan
-    drainChunks({ staging: data.staging, at: data.at, mode: data.mode, relative: data.relative, prefixes: plan.prefixes, prefixFromRoot: data.prefixFromRoot, paths: plan.paths, kinds: plan.kinds, sources: plan.sources }, data.schedule, data.control)
+    drainChunks({ staging: data.staging, at: data.at, mode: data.mode, relative: data.relative, prefixes: plan.prefixes, prefixFromRoot: data.prefixFromRoot, paths: plan.paths, kinds: plan.kinds, sources: plan.sources, share: data.share ?? undefined }, data.schedule, data.control)
   }, () => Atomics.store(data.control, STOP, 1))
 }
 

@@ -25,7 +25,7 @@ import * as sfs from '../../fs.js'
 import type { LinkMode } from '../../manifest/types.js'
 import { extraThreads, reviveError, workerFileOnce, type WorkerError } from '../workers.js'
 import type { StreamSetup } from './stream-queue.js'
-import { linkEntry, type LinkContext } from './link-entry.js'
+import { linkEntry, type LinkContext, type ShareContext } from './link-entry.js'
 
 // ---------------------------------------------------------------------------
 // Scheduling
@@ -137,6 +137,8 @@ export interface LinkWorkerData {
   prefixFromRoot: string[]
   schedule: LinkSchedule
   control: Int32Array
+  /** Entries linked from the base tree (share.ts): its flags are cloned to the worker, its state is shared memory. */
+  share: ShareContext | null
 }
 
 /** What a worker reports: done, or the error it stopped on. */
@@ -243,7 +245,7 @@ export async function linkAll(ctx: LinkContext, links: ArrayLike<number>, opts: 
   }
   const schedule = scheduleLinks(ctx.paths, links)
   const control = new Int32Array(new SharedArrayBuffer(CONTROL_SLOTS * Int32Array.BYTES_PER_ELEMENT))
-  const data: LinkWorkerData = { planText: opts.planText, count: ctx.paths.length, staging: ctx.staging, at: ctx.at, mode: ctx.mode, relative: ctx.relative, prefixFromRoot: ctx.prefixFromRoot, schedule, control }
+  const data: LinkWorkerData = { planText: opts.planText, count: ctx.paths.length, staging: ctx.staging, at: ctx.at, mode: ctx.mode, relative: ctx.relative, prefixFromRoot: ctx.prefixFromRoot, schedule, control, share: ctx.share ?? null }
   const ahead = opts.helpers?.helpers ?? []
   const started: Helper[] = []
   // the first error any thread met; a worker's arrives while the main thread yields between chunks

@@ -14,7 +14,7 @@
  */
 import { receiveMessageOnPort, type MessagePort } from 'node:worker_threads'
 import * as sfs from '../../fs.js'
-import { linkEntry, type LinkContext, type LinkPlace } from './link-entry.js'
+import { linkEntry, type LinkContext, type LinkPlace, type SharedFrom } from './link-entry.js'
 
 /** Slots of the shared control array. */
 export const SEQ = 0
@@ -44,6 +44,8 @@ export interface StreamSetup extends LinkPlace {
   control: Int32Array
   /** One claim slot per chunk; chunks past its length are never posted and stay with the main thread. */
   claims: Int32Array
+  /** The base tree flagged entries are linked from, and the build's shared SHARE_* slots (link-entry.ts); null when nothing is shared. */
+  share: SharedFrom
 }
 
 /** One chunk as posted: the view paths joined by NUL (no name holds one), and each entry's kind and prefix. */
@@ -52,6 +54,8 @@ export interface StreamChunk {
   rels: string
   kinds: Uint8Array
   sources: Uint32Array
+  /** 1 for each entry linked from the base tree (share.ts); null when none is. */
+  shared: Uint8Array | null
 }
 
 /**
@@ -59,10 +63,11 @@ export interface StreamChunk {
  * escaped bytes (fs.ts, hasEscapes); when the setup's paths carry none
  * either, links skip the fs seam's per-name test (LinkContext.plain).
  */
-export function linkStreamChunk(setup: LinkPlace, paths: string[], kinds: ArrayLike<number>, sources: ArrayLike<number>, plainNames: boolean): void {
+export function linkStreamChunk(setup: LinkPlace & { share: SharedFrom }, paths: string[], kinds: ArrayLike<number>, sources: ArrayLike<number>, plainNames: boolean, shared: Uint8Array | null): void {
   const { staging, at, mode, relative, prefixes, prefixFromRoot } = setup
-  const plain = plainNames && !sfs.hasEscapes(staging) && !sfs.hasEscapes((relative ? prefixFromRoot : prefixes).join('\0'))
-  const ctx: LinkContext = { staging, at, mode, relative, prefixes, prefixFromRoot, paths, kinds, sources, plain }
+  const share = setup.share !== null && shared !== null ? { ...setup.share, flags: shared } : undefined
+  const plain = plainNames && !sfs.hasEscapes(staging) && !sfs.hasEscapes((relative ? prefixFromRoot : prefixes).join('\0')) && (share === undefined || !sfs.hasEscapes(share.from))
+  const ctx: LinkContext = { staging, at, mode, relative, prefixes, prefixFromRoot, paths, kinds, sources, plain, share }
   for (let i = 0; i < paths.length; i++) linkEntry(ctx, i)
 }
 
@@ -88,7 +93,7 @@ export function drainStream(setup: StreamSetup): void {
         // the main thread claims downwards from the last chunk: once it has this one, it has all the rest
         if (claim === BY_MAIN) return
         if (claim === FREE) {
-          linkStreamChunk(setup, chunk.rels.split('\0'), chunk.kinds, chunk.sources, !sfs.hasEscapes(chunk.rels))
+          linkStreamChunk(setup, chunk.rels.split('\0'), chunk.kinds, chunk.sources, !sfs.hasEscapes(chunk.rels), chunk.shared)
           Atomics.add(control, DONE, chunk.kinds.length)
         }
       } finally {

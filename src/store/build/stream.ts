@@ -28,6 +28,9 @@
  * - When the view already shows a plan (the `baseline`), nothing is written
  *   while the walk keeps finding that same plan: a regenerate whose scan cache
  *   could not vouch for the prefixes, but which finds nothing new, builds nothing.
+ * - Entries the base tree has unchanged (share.ts) are flagged as they are
+ *   placed, entry by entry in the order the walk tells them, and the thread
+ *   that links a chunk hard-links those from the base (link-entry.ts).
  */
 import path from 'node:path'
 import { MessageChannel, type MessagePort } from 'node:worker_threads'
@@ -42,9 +45,11 @@ import { STAGING_MODE, assertContained, metaFor, sealGeneration, throwIfAborted,
 import { realGenerationDir, type Layout } from '../layout.js'
 import { CHUNK, type LinkHelpers, type LinkWorkerMessage, type WorkerReport } from './linker.js'
 import { ACTIVE, BY_MAIN, CONTROL_SLOTS, DONE, FREE, linkStreamChunk, PUBLISHED, SEALED, SEQ, STOP, type StreamChunk } from './stream-queue.js'
-import type { LinkPlace } from './link-entry.js'
+import type { LinkPlace, SharedFrom } from './link-entry.js'
 import { reviveError, type WorkerError } from '../workers.js'
 import { stagingSpelling } from './workdir.js'
+import { BaseMatcher, baseSpelling, newShareState, shareOutcome, type ShareBase, type ShareOutcome } from './share.js'
+import { NOTHING_SHARED } from './build.js'
 
 /** Claim slots: chunks past this many stay with the main thread (at 1,024 links a chunk, 64 million links). */
 const CLAIM_SLOTS = 1 << 16
@@ -56,12 +61,14 @@ interface Chunk {
   paths: string[]
   kinds: Uint8Array
   sources: Uint32Array
+  /** 1 for each entry linked from the base tree; null while none is. */
+  shared: Uint8Array | null
   /** Whether no path carries escaped bytes (checked once, on the paths joined to be posted). */
   plain?: boolean
 }
 
 function newChunk(): Chunk {
-  return { paths: [], kinds: new Uint8Array(CHUNK), sources: new Uint32Array(CHUNK) }
+  return { paths: [], kinds: new Uint8Array(CHUNK), sources: new Uint32Array(CHUNK), shared: null }
 }
 
 /** The walk's output as onRelease sees it (plan/merge.ts), or a finished plan. */
@@ -76,6 +83,10 @@ export interface StreamingBuildOptions {
   helpers: LinkHelpers
   /** The plan the view shows now, if any. */
   baseline: ParsedPlan | null
+  /** The tree to share unchanged entries from (share.ts, chooseBase), chosen under the writer lock; null to share nothing. */
+  base?: ShareBase | null
+  /** Copy views: the array the walk fills with each entry's source identity (plan/index.ts, PlanInputs.identities). */
+  identities?: string[] | null
   /** Told of links made: while walking with `total` null (not known yet), then with the plan's size. */
   onProgress?: BuildProgress
   /** The store is the process's working directory until the build is finished or abandoned: links are named from it (workdir.ts). */
@@ -107,12 +118,14 @@ export class StreamingBuild {
   private readonly claims = new Int32Array(new SharedArrayBuffer(CLAIM_SLOTS * 4))
   private readonly ports: MessagePort[] = []
   private readonly reports: Array<Promise<WorkerReport & { died?: boolean }>> = []
-  private readonly setup: LinkPlace
+  private readonly setup: LinkPlace & { share: SharedFrom }
   private readonly opts: StreamingBuildOptions
   /** Links done when progress was last told. */
   private reported = 0
   private walking = true
   private chunksWhileWalking = 0
+  private readonly matcher: BaseMatcher | null
+  private readonly shareState: Int32Array | null
 
   constructor(opts: StreamingBuildOptions) {
     this.opts = opts
@@ -122,6 +135,9 @@ export class StreamingBuild {
     const relative = manifest.link === 'symlink' && manifest.relative
     // staging sits beside the final directory, so a link relative to one is relative to the other
     const realFinalDir = relative ? realGenerationDir(layout, 'staging') : ''
+    const base = opts.base ?? null
+    this.matcher = base === null ? null : new BaseMatcher(base, prefixes)
+    this.shareState = base === null ? null : newShareState()
     this.setup = {
       staging: this.staging,
       at: stagingSpelling(this.staging, opts.inStore ?? false),
@@ -129,6 +145,7 @@ export class StreamingBuild {
       relative,
       prefixes,
       prefixFromRoot: relative ? prefixes.map((p) => path.relative(realFinalDir, p)) : [],
+      share: base === null ? null : { from: baseSpelling(base, opts.inStore ?? false), state: this.shareState! },
     }
     for (const helper of opts.helpers.helpers) {
       const { port1, port2 } = new MessageChannel()
@@ -164,7 +181,7 @@ export class StreamingBuild {
    * directories nothing was linked into, and seal the generation.
    * On any failure staging is removed and the error thrown.
    */
-  async finish(plan: PlanResult, opts: FinishOptions = {}): Promise<void> {
+  async finish(plan: PlanResult, opts: FinishOptions = {}): Promise<ShareOutcome> {
     this.walking = false
     try {
       const total = plan.paths.length
@@ -184,6 +201,7 @@ export class StreamingBuild {
       sealGeneration(this.opts.layout, this.staging, plan, metaFor(plan, this.opts.manifest))
       this.sealed = true
       this.opts.onProgress?.(total, total)
+      return this.opts.base && this.shareState ? shareOutcome(this.opts.base, this.shareState) : NOTHING_SHARED
     } catch (err) {
       await this.abandon()
       throw translateOsError(err, `building generation ${plan.hash} in ${this.opts.layout.store}`)
@@ -269,9 +287,11 @@ export class StreamingBuild {
     }
     const cur = this.current
     const n = cur.paths.length
+    const source = out.sources[i]!
     cur.kinds[n] = kind
-    cur.sources[n] = out.sources[i]!
+    cur.sources[n] = source
     cur.paths.push(rel)
+    if (this.matcher?.matches(rel, kind, source, this.opts.identities?.[i])) (cur.shared ??= new Uint8Array(CHUNK))[n] = 1
     if (n + 1 >= CHUNK) this.publish()
   }
 
@@ -296,7 +316,7 @@ export class StreamingBuild {
     const rels = chunk.paths.join('\0')
     chunk.plain = !sfs.hasEscapes(rels)
     const n = chunk.paths.length
-    const message: StreamChunk = { id, rels, kinds: chunk.kinds.slice(0, n), sources: chunk.sources.slice(0, n) }
+    const message: StreamChunk = { id, rels, kinds: chunk.kinds.slice(0, n), sources: chunk.sources.slice(0, n), shared: chunk.shared?.slice(0, n) ?? null }
     for (const port of this.ports) port.postMessage(message)
     Atomics.add(this.control, PUBLISHED, 1)
     this.bump()
@@ -331,7 +351,7 @@ export class StreamingBuild {
     tell()
     const linkChunk = async (c: number) => {
       const chunk = this.chunks[c]!
-      linkStreamChunk(this.setup, chunk.paths, chunk.kinds, chunk.sources, chunk.plain ?? !sfs.hasEscapes(chunk.paths.join('\0')))
+      linkStreamChunk(this.setup, chunk.paths, chunk.kinds, chunk.sources, chunk.plain ?? !sfs.hasEscapes(chunk.paths.join('\0')), chunk.shared)
       mine += chunk.paths.length
       throwIfAborted(opts.signal)
       if (mine + Atomics.load(this.control, DONE) - this.reported >= PROGRESS_EVERY) tell()
