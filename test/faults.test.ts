@@ -30,7 +30,8 @@ interface FaultCase {
   phase: Phase
 }
 
-// Calls through the seam in one regenerate that builds (symlink view, fold: false):
+// Calls through the seam in one regenerate that builds (symlink view, fold: false; share: false, so that
+// every entry is created, as in a cold build: test/share.test.ts has the builds that share):
 //   mkdir: 1 staging, 2..dirs+1 the tree's directories, dirs+2 .viewctl
 //   symlink: 1..links the entries, links+1 the temporary link beside the view
 //   writeFile: 1 manifest.yaml, 2 plan.tsv, 3 lease, 4 meta.json
@@ -72,7 +73,7 @@ describe('faults injected through the fs seam (VIEWCTL_TEST_FAULTS)', () => {
   const nextManifest = (errno: string) => {
     const k = (variants.get(errno) ?? 0) + 1
     variants.set(errno, k)
-    const lines = [`view: ${viewFor(errno)}`, 'fold: false', `exclude: ["lib/libpkg${k % 3}-${Math.floor(k / 3)}.so"]`, 'packages:', `  - glob: ${root}/p/pkg*`, '']
+    const lines = [`view: ${viewFor(errno)}`, 'fold: false', 'share: false', `exclude: ["lib/libpkg${k % 3}-${Math.floor(k / 3)}.so"]`, 'packages:', `  - glob: ${root}/p/pkg*`, '']
     return writeManifest(root, lines.join('\n'), `${errno}-${k}.yaml`)
   }
 
@@ -178,7 +179,7 @@ describe('link and copyFile faults in hardlink and copy views', () => {
       runs.map(async (c) => {
         const view = path.join(root, `view-${c.errno}`)
         const manifest = (exclude: string, name: string) =>
-          writeManifest(root, [`view: ${view}`, `link: ${m.link}`, `exclude: ["${exclude}"]`, 'packages:', `  - glob: ${root}/p/pkg*`, ''].join('\n'), `${c.errno}-${name}`)
+          writeManifest(root, [`view: ${view}`, `link: ${m.link}`, 'share: false', `exclude: ["${exclude}"]`, 'packages:', `  - glob: ${root}/p/pkg*`, ''].join('\n'), `${c.errno}-${name}`)
         const good = await viewctlRun(['regenerate', manifest('lib/libpkg0-0.so', 'a.yaml')])
         expect(good.code, good.stderr).toBe(0)
         const before = fullSnapshot(view)

@@ -113,6 +113,7 @@ describe('loadManifest: normalization', () => {
       link: 'symlink',
       fold: true,
       relative: false,
+      share: true,
       conflicts: 'error',
       packages: [{ path: path.join(dir, 'prefixes/zlib'), realPath: path.join(dir, 'prefixes/zlib'), include: null, exclude: [], priority: 0, origin: 'packages[0]' }],
       include: null,
@@ -335,7 +336,7 @@ describe('loadManifest: schema errors', () => {
     const file = writeManifest(dir, 'view: v\npackages: [a]\nlinks: copy\n')
     const err = await loadError(file)
     expect(err.code).toBe('MANIFEST_INVALID')
-    expect(err.message).toBe(`${file}:3:1: links: unknown key (allowed: view, link, fold, relative, conflicts, packages, include, exclude, env, modules, gc)`)
+    expect(err.message).toBe(`${file}:3:1: links: unknown key (allowed: view, link, fold, relative, share, conflicts, packages, include, exclude, env, modules, gc)`)
   })
 
   it('reports unknown nested keys (gc.kep, packages[1].prio) at the key', async () => {

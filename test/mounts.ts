@@ -48,3 +48,31 @@ export function mountTmpfs(options: string): string {
   return dir
 }
 
+
+/**
+ * A fresh ext4 filesystem of `sizeMb` MiB in a sparse image file, mounted
+ * through a loop device for one test (root only, like mountTmpfs), with
+ * ext4's own limits: 65,000 links an inode, a symlink target of 60 bytes or
+ * more in a block of its own. Unmounted (lazily if busy) and removed, image
+ * and all, when the test ends.
+ */
+export function mountExt4Image(sizeMb: number): string {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'viewctl-ext4-'))
+  const image = `${dir}.img`
+  const undo = () => {
+    if (spawnSync('umount', [dir]).status !== 0) spawnSync('umount', ['-l', dir])
+    fs.rmSync(dir, { recursive: true, force: true })
+    fs.rmSync(image, { force: true })
+  }
+  fs.writeFileSync(image, '')
+  fs.truncateSync(image, sizeMb * 1024 * 1024)
+  for (const [cmd, args] of [['mkfs.ext4', ['-q', '-F', image]], ['mount', ['-o', 'loop', image, dir]]] as const) {
+    const r = spawnSync(cmd, [...args], { encoding: 'utf8' })
+    if (r.status !== 0) {
+      undo()
+      throw new Error(`${cmd} ${args.join(' ')} failed: ${r.error?.message ?? r.stderr}`)
+    }
+  }
+  onTestFinished(undo)
+  return dir
+}
