@@ -272,3 +272,31 @@ describe('turning sharing off, and a base that fails its check', () => {
     })
   }
 })
+
+describe('faults in an incremental build (VIEWCTL_TEST_FAULTS)', () => {
+  it('an entry created anew that fails: exit 1, the view and the base unchanged, staging removed; a refused link: sharing stops, the build goes on', { timeout: 60_000 }, () => {
+    const { pkgs } = prefixes(20, 4)
+    const dir = tempDir('vc20-')
+    const view = path.join(dir, 'view')
+    const g1 = regenerate(manifest(dir, 'm1.yaml', [`view: ${view}`], pkgs))
+    const base = treeFingerprint(treeDir(view, g1.hash))
+    fs.writeFileSync(path.join(pkgs[0]!, 'bin', 'added'), 'added\n')
+    const m2 = manifest(dir, 'm2.yaml', [`view: ${view}`], pkgs)
+
+    // the one new link is the only symlink made: it fails
+    const failed = viewctl(['regenerate', m2, '--json'], { env: { VIEWCTL_TEST_FAULTS: 'symlink:1:ENOSPC' } })
+    expect(failed.code, failed.stderr).toBe(1)
+    expect(failed.json?.error?.code).toBe('DISK_FULL')
+    expect(linkTarget(view)).toBe(`._view/${g1.hash}`)
+    expect(treeFingerprint(treeDir(view, g1.hash))).toEqual(base)
+    expect(fs.readdirSync(storeOf(view)).filter((n) => n.startsWith('.staging-'))).toEqual([])
+
+    // the fifth link from the base is refused: from there on every entry is created anew
+    const r = regenerate(m2, { VIEWCTL_TEST_FAULTS: 'link:5:EIO' })
+    expect(r.shared).toBe(4)
+    expect(r.warnings.join('\n')).toMatch(/stopped at the first refused link \(EIO: the base tree could not be linked from\)/)
+    expect(treeFingerprint(treeDir(view, g1.hash))).toEqual(base)
+    verifyOk(view)
+  })
+})
+
