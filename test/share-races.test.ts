@@ -12,7 +12,7 @@ import path from 'node:path'
 import { spawn } from 'node:child_process'
 import { describe, expect, it, onTestFinished } from 'vitest'
 import { linkTarget, tempDir, viewctl, viewctlAsync, writeManifest } from './helpers.js'
-import { assertCompleteGeneration, finishedWithin, historyRecords, leftovers, makeWidePrefixes, scratchDir, stagingDirs, storeOf, waitFor } from './view-checks.js'
+import { assertCompleteGeneration, finishedWithin, historyRecords, leftovers, makeWidePrefixes, scratchDir, stagingDirs, waitFor } from './view-checks.js'
 import { treeDir, treeFingerprint } from './share-checks.js'
 
 /** Prefixes on /dev/shm, removed after the test. */
