@@ -4,6 +4,7 @@
  * manifests, and small tree helpers.
  */
 import { spawnSync } from 'node:child_process'
+import { createHash } from 'node:crypto'
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
@@ -133,23 +134,43 @@ export function layoutCounts(files) {
   return { bin, lib, inc, man: Math.max(0, files - bin - lib - inc) }
 }
 
-export function makePrefixes(root, n, files) {
-  const c = layoutCounts(files)
+export function makePrefixes(root, n, files, { long = false } = {}) {
   const width = String(n - 1).length
   const names = []
-  for (let p = 0; p < n; p++) {
-    const name = `p${String(p).padStart(width, '0')}`
-    const dir = path.join(root, name)
-    const dirs = { bin: `${dir}/bin`, lib: `${dir}/lib`, inc: `${dir}/include/${name}`, man: `${dir}/share/man/man1` }
-    for (const d of Object.values(dirs)) fs.mkdirSync(d, { recursive: true })
-    // Empty files: no tool here reads them, and a million of them then cost inodes but no blocks.
-    for (let i = 0; i < c.bin; i++) fs.writeFileSync(`${dirs.bin}/${name}-tool${i}`, '', { mode: 0o755 })
-    for (let i = 0; i < c.lib; i++) fs.writeFileSync(`${dirs.lib}/lib${name}-${i}.so`, '')
-    for (let i = 0; i < c.inc; i++) fs.writeFileSync(`${dirs.inc}/h${i}.h`, '')
-    for (let i = 0; i < c.man; i++) fs.writeFileSync(`${dirs.man}/${name}-tool${i}.1`, '')
-    names.push(name)
-  }
+  for (let p = 0; p < n; p++) names.push(makePrefix(root, `p${String(p).padStart(width, '0')}`, files, long ? spackDirName(`p${String(p).padStart(width, '0')}`, '1.0.0') : undefined))
   return names
+}
+
+/** One synthetic prefix `name` (its files are named after it) in `root/dir`; returns `dir`. */
+export function makePrefix(root, name, files, dir = name) {
+  const c = layoutCounts(files)
+  const top = path.join(root, dir)
+  const dirs = { bin: `${top}/bin`, lib: `${top}/lib`, inc: `${top}/include/${name}`, man: `${top}/share/man/man1` }
+  for (const d of Object.values(dirs)) fs.mkdirSync(d, { recursive: true })
+  // Empty files: no tool here reads them, and a million of them then cost inodes but no blocks.
+  for (let i = 0; i < c.bin; i++) fs.writeFileSync(`${dirs.bin}/${name}-tool${i}`, '', { mode: 0o755 })
+  for (let i = 0; i < c.lib; i++) fs.writeFileSync(`${dirs.lib}/lib${name}-${i}.so`, '')
+  for (let i = 0; i < c.inc; i++) fs.writeFileSync(`${dirs.inc}/h${i}.h`, '')
+  for (let i = 0; i < c.man; i++) fs.writeFileSync(`${dirs.man}/${name}-tool${i}.1`, '')
+  return dir
+}
+
+/**
+ * Where `--long-targets` puts the prefixes, below the work directory: the
+ * layout of a Spack install tree, `opt/spack/<platform>-<os>-<target>/<compiler>/`,
+ * each prefix in it named `<name>-<version>-<32-character hash>` as Spack
+ * names them. A link's target is then 120-odd bytes, as on a real system,
+ * which ext4 (and Lustre's ldiskfs) keep in a block of their own.
+ */
+export const SPACK_ROOT = 'opt/spack/linux-debian12-x86_64_v3/gcc-12.2.0'
+
+/** `name-version-hash`, the hash 32 characters of Spack's base32 alphabet, fixed by name and version. */
+export function spackDirName(name, version) {
+  const alphabet = 'abcdefghijklmnopqrstuvwxyz234567'
+  const digest = createHash('sha256').update(`${name}@${version}`).digest()
+  let hash = ''
+  for (let i = 0; i < 32; i++) hash += alphabet[digest[i] & 31]
+  return `${name}-${version}-${hash}`
 }
 
 export function manifestText(view, prefixes, extra) {

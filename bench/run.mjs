@@ -4,13 +4,20 @@
  * `bin/viewctl` (against dist/, so run `npm run build` first — `npm run bench`
  * does) side by side with the tools it replaces, alternating in one run.
  *
- *   node bench/run.mjs [--prefixes 100] [--files 1000] [--runs 5] [--dir PATH] [--json | --markdown] [--keep]
+ *   node bench/run.mjs [--prefixes 100] [--files 1000] [--runs 5] [--dir PATH] [--long-targets] [--json | --markdown] [--keep]
  *   node bench/run.mjs --sharedfs …   (across sshfs mounts: bench/sharedfs.mjs)
  *
  * Synthetic prefixes: each has `bin/` 20 %, `lib/` 30 %, `include/<pkg>/` 30 %
  * and `share/man/man1/` 20 % of --files. `include/<pkg>/` is the only
  * single-owner directory, so a folded view links 30 % of the files as one
- * directory symlink per prefix and the rest one by one.
+ * directory symlink per prefix and the rest one by one. `--long-targets`
+ * puts the prefixes where Spack would, with names like Spack's (a 32-character
+ * hash): links of 120-odd bytes, which ext4 keeps in a block of their own.
+ *
+ * The incremental case (bench/share.mjs) regenerates a per-file view after
+ * one prefix was replaced by a new version at a new path, beside the tree it
+ * shows (DESIGN §17), and sets it against the cold per-file build; after the
+ * rounds, ten such generations of a fresh view are measured with df and du.
  *
  * Fairness:
  * - every command runs as a child process, wrapped in `/usr/bin/time -f
@@ -37,7 +44,8 @@ import { spawnSync } from 'node:child_process'
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
-import { BIN, childEnv, countTree, fsType, has, haveTime, layoutCounts, makePrefixes, manifestText, median, RSS_FILE, ROOT, rmrf as removeTree, spawnCapped, timed, viewctl, viewctlJson } from './common.mjs'
+import { BIN, childEnv, countTree, fsType, has, haveTime, layoutCounts, makePrefixes, manifestText, median, RSS_FILE, ROOT, rmrf as removeTree, spawnCapped, SPACK_ROOT, spackDirName, timed, viewctl, viewctlJson } from './common.mjs'
+import { du, tenGenerations, Versions, writeIncrementalManifest } from './share.mjs'
 
 // `--sharedfs`: the shared-filesystem bench (bench/sharedfs.mjs) instead
 if (process.argv.slice(2).includes('--sharedfs')) {
@@ -49,7 +57,7 @@ if (process.argv.slice(2).includes('--sharedfs')) {
 // arguments
 
 function parseArgs(argv) {
-  const opts = { prefixes: 100, files: 1000, runs: 5, dir: null, json: false, markdown: false, keep: false }
+  const opts = { prefixes: 100, files: 1000, runs: 5, dir: null, json: false, markdown: false, keep: false, longTargets: false }
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]
     const value = () => {
@@ -70,6 +78,7 @@ function parseArgs(argv) {
     else if (flag === '--json') opts.json = true
     else if (flag === '--markdown') opts.markdown = true
     else if (flag === '--keep') opts.keep = true
+    else if (flag === '--long-targets') opts.longTargets = true
     else if (flag === '--help' || flag === '-h') usage(null)
     else usage(`unknown option ${a}`)
   }
@@ -78,11 +87,12 @@ function parseArgs(argv) {
 }
 
 function usage(problem) {
-  const text = `usage: node bench/run.mjs [--prefixes N] [--files N] [--runs N] [--dir PATH] [--json | --markdown] [--keep]
+  const text = `usage: node bench/run.mjs [--prefixes N] [--files N] [--runs N] [--dir PATH] [--long-targets] [--json | --markdown] [--keep]
   --prefixes N  synthetic prefixes (default 100)
   --files N     files per prefix (default 1000: bin 20 %, lib 30 %, include/<pkg> 30 %, share/man/man1 20 %)
   --runs N      rounds; each case runs once a round (default 5)
   --dir PATH    where to work (default: a fresh dir under /dev/shm, else the OS temp dir); removed afterwards
+  --long-targets  prefixes named and placed as Spack does (opt/spack/<arch>/<compiler>/<name>-<version>-<32-char hash>)
   --json        print one JSON object instead of the table
   --markdown    print the run's line and tables as docs/benchmarks.md shows them
   --keep        keep the work directory`
@@ -135,17 +145,21 @@ const INLINE_TARGET = { tmpfs: 128, ext2: 59, ext3: 59, ext4: 59 }
  * a file and 12 a prefix; estimated here with a few per cent to spare. Space: a symlink whose
  * target is longer than the filesystem keeps in its inode takes a block (4.2 a file, at most), the
  * rest is directories (measured at 10,000 files: tmpfs 0.8 MB with short targets; ext4 113 MB with
- * targets of 62 bytes, where the estimate says 174 MB).
+ * targets of 62 bytes, where the estimate says 174 MB). The incremental view adds one per-file
+ * generation (and a few per cent more for its later ones), and its new versions of prefixes a
+ * prefix a round and ten more.
  */
-function needs(parent, type, prefixes, files, blockSize) {
+function needs(parent, type, opts, blockSize) {
+  const { prefixes, files, runs } = opts
   const n = prefixes * files
   const name = `p${String(prefixes - 1)}`
-  const work = path.join(parent, 'viewctl-bench-XXXXXX', 'prefixes', name)
+  const work = path.join(parent, 'viewctl-bench-XXXXXX', 'prefixes', ...(opts.longTargets ? [SPACK_ROOT, spackDirName(name, '1.0.0')] : [name]))
   const target = Math.max(...[`bin/${name}-tool${files}`, `lib/lib${name}-${files}.so`, `share/man/man1/${name}-tool${files}.1`].map((t) => Buffer.byteLength(path.join(work, t))))
-  const blocksPerFile = target > (INLINE_TARGET[type] ?? 0) ? 4.2 : 0
+  const long = target > (INLINE_TARGET[type] ?? 0)
+  const blocksPerFile = long ? 4.2 : 0
   return {
-    inodes: Math.ceil(4.2 * n + 16 * prefixes + 1000),
-    bytes: Math.ceil(n * (blocksPerFile * blockSize + 256) + 64 * prefixes * blockSize),
+    inodes: Math.ceil(5.3 * n + (runs + 12) * files * 1.1 + 11 * (files + 16) + 16 * prefixes + 1000),
+    bytes: Math.ceil(n * (blocksPerFile * blockSize + 256) + (long ? 1.1 * n * blockSize : 0) + 64 * prefixes * blockSize),
   }
 }
 
@@ -156,7 +170,7 @@ function needs(parent, type, prefixes, files, blockSize) {
 function checkRoom(parent, opts) {
   const type = fsType(parent)
   const free = room(parent)
-  const need = needs(parent, type, opts.prefixes, opts.files, fs.statfsSync(parent).bsize)
+  const need = needs(parent, type, opts, fs.statfsSync(parent).bsize)
   const short = []
   if (free.freeInodes < need.inodes) short.push(`${free.freeInodes.toLocaleString('en-US')} free inodes, and the run needs about ${need.inodes.toLocaleString('en-US')}`)
   if (free.freeBytes < need.bytes) short.push(`${gib(free.freeBytes)} free, and the run needs about ${gib(need.bytes)}`)
@@ -237,11 +251,11 @@ function runBench() {
   const startedAt = new Date()
   loadBefore = os.loadavg()
   const totalFiles = opts.prefixes * opts.files
-  const prefixRoot = path.join(work, 'prefixes')
-  fs.mkdirSync(prefixRoot)
-  log(`making ${opts.prefixes} prefixes x ${opts.files} files (${totalFiles.toLocaleString('en-US')} files) in ${work} (${fsType(work)})`)
+  const prefixRoot = opts.longTargets ? path.join(work, 'prefixes', SPACK_ROOT) : path.join(work, 'prefixes')
+  fs.mkdirSync(prefixRoot, { recursive: true })
+  log(`making ${opts.prefixes} prefixes x ${opts.files} files (${totalFiles.toLocaleString('en-US')} files) in ${work} (${fsType(work)})${opts.longTargets ? `, as Spack would name them: ${path.join(prefixRoot, spackDirName('p0', '1.0.0'))}` : ''}`)
   const t0 = performance.now()
-  const names = makePrefixes(prefixRoot, opts.prefixes, opts.files)
+  const names = makePrefixes(prefixRoot, opts.prefixes, opts.files, { long: opts.longTargets })
   const prefixes = names.map((n) => path.join(prefixRoot, n))
   spawnSync('sync', ['-f', work], { stdio: 'ignore' })
   log(`made in ${Math.round(performance.now() - t0)} ms`)
@@ -296,6 +310,17 @@ function runBench() {
   // rollback view: generation 1 folded, generation 2 per-file (set up once, not timed)
   viewctl(['regenerate', rb.file, '--quiet'])
   viewctl(['regenerate', rbPerFile, '--quiet'])
+
+  // incremental view: a per-file generation of every prefix (not timed); each round replaces one more prefix
+  const incr = mk('incremental', ['fold: false'])
+  const versions = new Versions(prefixRoot, names, opts.files, opts.longTargets)
+  writeIncrementalManifest(incr.file, incr.view, prefixes)
+  viewctl(['regenerate', incr.file, '--quiet'])
+  let incrTree = path.join(incr.store, fs.readlinkSync(incr.view).split('/')[1])
+  // what a generation of its own takes: a cold per-file one (measured once), and each incremental one after its base
+  let coldUse = null
+  const incrUse = []
+  const incrShared = []
 
   const samples = {}
   const cpu = {}
@@ -352,7 +377,20 @@ function runBench() {
       const r = viewctlJson(['regenerate', perFile.file])
       expectBuilt('per-file', r)
       record('viewctl per-file', r)
+      if (coldUse === null) coldUse = du([path.join(perFile.store, r.json.hash)])[0]
       freshView(perFile)
+    },
+    function viewctlIncremental() {
+      writeIncrementalManifest(incr.file, incr.view, versions.next())
+      settle()
+      const r = viewctlJson(['regenerate', incr.file])
+      expectBuilt('incremental', r)
+      if (r.json.shared === 0) throw new Error(`incremental: nothing was shared: ${JSON.stringify(r.json)}`)
+      record('viewctl incremental', r)
+      incrShared.push(r.json.shared / r.json.entries)
+      const tree = path.join(incr.store, r.json.hash)
+      incrUse.push(du([incrTree, tree])[1])
+      incrTree = tree
     },
     function viewctlFolded() {
       freshView(folded)
@@ -406,8 +444,29 @@ function runBench() {
     firstRound = false
   }
 
+  // ten incremental generations of a fresh view, measured with df and du (after the rounds: the filesystem is quieter)
+  rmrf(incr.view)
+  rmrf(incr.store)
+  settle()
+  log('ten incremental generations of a fresh per-file view')
+  const tenDir = path.join(views, 'ten')
+  fs.mkdirSync(tenDir)
+  const ten = tenGenerations({ dir: tenDir, versions, run: (args) => viewctlJson(args), settle })
+  sampleUse()
+  rmrf(tenDir)
+
   const med = Object.fromEntries(Object.entries(samples).map(([k, v]) => [k, median(v)]))
   const ratio = (a, b) => (med[a] != null && med[b] != null ? med[a] / med[b] : null)
+  const onTmpfs = fsType(work) === 'tmpfs'
+  const ownKiB = median(incrUse.map((u) => u.kib))
+  const ownInodes = median(incrUse.map((u) => u.inodes))
+  const useRatio = (own, cold) => (own === null || !cold ? null : own / cold)
+  const incremental = {
+    sharedFraction: median(incrShared),
+    own: { kib: ownKiB, inodes: ownInodes },
+    cold: coldUse === null ? null : { kib: coldUse.kib, inodes: coldUse.inodes },
+    ten,
+  }
   const targets = [
     { name: 'per-file cold / cp -rs', value: ratio('viewctl per-file', 'cp -rs'), max: 1.0 },
     { name: 'folded cold / cp -rs', value: ratio('viewctl folded', 'cp -rs'), max: 0.8 },
@@ -415,6 +474,10 @@ function runBench() {
     { name: 'no-op / cp -rs', value: ratio('viewctl no-op', 'cp -rs'), max: 0.2 },
     { name: 'rollback / --version', value: ratio('viewctl rollback', 'viewctl --version'), max: 1.5 },
     { name: 'gc / rm -rf', value: ratio('viewctl gc', 'rm -rf'), max: 1.2 },
+    // DESIGN §17: on a disk, a fraction of a cold build; on tmpfs, where a link costs little, never slower than one
+    { name: 'incremental / per-file cold', value: ratio('viewctl incremental', 'viewctl per-file'), max: onTmpfs ? 1.0 : 0.25 },
+    { name: 'incremental blocks / cold', value: useRatio(ownKiB, coldUse?.kib), max: 0.05 },
+    { name: 'incremental inodes / cold', value: useRatio(ownInodes, coldUse?.inodes), max: 0.05 },
   ].map((t) => ({ ...t, pass: t.value === null ? null : t.value <= t.max }))
   const peakPlan = rss['viewctl per-file'] ?? null
   const memory = {
@@ -439,10 +502,10 @@ function runBench() {
     fs: fsType(work),
     loadavg: { before: loadBefore.map((x) => +x.toFixed(2)), after: loadAfter.map((x) => +x.toFixed(2)) },
   }
-  const config = { prefixes: opts.prefixes, files: opts.files, totalFiles, runs: opts.runs, layout: layoutCounts(opts.files) }
+  const config = { prefixes: opts.prefixes, files: opts.files, totalFiles, runs: opts.runs, layout: layoutCounts(opts.files), longTargets: opts.longTargets, target: Buffer.byteLength(path.join(prefixes[0], 'lib', `lib${names[0]}-0.so`)) }
   const rows = [
     'cp -rs', 'cp -al', 'stow', 'lndir',
-    'viewctl per-file', 'viewctl folded', 'viewctl hardlink', 'viewctl no-op',
+    'viewctl per-file', 'viewctl folded', 'viewctl hardlink', 'viewctl no-op', 'viewctl incremental',
     'viewctl rollback', 'viewctl --version', 'viewctl gc', 'rm -rf',
   ].map((name) => ({
     name,
@@ -456,12 +519,12 @@ function runBench() {
   sampleUse()
   const space = { peakInodes: use.peakInodes, peakBytes: use.peakBytes, estimate }
   if (opts.json) {
-    process.stdout.write(JSON.stringify({ machine, config, tools: { ...tools, gc: gcAvailable }, results: rows, samples, targets, memory, space, notes }, null, 2) + '\n')
+    process.stdout.write(JSON.stringify({ machine, config, tools: { ...tools, gc: gcAvailable }, results: rows, samples, targets, memory, incremental, space, notes }, null, 2) + '\n')
     return 0
   }
 
   if (opts.markdown) {
-    process.stdout.write(markdown({ startedAt, machine, rows, targets, memory }) + '\n')
+    process.stdout.write(markdown({ startedAt, machine, rows, targets, memory, incremental, config }) + '\n')
     return 0
   }
 
@@ -483,6 +546,8 @@ function runBench() {
   for (const t of targets) lines.push(`${pad(t.name, 26)}${lpad(f(t.value, 2), 8)}${lpad(`≤ ${t.max}`, 8)}  ${t.pass === null ? 'n/a' : t.pass ? 'PASS' : 'FAIL'}`)
   lines.push(`${pad('peak RSS per-file (MiB)', 26)}${lpad(f(memory.MiB, 0), 8)}${lpad('< 1024', 8)}  ${memory.pass === null ? 'n/a (target is at 1M files)' : memory.pass ? 'PASS' : 'FAIL'}`)
   lines.push('')
+  lines.push(...tenLines(incremental, config).map((l) => l.replace(/`/g, '')))
+  lines.push('')
   lines.push(`room: at its peak the run took ${space.peakInodes.toLocaleString('en-US')} inodes and ${gib(space.peakBytes)} of ${machine.fs} (other writers there count too); the check before it asked for ${estimate.inodes.toLocaleString('en-US')} and ${gib(estimate.bytes)}`)
   if (notes.length || missing.length || !gcAvailable) lines.push('')
   for (const n of notes) lines.push(`note: ${n}`)
@@ -496,7 +561,7 @@ function runBench() {
  * The run as docs/benchmarks.md shows it: one line saying when, on what, with which command and at
  * which commit, then the table of cases and the table of targets, ready to replace the old ones.
  */
-function markdown({ startedAt, machine, rows, targets, memory }) {
+function markdown({ startedAt, machine, rows, targets, memory, incremental, config }) {
   const hm = (d) => d.toISOString().slice(11, 16)
   const load = (x) => x.toFixed(1)
   const git = (args) => spawnSync('git', ['-C', ROOT, ...args], { encoding: 'utf8' })
@@ -516,12 +581,13 @@ function markdown({ startedAt, machine, rows, targets, memory }) {
   const names = {
     'cp -rs': '`cp -rs`', 'cp -al': '`cp -al`', stow: 'GNU Stow', lndir: '`lndir`',
     'viewctl per-file': 'viewctl per-file (cold)', 'viewctl folded': 'viewctl folded (cold)', 'viewctl hardlink': 'viewctl hardlink (cold)',
-    'viewctl no-op': 'viewctl no-op', 'viewctl rollback': 'viewctl rollback', 'viewctl --version': '`viewctl --version`',
+    'viewctl no-op': 'viewctl no-op', 'viewctl incremental': 'viewctl incremental (one prefix replaced)', 'viewctl rollback': 'viewctl rollback', 'viewctl --version': '`viewctl --version`',
     'viewctl gc': 'viewctl gc (one generation)', 'rm -rf': '`rm -rf` of the same tree',
   }
   const targetNames = {
     'per-file cold / cp -rs': 'cold per-file / `cp -rs`', 'folded cold / cp -rs': 'cold folded / `cp -rs`', 'hardlink cold / cp -al': 'cold hardlink / `cp -al`',
     'no-op / cp -rs': 'no-op / `cp -rs`', 'rollback / --version': 'rollback / `--version`', 'gc / rm -rf': 'gc / `rm -rf`',
+    'incremental / per-file cold': 'incremental / cold per-file (§17)', 'incremental blocks / cold': 'its own blocks / a cold generation\'s (§17)', 'incremental inodes / cold': 'its own inodes / a cold generation\'s (§17)',
   }
   const verdict = (pass) => (pass === null ? 'n/a' : pass ? 'PASS' : 'FAIL')
   const lines = [
@@ -534,8 +600,39 @@ function markdown({ startedAt, machine, rows, targets, memory }) {
     '',
     '| target (DESIGN §11) | limit | ratio | verdict |',
     '|---|---:|---:|---|',
-    ...targets.map((t) => `| ${targetNames[t.name]} | ≤ ${t.max.toFixed(1)} | ${n(t.value, 2)} | ${verdict(t.pass)} |`),
+    ...targets.map((t) => `| ${targetNames[t.name]} | ≤ ${t.max} | ${n(t.value, t.value !== null && t.value < 0.1 ? 3 : 2)} | ${verdict(t.pass)} |`),
   ]
   if (memory.pass !== null) lines.push(`| peak RSS, per-file regenerate | < 1 GiB | ${n(memory.MiB)} MiB | ${verdict(memory.pass)} |`)
+  lines.push('', ...tenLines(incremental, config))
   return lines.join('\n')
+}
+
+/**
+ * The incremental generations as a table: what each one shared, took and cost in time, and df and du
+ * before and after all ten, against a cold generation of the same view.
+ */
+function tenLines(incremental, config) {
+  const { ten } = incremental
+  const n = (x, d = 0) => (x === null || x === undefined ? '—' : x.toLocaleString('en-US', { minimumFractionDigits: d, maximumFractionDigits: d }))
+  const per = (a, b) => ((b.kib - a.kib) / ten.generations.length)
+  const perInodes = (a, b) => ((b.inodes - a.inodes) / ten.generations.length)
+  const g = ten.generations
+  const lines = [
+    `Ten incremental generations of a per-file view of ${n(ten.cold.entries)} entries (links of ${config.target} bytes), each after one more prefix was replaced:`,
+    '',
+    '| | ms | entries shared | own KiB (`du`) | own inodes (`du`) |',
+    '|---|---:|---:|---:|---:|',
+    `| cold generation | ${n(ten.cold.ms)} | — | ${n(ten.cold.kib)} | ${n(ten.cold.inodes)} |`,
+    ...g.map((x, i) => `| incremental ${i + 1} | ${n(x.ms)} | ${n(x.shared)} of ${n(x.entries)} | ${n(x.kib)} | ${n(x.inodes)} |`),
+    '',
+    '| | used KiB | used inodes |',
+    '|---|---:|---:|',
+    `| \`df\` before the ten | ${n(ten.before.df.kib)} | ${n(ten.before.df.inodes)} |`,
+    `| \`df\` after the ten | ${n(ten.after.df.kib)} | ${n(ten.after.df.inodes)} |`,
+    `| \`du\` of the store before | ${n(ten.before.du.kib)} | ${n(ten.before.du.inodes)} |`,
+    `| \`du\` of the store after | ${n(ten.after.du.kib)} | ${n(ten.after.du.inodes)} |`,
+    `| per incremental generation (\`du\`) | ${n(per(ten.before.du, ten.after.du))} | ${n(perInodes(ten.before.du, ten.after.du))} |`,
+    `| a cold generation (\`du\`) | ${n(ten.cold.kib)} | ${n(ten.cold.inodes)} |`,
+  ]
+  return lines
 }
