@@ -146,8 +146,8 @@ const INLINE_TARGET = { tmpfs: 128, ext2: 59, ext3: 59, ext4: 59 }
  * target is longer than the filesystem keeps in its inode takes a block (4.2 a file, at most), the
  * rest is directories (measured at 10,000 files: tmpfs 0.8 MB with short targets; ext4 113 MB with
  * targets of 62 bytes, where the estimate says 174 MB). The incremental view adds one per-file
- * generation (and a few per cent more for its later ones), and its new versions of prefixes a
- * prefix a round and ten more.
+ * generation and a prefix's worth of links a round, and the new versions of prefixes a prefix a
+ * round; the ten generations measured after the rounds fit in what the rounds' cases gave back.
  */
 function needs(parent, type, opts, blockSize) {
   const { prefixes, files, runs } = opts
@@ -158,7 +158,7 @@ function needs(parent, type, opts, blockSize) {
   const long = target > (INLINE_TARGET[type] ?? 0)
   const blocksPerFile = long ? 4.2 : 0
   return {
-    inodes: Math.ceil(5.3 * n + (runs + 12) * files * 1.1 + 11 * (files + 16) + 16 * prefixes + 1000),
+    inodes: Math.ceil(5.3 * n + (2 * runs + 10) * files + 16 * prefixes + 1000),
     bytes: Math.ceil(n * (blocksPerFile * blockSize + 256) + (long ? 1.1 * n * blockSize : 0) + 64 * prefixes * blockSize),
   }
 }

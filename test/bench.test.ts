@@ -51,13 +51,31 @@ describe('bench/run.mjs', () => {
     expect(out.targets.map((t: { name: string }) => t.name)).toContain('folded cold / cp -rs')
   })
 
+  it('--long-targets names the prefixes as Spack does; the incremental case shares, and ten generations are measured with df and du', SLOW, () => {
+    const r = runBench(['--long-targets', '--json'])
+    expect(r.status, r.stderr).toBe(0)
+    const out = JSON.parse(r.stdout)
+    expect(out.config.longTargets).toBe(true)
+    expect(out.config.target).toBeGreaterThan(110) // .../opt/spack/<arch>/<compiler>/p0-1.0.0-<32 characters>/lib/libp0-0.so
+    const incremental = out.results.find((x: { name: string }) => x.name === 'viewctl incremental')
+    expect(incremental.samples).toBe(1)
+    // one prefix of three replaced: the other two thirds of the links shared
+    expect(out.incremental.sharedFraction).toBeGreaterThan(0.5)
+    expect(out.incremental.own.inodes).toBeLessThan(out.incremental.cold.inodes)
+    expect(out.incremental.ten.generations).toHaveLength(10)
+    for (const g of out.incremental.ten.generations) expect(g.shared).toBeGreaterThan(0)
+    expect(out.incremental.ten.after.du.inodes).toBeGreaterThan(out.incremental.ten.before.du.inodes)
+    expect(out.targets.map((t: { name: string }) => t.name)).toEqual(expect.arrayContaining(['incremental / per-file cold', 'incremental blocks / cold', 'incremental inodes / cold']))
+    expect(fs.readdirSync(r.dir)).toEqual([])
+  })
+
   it('refuses, before making anything, a run whose filesystem has too few free inodes, and says what to mount', (ctx) => {
     requireMount(ctx)
     const mnt = mountTmpfs('size=64m,nr_inodes=2000')
     // 3,000 files need about 13,600 inodes at the run's peak (about 4 a file): far more than 2,000
     const r = spawnSync(process.execPath, [BENCH, '--prefixes', '3', '--files', '1000', '--runs', '1', '--dir', mnt], { encoding: 'utf8', timeout: 60_000 })
     expect(r.status, r.stderr).toBe(2)
-    expect(r.stderr).toMatch(new RegExp(`${mnt} \\(tmpfs\\) has 1,99\\d free inodes, and the run needs about 13,648 at its peak`))
+    expect(r.stderr).toMatch(new RegExp(`${mnt} \\(tmpfs\\) has 1,99\\d free inodes, and the run needs about 28,948 at its peak`))
     expect(r.stderr).toContain('mount -t tmpfs -o size=4g,nr_inodes=0 tmpfs /mnt/x')
     expect(r.stderr).toContain('node bench/run.mjs --prefixes 3 --files 1000 --runs 1 --dir /mnt/x')
     expect(r.stdout).toBe('')
