@@ -185,12 +185,17 @@ describe.skipIf(noUsers !== null)('EPERM: fs.protected_hardlinks, a member of th
     }
     expect(fs.lstatSync(`${treeDir(view, g1.hash)}/bin/pkg0-tool0`).uid).toBe(0)
 
-    fs.writeFileSync(path.join(pkgs[0]!, 'bin', 'added'), 'added\n')
-    const m2 = manifest(root, 'm2.yaml', view, pkgs)
-    fs.chmodSync(m2, 0o644)
-    const r2 = viewctlAs(member, ['regenerate', m2, '--json'])
-    expect(r2.code, r2.stderr).toBe(0)
-    const g2 = r2.json as Regenerated
+    // one file more in a prefix, and the member regenerates
+    const memberRegenerates = (prefix: string, file: string, name: string): { json: Regenerated; stderr: string } => {
+      fs.writeFileSync(path.join(prefix, 'bin', file), `${file}\n`)
+      const m = manifest(root, name, view, pkgs)
+      fs.chmodSync(m, 0o644)
+      const r = viewctlAs(member, ['regenerate', m, '--json'])
+      expect(r.code, r.stderr).toBe(0)
+      return { json: r.json as Regenerated, stderr: r.stderr }
+    }
+    const r2 = memberRegenerates(pkgs[0]!, 'added', 'm2.yaml')
+    const g2 = r2.json
     expect(g2.shared).toBe(0)
     expect(g2.warnings.join('\n')).toMatch(/stopped at the first refused link \(EPERM: fs\.protected_hardlinks lets only a file's owner hard-link it/)
     expect(r2.stderr).toMatch(/warning: sharing with generation 1's tree/)
@@ -199,12 +204,7 @@ describe.skipIf(noUsers !== null)('EPERM: fs.protected_hardlinks, a member of th
     verifyOk(view, (args) => viewctlAs(member, args))
 
     // the member's own links: linked, not refused
-    fs.writeFileSync(path.join(pkgs[1]!, 'bin', 'added-too'), 'added too\n')
-    const m3 = manifest(root, 'm3.yaml', view, pkgs)
-    fs.chmodSync(m3, 0o644)
-    const r3 = viewctlAs(member, ['regenerate', m3, '--json'])
-    expect(r3.code, r3.stderr).toBe(0)
-    const g3 = r3.json as Regenerated
+    const g3 = memberRegenerates(pkgs[1]!, 'added-too', 'm3.yaml').json
     expect(g3.warnings).toEqual([])
     expect(g3.sharedWith?.hash).toBe(g2.hash)
     expect(g3.shared).toBe(linkPaths(view, g3.hash).length - 1)
