@@ -209,5 +209,13 @@ describe.skipIf(noUsers !== null)('EPERM: fs.protected_hardlinks, a member of th
     expect(g3.sharedWith?.hash).toBe(g2.hash)
     expect(g3.shared).toBe(linkPaths(view, g3.hash).length - 1)
     verifyOk(view, (args) => viewctlAs(member, args))
+
+    // root, in its own store that the group may write, links nothing from a tree a member could have changed
+    fs.writeFileSync(path.join(pkgs[2]!, 'bin', 'added-by-root'), 'added by root\n')
+    const g4 = regenerate(manifest(root, 'm4.yaml', view, pkgs))
+    expect(g4.shared).toBe(0)
+    expect(g4.warnings.join('\n')).toMatch(/root shares nothing from trees in .*, which others may write/)
+    expect(sameInodes(view, g3.hash, g4.hash, unchangedPaths(view, g3.hash, g4.hash))).toBe(0)
+    verifyOk(view)
   })
 })
