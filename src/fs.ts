@@ -185,7 +185,17 @@ export function openNoFollow(p: string, flags: number, mode = 0o666): number {
   try {
     return fs.openSync(fsPath(p), flags | O_NOFOLLOW, mode)
   } catch (err) {
+    // with O_DIRECTORY, Linux answers a symlink with ENOTDIR rather than ELOOP
+    if ((err as NodeJS.ErrnoException).code === 'ENOTDIR' && flags & O_DIRECTORY && isSymlink(p)) throw refusing(Object.assign(new Error('ELOOP'), { code: 'ELOOP' }), p)
     throw refusing(err, p)
+  }
+}
+
+function isSymlink(p: string): boolean {
+  try {
+    return fs.lstatSync(fsPath(p)).isSymbolicLink()
+  } catch {
+    return false
   }
 }
 
@@ -209,6 +219,21 @@ export function readFileNoFollow(p: string): Buffer {
 /** readFileNoFollow as text. */
 export function readTextNoFollow(p: string): string {
   return readFileNoFollow(p).toString('utf8')
+}
+
+/**
+ * chmod a directory through a descriptor opened without following a
+ * symlink: `mode` gets its current mode and returns the new one. A name
+ * someone swapped for a symlink fails (ELOOP) instead of changing whatever
+ * the link points at.
+ */
+export function chmodDirNoFollow(p: string, mode: (current: number) => number): void {
+  const fd = openNoFollow(p, O_RDONLY | O_DIRECTORY)
+  try {
+    fs.fchmodSync(fd, mode(fs.fstatSync(fd).mode & 0o7777))
+  } finally {
+    fs.closeSync(fd)
+  }
 }
 
 /** Open flags for a new file: `exclusive` (O_EXCL) for a name that must not exist yet, such as a temporary one. */

@@ -139,7 +139,9 @@ export function sealGeneration(layout: Layout, staging: string, plan: PlanResult
   sfs.writeFileDurable(path.join(metaDir, META_FILE), JSON.stringify(meta, null, 2) + '\n', { exclusive: true })
   sfs.fsyncDir(metaDir)
   // the generation's directory takes the store's mode (setgid kept, never world-writable): readers may enter it
-  fs.chmodSync(staging, fs.statSync(layout.store).mode & 0o2775)
+  // through a descriptor that does not follow a symlink: staging sits in a store others may write
+  const storeMode = fs.statSync(layout.store).mode
+  sfs.chmodDirNoFollow(staging, () => storeMode & 0o2775)
   sfs.fsyncDir(staging)
   if (lexists(finalDir)) {
     // an incomplete or damaged tree under the final name (meta.json removed by hand, a symlink planted): retire it first

@@ -54,12 +54,7 @@ export function wantedBits(sharing: Sharing, lock: boolean): number {
  * directory (lstat: a symlink is refused, not followed).
  */
 export function storeSharing(layout: Layout): Sharing {
-  let st: fs.Stats
-  try {
-    st = fs.lstatSync(layout.store)
-  } catch (err) {
-    throw err
-  }
+  const st = fs.lstatSync(layout.store)
   if (st.isSymbolicLink() || !st.isDirectory()) {
     throw new ViewError(
       'UNSAFE_PATH',
@@ -87,8 +82,8 @@ export function makeStore(layout: Layout): void {
         if ((err as NodeJS.ErrnoException).code === 'EEXIST') return
         throw err
       }
-      const st = fs.lstatSync(layout.store)
-      if (st.uid === process.geteuid?.()) fs.chmodSync(layout.store, (st.mode & 0o7700) | (parent.mode & 0o070) | (st.mode & 0o005))
+      // through a descriptor of the directory just made: a name swapped for a symlink meanwhile is refused, not followed
+      sfs.chmodDirNoFollow(layout.store, (mode) => (mode & 0o7700) | (parent.mode & 0o070) | (mode & 0o005))
       return
     }
   }
