@@ -19,7 +19,7 @@ import { hashPlan, parsePlanText, type ParsedPlan } from '../../plan/hash.js'
 import { EntryType, readDirListing, type DirListing } from '../../plan/scan.js'
 import { Kind, NO_SOURCE, PLAN_FORMAT, type PlanOptions } from '../../plan/types.js'
 import { readMeta, type GenerationMeta } from '../../store/journal/meta.js'
-import { LEASE_FILE, MANIFEST_COPY, META_DIR, META_FILE, PLAN_FILE } from '../../store/layout.js'
+import { LEASE_FILE, MANIFEST_COPY, META_DIR, META_FILE, PLAN_FILE, SOURCES_FILE } from '../../store/layout.js'
 
 export interface ReceivedProblem {
   path: string
@@ -36,7 +36,8 @@ export interface ReceivedTree {
 /** Past this many, problems are counted, not listed. */
 const PROBLEM_LIMIT = 200
 
-const META_FILES = new Set([MANIFEST_COPY, PLAN_FILE, META_FILE, LEASE_FILE])
+/** What viewctl writes in a generation's .viewctl/ (sources.tsv: a copy view's source identities, for sharing). */
+const META_FILES = new Set([MANIFEST_COPY, PLAN_FILE, META_FILE, LEASE_FILE, SOURCES_FILE])
 
 /**
  * Check the tree in `dir` (a staging directory) as the generation `hash`,
