@@ -163,6 +163,20 @@ export const COMMANDS: CommandSpec[] = [
     load: async () => (await import('./commands/push.js')).run,
   },
   {
+    command: 'pull <source> <view>',
+    describe: 'push with the roles swapped: copy a generation from another host and switch the view here to it',
+    example: ['$0 pull login01:/opt/views/hpc /opt/views/hpc', 'for hosts that may only connect outwards'],
+    options: {
+      generation: { type: 'string', describe: 'a generation number or hash prefix there (default: its current one)' },
+      switch: { type: 'boolean', default: true, describe: 'publish here (--no-switch: copy and record only)' },
+      'with-prefixes': { type: 'boolean', default: false, describe: 'also copy prefixes this host lacks (symlink views; an existing prefix is never overwritten)' },
+      ssh: { type: 'string', default: 'ssh', describe: 'the ssh command and its options, like rsync -e' },
+      'remote-viewctl': { type: 'string', default: 'viewctl', describe: "viewctl's command on the other host, like rsync --rsync-path" },
+      'lock-timeout': { type: 'number', default: 30, describe: "seconds to wait for this view's writer lock (0 = fail at once)" },
+    },
+    load: async () => (await import('./commands/pull.js')).run,
+  },
+  {
     command: 'receive <view>',
     describe: 'the receiving end of a push, run over ssh by `viewctl push`',
     example: ['$0 receive /opt/views/hpc', 'not for people: push runs it'],
@@ -170,6 +184,14 @@ export const COMMANDS: CommandSpec[] = [
     passThrough: true,
     hidden: true,
     load: async () => (await import('./commands/receive.js')).run,
+  },
+  {
+    command: 'send <view>',
+    describe: 'the sending end of a pull, run over ssh by `viewctl pull`',
+    example: ['$0 send /opt/views/hpc', 'not for people: pull runs it'],
+    options: { generation: { type: 'string', describe: 'a generation number or hash prefix (default: the current one)' } },
+    hidden: true,
+    load: async () => (await import('./commands/send.js')).run,
   },
   {
     command: 'exec <target>',

@@ -1,0 +1,163 @@
+/**
+ * pull: push with the roles swapped, for sites whose hosts may only
+ * connect outwards. The writer is always on the host it writes: here.
+ * One ssh connection runs `viewctl send` on the other host, which holds a
+ * shared lease on the generation while it is copied (gc there leaves it
+ * alone) and describes it; this host takes its own writer lock and does
+ * every step a receiving push does (receive.ts), with rsync copying from
+ * there into the staging directory here.
+ */
+import { ViewError, translateOsError } from '../../errors.js'
+import { PLAN_FORMAT } from '../../plan/types.js'
+import { parseDestination, type Destination } from './destination.js'
+import { checkVersions, PROTOCOL, type Done, type Ready } from './protocol.js'
+import { openRemote, type RemoteEnd } from './remote.js'
+import { greeting, ReceiveSession } from './receive.js'
+import { rsyncFailure, runRsync, type RsyncOutcome } from './rsync.js'
+import { SEND_LOST_HINT } from './serve.js'
+import { heartbeatMs, type PushAction } from './push.js'
+import { umaskFor } from './guard.js'
+import { DEFAULT_LOCK_TIMEOUT } from '../writer.js'
+
+export interface PullOptions {
+  /** A generation number or hash prefix there; default: its current one. */
+  generation?: string
+  noSwitch?: boolean
+  /** Copy prefixes this host lacks (symlink views). */
+  withPrefixes?: boolean
+  ssh?: string
+  remoteViewctl?: string
+  lockTimeout?: number
+  argv?: string[]
+  onProgress?: (percent: number) => void
+  signal?: AbortSignal
+}
+
+export interface PullResult {
+  /** The view here. */
+  view: string
+  /** Where it came from, as given. */
+  from: string
+  /** The generation there, and its hash. */
+  source: { generation: number | null; hash: string }
+  action: PushAction
+  generation: number | null
+  hash: string
+  switched: boolean
+  settingsChanged: boolean
+  resumed: boolean
+  mode?: 'full' | 'diff'
+  linked?: number
+  sent?: number
+  gc: { removed: number; warnings: string[] }
+  warnings: string[]
+  elapsedMs: number
+}
+
+export async function pull(from: string, view: string, opts: PullOptions = {}): Promise<PullResult> {
+  const started = performance.now()
+  const source = parseDestination(from)
+  const ssh = opts.ssh ?? 'ssh'
+  const remoteViewctl = opts.remoteViewctl ?? 'viewctl'
+  const beat = heartbeatMs()
+  const remote = openRemote(source, ssh, remoteViewctl, ['send', source.view, ...(opts.generation === undefined ? [] : ['--generation', opts.generation])], SEND_LOST_HINT)
+  const { channel } = remote
+  const session = new ReceiveSession(view, { action: 'pull', signal: channel.signal })
+  const warnings: string[] = []
+  let done: Done
+  let ready: Ready
+  let transfer: Pick<PullResult, 'mode' | 'linked' | 'sent'> = {}
+  let sourceInfo: PullResult['source']
+  try {
+    try {
+      channel.send({ ...greeting(), heartbeatMs: beat })
+      channel.keepAlive(beat)
+      const info = await channel.receive('send')
+      checkVersions(info.hello, { protocol: PROTOCOL, planFormat: PLAN_FORMAT }, `the viewctl on ${source.login}`)
+      warnings.push(...info.warnings.map((w) => `${source.login}: ${w}`))
+      sourceInfo = { generation: info.hello.origin.generation, hash: info.hello.hash }
+      const hello = { ...info.hello, noSwitch: !!opts.noSwitch, withPrefixes: !!opts.withPrefixes, lockTimeout: opts.lockTimeout ?? DEFAULT_LOCK_TIMEOUT, heartbeatMs: beat, argv: opts.argv ?? process.argv.slice(1) }
+      ready = await session.open(hello)
+      warnings.push(...(ready.warnings ?? []))
+      transfer = await fetchTree(session, source, info.dir, ready, remote, { ssh, onProgress: opts.onProgress, signal: opts.signal })
+      done = await session.commit()
+      warnings.push(...done.warnings)
+    } catch (err) {
+      throw await remote.explain(err)
+    } finally {
+      session.release()
+    }
+    channel.send({ type: 'commit' }) // the sender drops its lease
+  } catch (err) {
+    throw err instanceof ViewError ? err : translateOsError(err, `pulling ${from} into ${view}`)
+  } finally {
+    await remote.close()
+  }
+  const gc = await session.collect()
+  warnings.push(...gc.warnings.map((w) => `gc: ${w}`))
+  return {
+    view: session.layout.view,
+    from,
+    source: sourceInfo,
+    action: done.action === 'noop' ? 'noop' : done.action === 'record' ? 'recorded' : done.action === 'rebuild' ? 'rebuilt' : 'pushed',
+    generation: done.generation,
+    hash: done.hash,
+    switched: done.switched,
+    settingsChanged: done.settingsChanged,
+    resumed: ready.resumed ?? false,
+    ...transfer,
+    gc,
+    warnings,
+    elapsedMs: performance.now() - started,
+  }
+}
+
+/** rsync from there into the staging directory here: the prefixes this host lacks, then the tree, whole or only what changed. */
+async function fetchTree(session: ReceiveSession, source: Destination, dir: string, ready: Ready, remote: RemoteEnd, opts: { ssh: string; onProgress?: (percent: number) => void; signal?: AbortSignal }): Promise<Pick<PullResult, 'mode' | 'linked' | 'sent'>> {
+  const { channel } = remote
+  const planText = async () => {
+    channel.send({ type: 'plan', text: '' }) // a request: the sender answers with the generation's plan
+    return (await channel.receive('plan')).text
+  }
+  if (ready.action === 'rebuild') {
+    session.acceptPlan(await planText())
+    return {}
+  }
+  if (ready.action !== 'transfer' && ready.action !== 'record') return {}
+  const signal = opts.signal ? AbortSignal.any([opts.signal, channel.signal]) : channel.signal
+  const chmod = ready.chmod ?? 'o-w'
+  const fail = (outcome: RsyncOutcome, what: string): never => {
+    if (channel.failed !== null) throw channel.failed
+    session.abort(outcome.diskFull)
+    throw rsyncFailure(outcome, what)
+  }
+  // rsync writes here with this store's umask, as the guard gives a push's rsync there
+  const here = (t: Parameters<typeof runRsync>[0]) => withUmask(umaskFor(session.layout.store), () => runRsync(t))
+  for (const copy of ready.prefixCopies ?? []) {
+    const outcome = await here({ from: `${source.rsyncHost}:${copy.path}`, to: copy.temp, ssh: opts.ssh, chmod, signal })
+    if (outcome.code !== 0) fail(outcome, `copying the prefix ${copy.path} from ${source.login}`)
+  }
+  if (ready.action === 'record') return {}
+  let only: string[] | undefined
+  let linked: number | undefined
+  if (ready.mode === 'diff') {
+    const list = session.diff(await planText())
+    only = list.paths
+    linked = list.linked
+  }
+  const outcome = await here({ from: `${source.rsyncHost}:${dir}`, to: ready.staging!, ssh: opts.ssh, chmod, linkDest: ready.mode === 'full' ? (ready.linkDest ?? null) : null, only, onProgress: opts.onProgress, signal })
+  if (outcome.code !== 0) fail(outcome, `copying ${source.spec}`)
+  return { mode: ready.mode, linked, sent: only?.filter((p) => !p.startsWith('.viewctl/')).length }
+}
+
+/** Start `fn` (which spawns) under `mask`: a child keeps the umask it was started with. */
+async function withUmask<T>(mask: number, fn: () => Promise<T>): Promise<T> {
+  const previous = process.umask(mask)
+  let promise: Promise<T>
+  try {
+    promise = fn()
+  } finally {
+    process.umask(previous)
+  }
+  return promise
+}

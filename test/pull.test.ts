@@ -1,0 +1,72 @@
+/**
+ * viewctl pull: a push with the roles swapped, the writer on the host it
+ * writes (this one), the other host reached through a private sshd.
+ */
+import fs from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
+import { describe, expect, it } from 'vitest'
+import { tempDir, viewctl } from './helpers.js'
+import { historyRecords, storeOf, treeOf } from './view-checks.js'
+import { buildView, dest, makeTree, remoteOptions, requirePush, useSshd } from './push-helpers.js'
+
+const sshd = useSshd()
+
+function pull(from: string, view: string, extra: string[] = []) {
+  return viewctl(['pull', from, view, ...remoteOptions(sshd()), ...extra])
+}
+
+describe('pull', () => {
+  it('copies the generation the other host shows, records it as a pull, then is a no-op; an incremental pull shares what did not change', (ctx) => {
+    requirePush(ctx)
+    const root = tempDir()
+    const prefixes = makeTree(path.join(root, 'p'), 6, 10)
+    const there = path.join(root, 'there', 'hpc')
+    fs.mkdirSync(path.dirname(there))
+    const { manifest, hash } = buildView(root, there, prefixes, ['fold: false', 'env:', '  PATH: [bin]'])
+    const here = path.join(root, 'here', 'hpc')
+
+    const r = pull(dest(sshd(), there), here, ['--json'])
+    expect(r.code, r.stderr).toBe(0)
+    expect(r.json).toMatchObject({ view: here, action: 'pushed', generation: 1, hash, switched: true, source: { generation: 1, hash } })
+    expect(fs.readlinkSync(here)).toBe(`._hpc/${hash}`)
+    expect(treeOf(here, 'inode')).toEqual(Object.fromEntries(Object.entries(treeOf(there, 'inode')).map(([k, v]) => [k, v.startsWith('->') || v === 'dir' ? v : expect.any(String)])))
+    expect(viewctl(['verify', here]).code).toBe(0)
+    expect(historyRecords(here)[0]).toMatchObject({ action: 'pull', hash, env: { PATH: ['bin'] }, origin: { host: os.hostname(), view: there, generation: 1, hash } })
+
+    const again = pull(dest(sshd(), there), here, ['--json'])
+    expect(again.code, again.stderr).toBe(0)
+    expect(again.json.action).toBe('noop')
+    expect(historyRecords(here)).toHaveLength(1)
+
+    const before = fs.realpathSync(here)
+    fs.writeFileSync(path.join(prefixes[2]!, 'bin', 'pkg2-extra'), 'x')
+    const regen = viewctl(['regenerate', manifest, '--json'])
+    const inc = pull(dest(sshd(), there), here, ['--json'])
+    expect(inc.code, inc.stderr).toBe(0)
+    expect(inc.json).toMatchObject({ action: 'pushed', generation: 2, hash: regen.json.hash, mode: 'diff', sent: 1 })
+    expect(viewctl(['verify', here]).code).toBe(0)
+    expect(fs.lstatSync(path.join(here, 'bin', 'pkg0-tool0')).ino).toBe(fs.lstatSync(path.join(before, 'bin', 'pkg0-tool0')).ino)
+    expect(fs.readdirSync(storeOf(here)).filter((n) => n.startsWith('.staging-') || n.startsWith('.push-'))).toEqual([])
+  }, 120_000)
+
+  it('pulls a named generation; refuses one that is not there (exit 2) and a source that is not host:/path (exit 2)', (ctx) => {
+    requirePush(ctx)
+    const root = tempDir()
+    const prefixes = makeTree(path.join(root, 'p'), 2, 2)
+    const there = path.join(root, 'hpc')
+    const first = buildView(root, there, prefixes.slice(0, 1)).hash
+    buildView(root, there, prefixes)
+    const here = path.join(root, 'here', 'hpc')
+    const r = pull(dest(sshd(), there), here, ['--generation', '1', '--json'])
+    expect(r.code, r.stderr).toBe(0)
+    expect(r.json).toMatchObject({ hash: first, source: { generation: 1 } })
+    const missing = pull(dest(sshd(), there), here, ['--generation', '9', '--json'])
+    expect(missing.code).toBe(2)
+    expect(missing.json.error.code).toBe('GENERATION_NOT_FOUND')
+    const bad = pull(there, here, ['--json'])
+    expect(bad.code).toBe(2)
+    expect(bad.json.error.code).toBe('BAD_DESTINATION')
+    expect(fs.readlinkSync(here)).toBe(`._hpc/${first}`)
+  }, 120_000)
+})
