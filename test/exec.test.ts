@@ -234,7 +234,7 @@ describe('exec: a job across regenerate and gc', () => {
 
     const kept = await collectGarbage(f.view, { keep: 0, ttl: '1h' })
     expect(kept.removed).toEqual([])
-    expect(kept.kept[0]).toEqual({ generation: 1, hash: g1.hash, reasons: ['held by a viewctl exec lease (a command runs in it, on this or another host)'] })
+    expect(kept.kept[0]).toEqual({ generation: 1, hash: g1.hash, reasons: ['held by a lease (a viewctl exec runs in it, or a viewctl push or pull is sending it, on this or another host)'] })
     expect(fs.existsSync(path.join(canonical, '.viewctl', 'meta.json'))).toBe(true)
 
     if (lease.state === 'held') fs.closeSync(lease.fd)

@@ -7,6 +7,7 @@
 import fs from 'node:fs'
 import path from 'node:path'
 import { spawnSync } from 'node:child_process'
+import { createRequire } from 'node:module'
 import { afterAll, beforeAll, type TestContext } from 'vitest'
 import { BIN, viewctl, writeManifest, type RunResult } from './helpers.js'
 import { onPath, sshdUnavailable, startSshd, type Sshd } from './rig/sshd.mjs'
@@ -113,4 +114,20 @@ export function remoteViewctl(rig: Sshd, args: string[]): RunResult {
     }
   }
   return { code: r.status ?? -1, stdout: r.stdout, stderr: r.stderr, json }
+}
+
+/** Nobody holds the writer lock of `view` right now (tried the way viewctl takes it: an OFD lock, let go at once). */
+export function lockIsFree(view: string): boolean {
+  const { tryLock } = createRequire(import.meta.url)('fs-native-extensions') as { tryLock(fd: number): boolean }
+  let fd: number
+  try {
+    fd = fs.openSync(path.join(path.dirname(view), `._${path.basename(view)}`, '.lock'), 'r+')
+  } catch {
+    return true
+  }
+  try {
+    return tryLock(fd)
+  } finally {
+    fs.closeSync(fd)
+  }
 }

@@ -68,7 +68,7 @@ export async function destroyView(target: string, opts: DestroyOptions = {}): Pr
     try {
       for (const hash of trees) {
         const lease = tryExclusiveLease(path.join(layout.store, hash))
-        if (lease.state === 'held') throw inUse(layout, `generation tree ${hash.slice(0, 12)} is held by a viewctl exec lease (a command runs in it, on this or another host)`)
+        if (lease.state === 'held') throw inUse(layout, `generation tree ${hash.slice(0, 12)} is held by a lease (a viewctl exec runs in it, or a viewctl push or pull is sending it, on this or another host)`)
         if (lease.state === 'free') leases.push(lease.fd)
       }
       let linkRemoved = false

@@ -323,7 +323,7 @@ async function checkInUse(state: ViewState & { hash: string }, policy: Policy, d
       continue
     }
     if (lease.state === 'held') {
-      keepTree(hash, 'held by a viewctl exec lease (a command runs in it, on this or another host)')
+      keepTree(hash, 'held by a lease (a viewctl exec runs in it, or a viewctl push or pull is sending it, on this or another host)')
       continue
     }
     if (lease.state === 'unsupported' && !lockWarning) {

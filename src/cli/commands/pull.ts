@@ -27,6 +27,7 @@ export async function run(args: PullArgs, out: Output): Promise<number> {
       argv: ['viewctl', ...process.argv.slice(2)],
       onProgress: progress ? (percent) => progress(percent, 100) : undefined,
       signal: interrupt.signal,
+      asStoreOwner: true,
     })
     for (const w of r.warnings) out.warn(w)
     out.result(r, () => describe(r))

@@ -12,8 +12,9 @@ import type { GlobalArgs } from '../args.js'
 
 export async function run(args: GlobalArgs & { view: string; rsync: boolean; '--'?: Array<string | number> }, out: Output): Promise<number> {
   try {
-    if (args.rsync) return await runGuardedRsync(args.view, (args['--'] ?? []).map(String))
-    return await serveReceive(args.view, new Channel(process.stdin, process.stdout, 'the sending viewctl', RECEIVE_LOST_HINT))
+    // root receiving into another user's store acts as its owner (DESIGN §13)
+    if (args.rsync) return await runGuardedRsync(args.view, (args['--'] ?? []).map(String), { asStoreOwner: true })
+    return await serveReceive(args.view, new Channel(process.stdin, process.stdout, 'the sending viewctl', RECEIVE_LOST_HINT), { asStoreOwner: true })
   } catch (err) {
     // stdout carries the conversation (or rsync's protocol): the error goes to stderr only
     return new Output({ json: false, quiet: false, debug: out.flags.debug }).fail(err)

@@ -10,7 +10,9 @@
  * directory rsync is about to fill (`.push-session`, session-file.ts),
  * refuses any other destination and any option that writes in place, and
  * stops rsync the moment the session's lock is gone or changes hands. It
- * runs rsync with the receiving store's umask, so modes follow that store.
+ * runs rsync as the receiving store's owner (root becomes that owner) and
+ * with that store's umask (store/guard/sharing.ts), so owners and modes
+ * follow the store, never the sender.
  */
 import { spawn, type ChildProcess } from 'node:child_process'
 import fs from 'node:fs'
@@ -18,7 +20,9 @@ import os from 'node:os'
 import path from 'node:path'
 import { ViewError, isLockUnsupported } from '../../errors.js'
 import { tryLockFd } from '../../store/guard/lock.js'
+import { storeSharing } from '../../store/guard/sharing.js'
 import { layoutFor, type Layout } from '../../store/layout.js'
+import { enterWriter } from '../writer.js'
 import { readSessionFile, type SessionFile } from './session-file.js'
 import { withParentDeathSignal } from './rsync.js'
 
@@ -28,15 +32,17 @@ const WATCH_MS = 100
 /** Options that would write through hardlinks into older generations, or outside the staging directory. */
 const REFUSED = ['--inplace', '--append', '--append-verify', '--sender', '--partial-dir', '--temp-dir', '--backup-dir', '--write-devices', '--copy-devices', '--remove-source-files', '--remove-sent-files']
 
-export async function runGuardedRsync(view: string, args: string[]): Promise<number> {
+export async function runGuardedRsync(view: string, args: string[], opts: { asStoreOwner?: boolean } = {}): Promise<number> {
   const layout = layoutFor(view)
+  // rsync writes as the store's owner, as the receiving session does
+  enterWriter(layout, { asStoreOwner: opts.asStoreOwner })
   const session = readSessionFile(layout)
   if (session === null) throw new ViewError('INTERRUPTED', `no push is receiving into ${layout.view} on ${os.hostname()}: refusing to start rsync`, 'push again; the receiving session ended (or never began)')
   assertAllowed(layout, session, args)
   const watch = openLockWatch(layout)
   try {
     if (!sessionAlive(layout, session, watch)) throw new ViewError('INTERRUPTED', `the push receiving into ${layout.view} on ${os.hostname()} has ended: refusing to start rsync`, 'push again')
-    const previous = process.umask(umaskFor(layout.store))
+    const previous = process.umask(storeSharing(layout).umask)
     let child: ChildProcess
     try {
       const [file, argv] = withParentDeathSignal('rsync', args)
@@ -122,15 +128,4 @@ function sessionAlive(layout: Layout, session: SessionFile, watch: LockWatch): b
   watch.fd = null
   watch.freed = true
   return false
-}
-
-/** The umask that gives new files the store's sharing: group bits as the store has them, never writable by others. */
-export function umaskFor(store: string): number {
-  let mode: number
-  try {
-    mode = fs.statSync(store).mode
-  } catch {
-    return 0o022
-  }
-  return (~mode & 0o077) | 0o002
 }

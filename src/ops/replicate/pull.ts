@@ -16,7 +16,7 @@ import { greeting, ReceiveSession } from './receive.js'
 import { rsyncFailure, runRsync, type RsyncOutcome } from './rsync.js'
 import { SEND_LOST_HINT } from './serve.js'
 import { heartbeatMs, type PushAction } from './push.js'
-import { umaskFor } from './guard.js'
+import { storeSharing } from '../../store/guard/sharing.js'
 import { DEFAULT_LOCK_TIMEOUT } from '../writer.js'
 
 export interface PullOptions {
@@ -31,6 +31,8 @@ export interface PullOptions {
   argv?: string[]
   onProgress?: (percent: number) => void
   signal?: AbortSignal
+  /** Root pulling into a store another user owns becomes that owner first (the CLI asks for it). */
+  asStoreOwner?: boolean
 }
 
 export interface PullResult {
@@ -62,11 +64,11 @@ export async function pull(from: string, view: string, opts: PullOptions = {}): 
   const beat = heartbeatMs()
   const remote = openRemote(source, ssh, remoteViewctl, ['send', source.view, ...(opts.generation === undefined ? [] : ['--generation', opts.generation])], SEND_LOST_HINT)
   const { channel } = remote
-  const session = new ReceiveSession(view, { action: 'pull', signal: channel.signal })
+  const session = new ReceiveSession(view, { action: 'pull', signal: channel.signal, asStoreOwner: opts.asStoreOwner })
   const warnings: string[] = []
   let done: Done
   let ready: Ready
-  let transfer: Pick<PullResult, 'mode' | 'linked' | 'sent'> = {}
+  let transfer: Pick<PullResult, 'mode' | 'linked' | 'sent'>
   let sourceInfo: PullResult['source']
   try {
     try {
@@ -77,15 +79,15 @@ export async function pull(from: string, view: string, opts: PullOptions = {}): 
       warnings.push(...info.warnings.map((w) => `${source.login}: ${w}`))
       sourceInfo = { generation: info.hello.origin.generation, hash: info.hello.hash }
       const hello = { ...info.hello, noSwitch: !!opts.noSwitch, withPrefixes: !!opts.withPrefixes, lockTimeout: opts.lockTimeout ?? DEFAULT_LOCK_TIMEOUT, heartbeatMs: beat, argv: opts.argv ?? process.argv.slice(1) }
-      ready = await session.open(hello)
-      warnings.push(...(ready.warnings ?? []))
-      transfer = await fetchTree(session, source, info.dir, ready, remote, { ssh, onProgress: opts.onProgress, signal: opts.signal })
-      done = await session.commit()
-      warnings.push(...done.warnings)
+      ;[ready, transfer, done] = await session.within(hello, async (r) => {
+        warnings.push(...(r.warnings ?? []))
+        const t = await fetchTree(session, source, info.dir, r, remote, { ssh, onProgress: opts.onProgress, signal: opts.signal })
+        const d = await session.commit()
+        warnings.push(...d.warnings)
+        return [r, t, d] as const
+      })
     } catch (err) {
       throw await remote.explain(err)
-    } finally {
-      session.release()
     }
     channel.send({ type: 'commit' }) // the sender drops its lease
   } catch (err) {
@@ -132,7 +134,7 @@ async function fetchTree(session: ReceiveSession, source: Destination, dir: stri
     throw rsyncFailure(outcome, what)
   }
   // rsync writes here with this store's umask, as the guard gives a push's rsync there
-  const here = (t: Parameters<typeof runRsync>[0]) => withUmask(umaskFor(session.layout.store), () => runRsync(t))
+  const here = (t: Parameters<typeof runRsync>[0]) => withUmask(storeSharing(session.layout).umask, () => runRsync(t))
   for (const copy of ready.prefixCopies ?? []) {
     const outcome = await here({ from: `${source.rsyncHost}:${copy.path}`, to: copy.temp, ssh: opts.ssh, chmod, signal })
     if (outcome.code !== 0) fail(outcome, `copying the prefix ${copy.path} from ${source.login}`)

@@ -26,8 +26,6 @@ import * as sfs from '../../fs.js'
 import { ViewError, translateOsError } from '../../errors.js'
 import { parsePlanText, type ParsedPlan } from '../../plan/hash.js'
 import { Kind, NO_SOURCE, PLAN_FORMAT } from '../../plan/types.js'
-import { acquireWriterLock, type WriterLock } from '../../store/guard/lock.js'
-import { fixModes, makeStore, storeSharing } from '../../store/guard/sharing.js'
 import { appendHistory, newRecord, retractHistory, type HistoryRecord } from '../../store/journal/history.js'
 import { readMeta } from '../../store/journal/meta.js'
 import { readGenerationPlan } from '../../store/journal/plan-file.js'
@@ -35,11 +33,10 @@ import { isComplete, listGenerations, nextGenerationNumber, readViewState, type 
 import { publishGeneration } from '../../store/build/publish.js'
 import { generationDir, layoutFor, realGenerationDir, trashDir, type Layout } from '../../store/layout.js'
 import { assertNoCollision } from '../../store/places.js'
-import { clearLeftovers } from '../../store/recover/recover.js'
 import { toolVersion } from '../../version.js'
 import { recordSettings, sameSettings } from '../settings.js'
 import { keepModuleTreeCurrent } from '../../modules/hook.js'
-import { DEFAULT_LOCK_TIMEOUT } from '../writer.js'
+import { DEFAULT_LOCK_TIMEOUT, enterWriter, withWriter, type WriterOptions } from '../writer.js'
 import { checkReceivedTree, unresolvedLinks, type ReceivedProblem } from './check.js'
 import { rebuildHere } from './rebuild.js'
 import { checkVersions, PROTOCOL, type Done, type Greeting, type Hello, type ListMessage, type PrefixCopy, type Ready } from './protocol.js'
@@ -50,6 +47,8 @@ export interface ReceiveOptions {
   action: 'push' | 'pull'
   /** Stops a wait for the lock (the sender went away). */
   signal?: AbortSignal
+  /** Root receiving into a store another user owns becomes that owner first (ops/writer.ts, enterWriter); the CLI asks for it. */
+  asStoreOwner?: boolean
 }
 
 /** The staging directory a push of `hash` fills: one name per generation, so that a second try resumes the first. */
@@ -63,7 +62,6 @@ export function greeting(): Greeting {
 
 export class ReceiveSession {
   readonly layout: Layout
-  private lock: WriterLock | null = null
   private hello: Hello | null = null
   private ready: Ready | null = null
   private state: ViewState | null = null
@@ -80,37 +78,47 @@ export class ReceiveSession {
     this.layout = layoutFor(view)
   }
 
-  /** Steps 1 and 2: lock, clear, and say what is needed. */
-  async open(hello: Hello): Promise<Ready> {
+  /**
+   * Steps 1 to 4, as a writer (ops/writer.ts: the store made if needed, the
+   * writer lock, what dead writers left cleared except this generation's
+   * staging directory): say what is here, then `converse` runs the transfer
+   * and calls diff, commit or abort; the lock is released when it returns.
+   */
+  async within<T>(hello: Hello, converse: (ready: Ready) => Promise<T>): Promise<T> {
     checkVersions(hello, { protocol: PROTOCOL, planFormat: PLAN_FORMAT }, `the sending viewctl on ${hello.origin.host}`)
     this.hello = hello
     const { layout } = this
+    enterWriter(layout, { asStoreOwner: this.opts.asStoreOwner })
     assertReceivable(readViewState(layout))
-    let sharing
-    try {
-      if (!fs.existsSync(layout.store)) makeStore(layout)
-      sharing = storeSharing(layout)
-    } catch (err) {
-      throw translateOsError(err, `creating the store ${layout.store}`)
-    }
-    // the receiving process does nothing else for its life: it makes what it makes with the store's modes (DESIGN §13)
-    process.umask(sharing.umask)
     const from = `${hello.origin.host}:${hello.origin.view}${hello.origin.generation === null ? '' : ` generation ${hello.origin.generation}`}`
-    this.lock = await acquireWriterLock(layout.lock, {
-      timeoutSeconds: hello.lockTimeout ?? DEFAULT_LOCK_TIMEOUT,
-      command: `viewctl receive ${layout.view} (${this.opts.action} of ${hello.hash.slice(0, 12)} from ${from})`,
-      signal: this.opts.signal,
-    })
     const stagingName = pushStagingName(hello.hash)
-    const modes = fixModes(layout, sharing)
-    clearLeftovers(layout, stagingName)
-    const state = readViewState(layout)
-    assertReceivable(state)
-    this.state = state
-    this.ready = hello.link === 'hardlink' ? this.readyToRebuild(state, hello) : this.readyForTree(state, hello, stagingName)
-    if (modes.length > 0) this.ready.warnings = [...(this.ready.warnings ?? []), ...modes]
-    if (this.ready.action === 'transfer') this.writeSession()
-    return this.ready
+    // what the store's upkeep had to say (modes it fixed or could not, a mended journal): the sender reports it
+    const notes: string[] = []
+    const writer: WriterOptions = {
+      lockTimeout: hello.lockTimeout ?? DEFAULT_LOCK_TIMEOUT,
+      // what a waiting writer here is told holds the lock
+      argv: ['viewctl', 'receive', layout.view, `(${this.opts.action} of ${hello.hash.slice(0, 12)} from ${from})`],
+      signal: this.opts.signal,
+      keepLeftover: stagingName,
+      warn: (w) => notes.push(w),
+    }
+    return withWriter(layout, writer, async () => {
+      const state = readViewState(layout)
+      assertReceivable(state)
+      this.state = state
+      this.ready = hello.link === 'hardlink' ? this.readyToRebuild(state, hello) : this.readyForTree(state, hello, stagingName)
+      if (notes.length > 0) this.ready.warnings = [...(this.ready.warnings ?? []), ...notes]
+      if (this.ready.action === 'transfer') this.writeSession()
+      try {
+        return await converse(this.ready)
+      } finally {
+        try {
+          fs.unlinkSync(path.join(layout.store, SESSION_FILE))
+        } catch {
+          // not written, or gone
+        }
+      }
+    })
   }
 
   /** Mode `diff`, step 2b: link from the newest tree here every entry the new plan shares with it; rsync sends the rest. */
@@ -192,19 +200,7 @@ export class ReceiveSession {
     for (const copy of this.prefixCopies) sfs.rmTree(copy.temp)
   }
 
-  /** Release the lock and forget the session (idempotent). */
-  release(): void {
-    if (this.lock === null) return
-    try {
-      fs.unlinkSync(path.join(this.layout.store, SESSION_FILE))
-    } catch {
-      // not written, or gone
-    }
-    this.lock.release()
-    this.lock = null
-  }
-
-  /** Step 5, after release: this host's gc, by the settings just recorded (skipped when they say `auto: false`). */
+  /** Step 5, after the lock is released: this host's gc, by the settings just recorded (skipped when they say `auto: false`). */
   async collect(): Promise<{ removed: number; warnings: string[] }> {
     if (this.recorded === null || this.recorded.gc?.auto === false) return { removed: 0, warnings: [] }
     try {
@@ -417,7 +413,7 @@ function newestTree(layout: Layout, state: ViewState): string | null {
 }
 
 /**
- * rsync's `--chmod` for trees in this store (DESIGN §13): nothing ever
+ * rsync's `--chmod` for trees in this store (DESIGN §13, store/guard/sharing.ts): nothing ever
  * writable by others; writable by the group where the store is (a
  * group-shared store, whose members collect each other's trees).
  */

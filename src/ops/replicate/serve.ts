@@ -6,7 +6,7 @@
 import { ViewError, exitCodeFor, translateOsError } from '../../errors.js'
 import { PLAN_FORMAT } from '../../plan/types.js'
 import { Channel, DEFAULT_HEARTBEAT_MS } from './channel.js'
-import { checkVersions, PROTOCOL, toWire, type Done } from './protocol.js'
+import { checkVersions, PROTOCOL, toWire } from './protocol.js'
 import { greeting, ReceiveSession } from './receive.js'
 import { openSource } from './source.js'
 
@@ -14,43 +14,33 @@ export const RECEIVE_LOST_HINT = 'the sending viewctl is gone (killed, or the ne
 export const SEND_LOST_HINT = 'the pulling viewctl is gone (killed, or the network cut); the lease on the generation is dropped'
 
 /** `viewctl receive <view>`: returns the exit status. */
-export async function serveReceive(view: string, channel: Channel): Promise<number> {
-  const abort = new AbortController()
-  const session = new ReceiveSession(view, { action: 'push', signal: abort.signal })
-  let done: Done | null = null
+export async function serveReceive(view: string, channel: Channel, opts: { asStoreOwner?: boolean } = {}): Promise<number> {
+  // the sender gone (or silent) while this end waits for the lock: stop waiting
+  const session = new ReceiveSession(view, { action: 'push', signal: channel.signal, asStoreOwner: opts.asStoreOwner })
+  let status = 0
   try {
     channel.send(greeting())
     const hello = await channel.receive('hello')
     channel.keepAlive(hello.heartbeatMs || DEFAULT_HEARTBEAT_MS)
-    // the sender gone while the lock is awaited: stop waiting
-    const watch = setInterval(() => {
-      if (channel.failed !== null) abort.abort('the sender went away')
-    }, 100)
-    watch.unref()
-    let ready
-    try {
-      ready = await session.open(hello)
-    } finally {
-      clearInterval(watch)
-    }
-    channel.send(ready)
-    if (ready.action === 'transfer' && ready.mode === 'diff') channel.send(session.diff((await channel.receive('plan')).text))
-    if (ready.action === 'rebuild') session.acceptPlan((await channel.receive('plan')).text)
-    const next = await channel.receive('commit', 'abort')
-    if (next.type === 'abort') {
-      session.abort(next.discard)
-      channel.send({ type: 'aborted', removed: next.discard })
-      return 1
-    }
-    done = await session.commit()
-    channel.send(done)
+    await session.within(hello, async (ready) => {
+      channel.send(ready)
+      if (ready.action === 'transfer' && ready.mode === 'diff') channel.send(session.diff((await channel.receive('plan')).text))
+      if (ready.action === 'rebuild') session.acceptPlan((await channel.receive('plan')).text)
+      const next = await channel.receive('commit', 'abort')
+      if (next.type === 'abort') {
+        session.abort(next.discard)
+        channel.send({ type: 'aborted', removed: next.discard })
+        status = 1
+        return
+      }
+      channel.send(await session.commit())
+    })
   } catch (err) {
     const e = err instanceof ViewError ? err : translateOsError(err, `receiving into ${view}`)
     channel.send(toWire(e))
     return exitCodeFor(e.code)
-  } finally {
-    session.release()
   }
+  if (status !== 0) return status
   channel.send({ type: 'gc', ...(await session.collect()) })
   return 0
 }
