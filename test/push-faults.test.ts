@@ -5,10 +5,11 @@
  * followed by a push that resumes.
  */
 import fs from 'node:fs'
+import net from 'node:net'
 import path from 'node:path'
 import { spawnSync } from 'node:child_process'
 import { describe, expect, it, onTestFinished } from 'vitest'
-import { tempDir, viewctl, viewctlAsync } from './helpers.js'
+import { BIN, tempDir, viewctl, viewctlAsync } from './helpers.js'
 import { finishedWithin, historyText, scratchDir, storeOf, waitFor } from './view-checks.js'
 import { buildView, dest, lockIsFree, makeTree, push, remoteOptions, requirePush, useSshd } from './push-helpers.js'
 import { atCleanup } from './rig/cleanup.mjs'
@@ -49,10 +50,19 @@ describe('gc on the sending host during a push', () => {
     const done = finishedWithin(child, 300_000)
     // rsync is filling the staging directory there: the push is under way
     expect(await waitFor(() => stagings(remote).some((n) => n.startsWith('.staging-push-') && fs.existsSync(path.join(storeOf(remote), n, 'bin'))), 120_000, 20), 'the push did not start copying').toBe(true)
+    // gc here: the /proc scan finds the push using the tree (its lease file open, rsync inside it)
     const gc = viewctl(['gc', view, '--keep', '0', '--ttl', '0s', '--force', '--json'])
     expect(gc.code, gc.stderr).toBe(0)
     expect(gc.json.removed).toEqual([])
-    expect(gc.json.kept).toEqual([{ generation: 1, hash: first, reasons: [expect.stringMatching(/held by a lease/)] }])
+    expect(gc.json.kept.find((k: { generation: number }) => k.generation === 1)).toMatchObject({ hash: first, reasons: [expect.stringMatching(/in use on this host/)] })
+    // gc as on another host sharing the store (its own /proc, in a PID namespace): only the lease protects the tree there
+    if (isRoot) {
+      const elsewhere = spawnSync('unshare', ['--pid', '--fork', '--mount-proc', process.execPath, BIN, 'gc', view, '--keep', '0', '--ttl', '0s', '--force', '--json'], { encoding: 'utf8' })
+      expect(elsewhere.status, elsewhere.stderr).toBe(0)
+      const other = JSON.parse(elsewhere.stdout)
+      expect(other.removed).toEqual([])
+      expect(other.kept.find((k: { generation: number }) => k.generation === 1)).toEqual({ generation: 1, hash: first, reasons: [expect.stringMatching(/held by a lease/)] })
+    } else console.log('gc in a PID namespace (another host\'s view of /proc) needs root: only the same-host gc was tried')
     expect(fs.existsSync(path.join(storeOf(view), first, '.viewctl', 'meta.json'))).toBe(true)
 
     const r = await done
@@ -123,7 +133,12 @@ function networkNamespace(): { ns: string; address: string; down(): void; up(): 
     ns,
     address: `${net}.2`,
     down: () => run('ip', ['netns', 'exec', ns, 'ip', 'link', 'set', there, 'down']),
-    up: () => run('ip', ['netns', 'exec', ns, 'ip', 'link', 'set', there, 'up']),
+    up: () => {
+      run('ip', ['netns', 'exec', ns, 'ip', 'link', 'set', there, 'up'])
+      // the address was unreachable while the cable was out: forget that, on both ends
+      spawnSync('ip', ['neigh', 'flush', 'dev', here])
+      spawnSync('ip', ['netns', 'exec', ns, 'ip', 'neigh', 'flush', 'dev', there])
+    },
   }
 }
 
@@ -168,11 +183,33 @@ describe('a network cut', () => {
     expect(fs.existsSync(staging)).toBe(true)
 
     netns.up()
+    expect(await waitFor(() => reachable(host.address, host.port), 30_000, 200), 'the network did not come back').toBeTruthy()
     const again = push(host, view, [dest(host, remote)], ['--json'])
-    expect(again.code, again.stderr).toBe(0)
+    expect(again.code, again.stdout + again.stderr).toBe(0)
     expect(again.json.destinations[0]).toMatchObject({ ok: true, resumed: true, mode: 'full', hash: large })
     expect(fs.readlinkSync(remote)).toBe(`._hpc/${large}`)
     expect(stagings(remote)).toEqual([])
     expect(viewctl(['verify', remote]).code).toBe(0)
   }, 300_000)
 })
+
+let probe: Promise<boolean> | null = null
+let reached = false
+
+/** Polled by waitFor: true once a TCP connection to address:port succeeds. */
+function reachable(address: string, port: number): boolean {
+  if (reached) return true
+  probe ??= new Promise<boolean>((resolve) => {
+    const socket = net.connect({ host: address, port, timeout: 1000 })
+    const end = (ok: boolean) => {
+      socket.destroy()
+      probe = null
+      reached = ok
+      resolve(ok)
+    }
+    socket.once('connect', () => end(true))
+    socket.once('error', () => end(false))
+    socket.once('timeout', () => end(false))
+  })
+  return false
+}

@@ -112,6 +112,36 @@ describe('push of a symlink view', () => {
     expect(pushLeftovers(remote)).toEqual([])
   }, 120_000)
 
+  it('a damaged tree there is not carried into the next generation: the check against the plan refuses it, and the staging directory goes', (ctx) => {
+    requirePush(ctx)
+    const root = tempDir()
+    const prefixes = makeTree(path.join(root, 'p'), 3, 3)
+    const view = path.join(root, 'hpc')
+    const { manifest, hash } = buildView(root, view, prefixes, ['fold: false'])
+    const remote = path.join(root, 'r', 'hpc')
+    expect(push(sshd(), view, [dest(sshd(), remote)]).code).toBe(0)
+    // someone re-points one link of the tree there; the next push links unchanged entries from that tree
+    const damaged = path.join(storeOf(remote), hash, 'bin', 'pkg1-tool1')
+    fs.rmSync(damaged)
+    fs.symlinkSync('/etc/passwd', damaged)
+    fs.writeFileSync(path.join(prefixes[0]!, 'bin', 'pkg0-new'), 'x')
+    expect(viewctl(['regenerate', manifest]).code).toBe(0)
+
+    const r = push(sshd(), view, [dest(sshd(), remote)], ['--json'])
+    expect(r.code).toBe(1)
+    const e = r.json.destinations[0].error
+    expect(e.code).toBe('TRANSFER_FAILED')
+    expect(e.message).toMatch(/bin\/pkg1-tool1: wrong-target, points to \/etc\/passwd/)
+    expect(e.hint).toMatch(/verify --repair/)
+    expect(fs.readlinkSync(remote)).toBe(`._hpc/${hash}`)
+    expect(pushLeftovers(remote)).toEqual([])
+    // once the tree there is repaired, the push goes through
+    expect(viewctl(['verify', remote, '--repair']).code).toBe(0)
+    const again = push(sshd(), view, [dest(sshd(), remote)], ['--json'])
+    expect(again.code, again.stdout).toBe(0)
+    expect(viewctl(['verify', remote]).code).toBe(0)
+  }, 120_000)
+
   it('--no-switch copies and records without publishing; a rollback there switches to it later', (ctx) => {
     requirePush(ctx)
     const root = tempDir()

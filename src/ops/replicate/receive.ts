@@ -308,7 +308,10 @@ export class ReceiveSession {
     if (checked.problems.length > 0) {
       // what arrived is not what was announced: never resume from it
       sfs.rmTree(staging)
-      throw new ViewError('TRANSFER_FAILED', `the tree received in ${staging} does not match its plan (${describeProblems(checked.problems)}); it was removed`, 'push again; if it happens again, run `viewctl verify` on the sending host', { problems: checked.problems.slice(0, 50) })
+      const hint = this.ready?.mode === 'diff'
+        ? `its unchanged entries were linked from ${this.ready.linkDest} on this host, which may be damaged: \`viewctl verify ${layout.view}\` here says, \`viewctl verify --repair\` mends it; then push again`
+        : 'push again; if it happens again, run `viewctl verify` on the sending host'
+      throw new ViewError('TRANSFER_FAILED', `the tree received in ${staging} does not match its plan (${describeProblems(checked.problems)}); it was removed`, hint, { problems: checked.problems.slice(0, 50) })
     }
     const finalDir = generationDir(layout, hash)
     try {
