@@ -23,10 +23,10 @@ function pushLeftovers(view: string): string[] {
   }
 }
 
-/** Entries of `view`'s tree that are also in `before`'s tree with the same target, and how many of those share the inode. */
+/** Entries of `after`'s tree that are also in `before`'s, the same (link target, or mode and bytes), and how many of those share the inode. */
 function sharedInodes(before: string, after: string): { same: number; shared: number } {
-  const a = treeOf(before, 'inode')
-  const b = treeOf(after, 'inode')
+  const a = treeOf(before, 'content')
+  const b = treeOf(after, 'content')
   let same = 0
   let shared = 0
   for (const [rel, what] of Object.entries(b)) {
@@ -110,6 +110,27 @@ describe('push of a symlink view', () => {
     expect(fs.existsSync(path.join(remote, 'bin', 'pkg3-tool0'))).toBe(false)
     expect(fs.readlinkSync(path.join(remote, 'bin', 'pkg3-new'))).toBe(path.join(prefixes[3]!, 'bin', 'pkg3-new'))
     expect(pushLeftovers(remote)).toEqual([])
+  }, 120_000)
+
+  it('a generation built with other options travels whole, and -J lets --link-dest share its unchanged links with the tree there', (ctx) => {
+    requirePush(ctx)
+    const root = tempDir()
+    const prefixes = makeTree(path.join(root, 'p'), 6, 20)
+    const view = path.join(root, 'hpc')
+    // share: false: the two trees here share nothing, so their links' own times differ (what -J makes rsync ignore)
+    buildView(root, view, prefixes, ['fold: false', 'share: false'])
+    const remote = path.join(root, 'r', 'hpc')
+    expect(push(sshd(), view, [dest(sshd(), remote)]).code).toBe(0)
+    const before = fs.realpathSync(remote)
+    // folded: include/<pkg> becomes one link per package, bin/, lib/ and share/ keep their links
+    const { hash } = buildView(root, view, prefixes, ['fold: true', 'share: false'])
+    const r = push(sshd(), view, [dest(sshd(), remote)], ['--json'])
+    expect(r.code, r.stderr).toBe(0)
+    expect(r.json.destinations[0]).toMatchObject({ mode: 'full', hash })
+    expect(viewctl(['verify', remote]).code).toBe(0)
+    const { same, shared } = sharedInodes(before, remote)
+    expect(same).toBeGreaterThan(300)
+    expect(shared / same).toBeGreaterThanOrEqual(0.9)
   }, 120_000)
 
   it('a damaged tree there is not carried into the next generation: the check against the plan refuses it, and the staging directory goes', (ctx) => {
@@ -225,7 +246,7 @@ describe('push of a symlink view', () => {
 })
 
 describe('push of copy and hardlink views', () => {
-  it('a copy view travels whole and self-contained; an incremental push leaves the older tree there untouched', (ctx) => {
+  it('a copy view travels whole and self-contained; an incremental push shares the unchanged files there (--link-dest) and leaves the older tree untouched', (ctx) => {
     requirePush(ctx)
     const root = tempDir()
     const prefixes = makeTree(path.join(root, 'p'), 4, 10)
@@ -244,6 +265,10 @@ describe('push of copy and hardlink views', () => {
     expect(r.json.destinations[0]).toMatchObject({ mode: 'full', generation: 2 })
     expect(fs.readFileSync(path.join(remote, 'bin', 'pkg1-tool2'), 'utf8')).toBe('changed\n')
     expect(treeOf(remote, 'content')).toEqual(treeOf(view, 'content'))
+    // the generations here share their unchanged copies (DESIGN §17), so rsync finds them unchanged and links them there too
+    const { same, shared } = sharedInodes(before, remote)
+    expect(same).toBeGreaterThan(100)
+    expect(shared / same).toBeGreaterThanOrEqual(0.9)
     // rsync wrote a new file beside the old one, never through it (no --inplace): the older generation there is intact
     expect(fs.readFileSync(path.join(before, 'bin', 'pkg1-tool2'), 'utf8')).toBe('pkg1 2\n')
   }, 120_000)

@@ -31,7 +31,7 @@ import { readMeta } from '../../store/journal/meta.js'
 import { readGenerationPlan } from '../../store/journal/plan-file.js'
 import { isComplete, listGenerations, nextGenerationNumber, readViewState, type ViewState } from '../../store/journal/state.js'
 import { publishGeneration } from '../../store/build/publish.js'
-import { generationDir, layoutFor, realGenerationDir, trashDir, type Layout } from '../../store/layout.js'
+import { generationDir, layoutFor, LEASE_FILE, MANIFEST_COPY, META_DIR, META_FILE, PLAN_FILE, realGenerationDir, trashDir, type Layout } from '../../store/layout.js'
 import { assertNoCollision } from '../../store/places.js'
 import { toolVersion } from '../../version.js'
 import { recordSettings, sameSettings } from '../settings.js'
@@ -161,7 +161,7 @@ export class ReceiveSession {
       throw translateOsError(err, `linking unchanged entries into ${staging}`)
     }
     // the generation's own files always travel
-    for (const name of ['manifest.yaml', 'plan.tsv', 'meta.json', 'lease']) send.push(`.viewctl/${name}`)
+    for (const name of [MANIFEST_COPY, PLAN_FILE, META_FILE, LEASE_FILE]) send.push(`${META_DIR}/${name}`)
     return { type: 'list', paths: send, linked }
   }
 

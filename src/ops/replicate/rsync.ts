@@ -49,7 +49,8 @@ export interface RsyncOutcome {
 
 export function rsyncArgs(t: RsyncTransfer, listFile: string | null): string[] {
   const args = ['-aH', '--no-o', '--no-g', '--no-p', `--chmod=${t.chmod}`, '-J']
-  if (listFile !== null) args.push(`--files-from=${listFile}`, '--from0')
+  // a generation file an older tree lacks (its lease) is no reason to fail the copy
+  if (listFile !== null) args.push(`--files-from=${listFile}`, '--from0', '--ignore-missing-args')
   else args.push('--delete')
   if (t.linkDest) args.push(`--link-dest=${t.linkDest}`)
   args.push('-e', t.ssh)
