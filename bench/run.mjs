@@ -6,6 +6,7 @@
  *
  *   node bench/run.mjs [--prefixes 100] [--files 1000] [--runs 5] [--dir PATH] [--long-targets] [--json | --markdown] [--keep]
  *   node bench/run.mjs --sharedfs …   (across sshfs mounts: bench/sharedfs.mjs)
+ *   node bench/run.mjs --push …       (viewctl push against rsync -a over ssh: bench/push.mjs)
  *
  * Synthetic prefixes: each has `bin/` 20 %, `lib/` 30 %, `include/<pkg>/` 30 %
  * and `share/man/man1/` 20 % of --files. `include/<pkg>/` is the only
@@ -46,6 +47,12 @@ import os from 'node:os'
 import path from 'node:path'
 import { BIN, childEnv, countTree, fsType, has, haveTime, layoutCounts, makePrefixes, manifestText, median, RSS_FILE, ROOT, rmrf as removeTree, spawnCapped, SPACK_ROOT, spackDirName, timed, viewctl, viewctlJson } from './common.mjs'
 import { du, tenGenerations, Versions, writeIncrementalManifest } from './share.mjs'
+
+// `--push`: the push bench (bench/push.mjs) instead
+if (process.argv.slice(2).includes('--push')) {
+  const { runPushBench } = await import('./push.mjs')
+  process.exit(await runPushBench(process.argv.slice(2).filter((a) => a !== '--push')))
+}
 
 // `--sharedfs`: the shared-filesystem bench (bench/sharedfs.mjs) instead
 if (process.argv.slice(2).includes('--sharedfs')) {

@@ -11,6 +11,7 @@ import { ROOT, tempDir } from './helpers.js'
 import { mountTmpfs, requireMount } from './mounts.js'
 import { isMounted } from './rig/sharedfs.mjs'
 import { requireSharedFs } from './rig/vitest.js'
+import { requirePush } from './push-helpers.js'
 
 const BENCH = path.join(ROOT, 'bench', 'run.mjs')
 
@@ -96,6 +97,21 @@ describe('bench/run.mjs', () => {
     const r = spawnSync(process.execPath, [BENCH, '--frobnicate'], { encoding: 'utf8' })
     expect(r.status).toBe(2)
     expect(r.stderr).toContain('unknown option --frobnicate')
+  })
+
+  it('--push times rsync -a, a cold push and an incremental one through a private sshd, and prints the ratios', SLOW, (ctx) => {
+    requirePush(ctx)
+    const dir = tempDir('viewctl-bench-test-')
+    const r = spawnSync(process.execPath, [BENCH, '--push', '--prefixes', '3', '--files', '20', '--runs', '1', '--dir', dir, '--json'], { encoding: 'utf8', timeout: 170_000 })
+    expect(r.stderr).not.toMatch(/failed/)
+    expect(r.status).toBe(0)
+    const out = JSON.parse(r.stdout)
+    expect(Object.keys(out.times)).toEqual(['rsync -a', 'push, cold', 'push, incremental'])
+    for (const samples of Object.values(out.times) as number[][]) expect(samples).toHaveLength(1)
+    // one prefix of three replaced: its 14 files outside include/ travel, and its folded include/ link; the rest is linked from the tree there
+    expect(out.view.incremental).toMatchObject({ sent: 15 })
+    expect(out.targets.map((t: { name: string }) => t.name)).toEqual(['cold push / rsync -a', 'incremental push / cold push'])
+    expect(fs.readdirSync(dir)).toEqual([])
   })
 
   it('--sharedfs runs every case through the rig\'s mounts, prints its table and leaves no mount behind', SLOW, (ctx) => {

@@ -163,7 +163,7 @@ describe('push of a symlink view', () => {
     expect(viewctl(['verify', remote]).code).toBe(0)
   }, 120_000)
 
-  it('--no-switch copies and records without publishing; a rollback there switches to it later', (ctx) => {
+  it('--no-switch copies and records without publishing; a later push (or a rollback there) switches to it', (ctx) => {
     requirePush(ctx)
     const root = tempDir()
     const prefixes = makeTree(path.join(root, 'p'), 3, 3)
@@ -185,10 +185,16 @@ describe('push of a symlink view', () => {
       [1, true],
       [2, false],
     ])
+    // the tree is there, not shown: a push without --no-switch only records and switches
+    const now = push(sshd(), view, [dest(sshd(), remote)], ['--json'])
+    expect(now.code, now.stderr).toBe(0)
+    expect(now.json.destinations[0]).toMatchObject({ action: 'recorded', generation: 3, hash: second, switched: true })
+    expect(fs.readlinkSync(remote)).toBe(`._hpc/${second}`)
+    // shown: pushing it again is a no-op; there, a rollback goes back, and --to 2 would have switched as well
+    expect(push(sshd(), view, [dest(sshd(), remote)], ['--json']).json.destinations[0].action).toBe('noop')
+    expect(viewctl(['rollback', remote, '--to', '1']).code).toBe(0)
     expect(viewctl(['rollback', remote, '--to', '2']).code).toBe(0)
     expect(fs.readlinkSync(remote)).toBe(`._hpc/${second}`)
-    // the tree is there and shown: pushing it again is a no-op
-    expect(push(sshd(), view, [dest(sshd(), remote)], ['--json']).json.destinations[0].action).toBe('noop')
   }, 120_000)
 
   it('records a settings change when only the recorded env: differs', (ctx) => {
