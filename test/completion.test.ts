@@ -80,7 +80,10 @@ describe('bash: the completion function, called as bash calls it', () => {
       for (const g of ['--json', '--quiet', '--debug', '--help']) expect(got).toContain(g)
     }
     expect(complete(['viewctl', 'regenerate', '--'])).not.toContain('--lock')
-    expect(complete(['viewctl', 'regenerate', '--no'])).toEqual(['--no-lock'])
+    const regenerate = COMMANDS.find((c) => commandName(c) === 'regenerate')!
+    const negated = flagsOf(regenerate.options ?? {}).map((f) => f.flag).filter((f) => f.startsWith('--no'))
+    expect(negated.length).toBeGreaterThan(0)
+    expect(complete(['viewctl', 'regenerate', '--no']).sort()).toEqual([...new Set(['--no-lock', ...negated])].sort())
   })
 
   it('completes manifests (*.yaml, *.yml) and directories for regenerate, and choices of options', () => {
