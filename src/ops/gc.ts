@@ -14,7 +14,21 @@
  *      never became current);
  *   4. it is not pinned (pins.json);
  *   5. no live process on this host uses it (/proc scan, store/guard/readers.ts);
- *   6. no `viewctl exec` holds its lease on any host (store/guard/lease.ts).
+ *   6. no `viewctl exec` holds its lease on any host (store/guard/lease.ts), nor
+ *      has a fresh lease file in `leases/<hash>/` (store/guard/lease-file.ts:
+ *      the leases of jobs on clients whose fcntl locks stay local);
+ *   7. on a shared filesystem, it was not current within the last
+ *      TWO_MINUTES_S, by the files' own (server) timestamps: the fences of
+ *      recent switches and the view symlink itself. Another client may
+ *      still resolve the view from its caches to a tree that was current a
+ *      moment ago.
+ *
+ * Under the lock, the view is read fresh (ops/writer.ts). The symlink and
+ * the journal must agree: the journal's last switch is the tree the view
+ * shows, or one record ahead of it (a writer died between recording and
+ * publishing, or this client still sees the previous target), in which case
+ * both trees stay. Any other disagreement stops gc with STATE_MISMATCH
+ * before anything is deleted.
  *
  * Checks 1–4 are cheap and are made first without the writer lock; when they
  * leave nothing to delete, gc returns without locking (auto-gc after every
@@ -49,10 +63,16 @@ import { startRemover } from '../store/remove/rm-processes.js'
 import { hashesOnDisk, listGenerations, readViewState, requireManaged, type GenerationInfo, type ViewState } from '../store/journal/state.js'
 import { keepModuleTreeCurrent } from '../modules/hook.js'
 import { findGeneration } from './rollback.js'
-import { enterWriter, withWriter, type WriterOptions } from './writer.js'
+import { enterWriter, withWriter, type WriterGuard, type WriterOptions } from './writer.js'
+import { pruneFences, recentSwitches, serverNow } from '../store/guard/fence.js'
+import { filesystemOf } from '../store/guard/filesystem.js'
+import { describeHolder, removeLeaseDir, scanLeaseFiles } from '../store/guard/lease-file.js'
 
 /** Below this, other NFS clients may still resolve an old target from their attribute cache. */
 export const MIN_TTL_MS = 5 * 60 * 1000
+
+/** On a shared filesystem, a tree current this recently (server time) is never deleted, whatever the ttl. */
+export const TWO_MINUTES_S = 120
 
 export interface GcOptions extends WriterOptions {
   /** Spare generations to keep besides the current one (default: recorded, else 2). */
@@ -136,15 +156,15 @@ export async function collectGarbage(target: string, opts: GcOptions = {}): Prom
   const choose = (state: ViewState & { hash: string }) => (named === undefined ? decide(state, policy, Date.now()) : decideOne(state, named))
   const quick = choose(first)
   if (!opts.dryRun && quick.candidates.size === 0) return report(first, policy, quick, [], null, [], false)
-  if (opts.dryRun) return refuseIfKeptInUse(named, await checkInUse(first, policy, quick, null))
+  if (opts.dryRun) return refuseIfKeptInUse(named, await checkInUse(first, policy, quick, null, null))
 
   // For big trees: rm processes (store/remove/rm-processes.ts), or else a removal thread that boots now, while the lock is taken and the /proc scan runs.
   const remover = startRemover(entriesIn(layout, quick.candidates.keys()))
   try {
-    return await withWriter(layout, opts, async () => {
-      const state = readViewState(layout)
+    return await withWriter(layout, opts, async (_cleared, guard) => {
+      const state = guard.state
       requireManaged(state)
-      const result = refuseIfKeptInUse(named, await checkInUse(state, policy, choose(state), remover))
+      const result = refuseIfKeptInUse(named, await checkInUse(state, policy, choose(state), remover, guard))
       // the module tree names one file per generation on disk (modules/tree.ts)
       if (result.removed.length) result.warnings.push(...(await keepModuleTreeCurrent(layout)).warnings)
       return result
@@ -283,16 +303,17 @@ function decide(state: ViewState & { hash: string }, policy: Policy, now: number
   return { rows, reasons, candidates }
 }
 
-/** Checks 5 and 6, then (unless a dry run, which has no remover) retire and remove the trees that pass. */
-async function checkInUse(state: ViewState & { hash: string }, policy: Policy, decision: Decision, remover: TreeRemover | null): Promise<GcResult> {
+/** Checks 5 to 7, then (unless a dry run, which has no remover and no lock) retire and remove the trees that pass. */
+async function checkInUse(state: ViewState & { hash: string }, policy: Policy, decision: Decision, remover: TreeRemover | null, guard: WriterGuard | null): Promise<GcResult> {
   const dryRun = remover === null
   const { layout } = state
-  const warnings: string[] = []
+  const warnings: string[] = [...(guard?.notes ?? [])]
   let scan: ProcessScan | null = null
   const keepTree = (hash: string, why: string) => {
     for (const n of decision.candidates.get(hash) ?? []) decision.reasons.get(n)!.push(why)
     decision.candidates.delete(hash)
   }
+  const nowMs = keepForOtherClients(state, guard, decision, keepTree)
 
   if (decision.candidates.size > 0) {
     const stores = [layout.store]
@@ -326,6 +347,13 @@ async function checkInUse(state: ViewState & { hash: string }, policy: Policy, d
       keepTree(hash, 'held by a lease (a viewctl exec runs in it, or a viewctl push or pull is sending it, on this or another host)')
       continue
     }
+    const leaseFiles = scanLeaseFiles(layout, hash, nowMs)
+    if (leaseFiles.holding.length > 0) {
+      if (lease.state === 'free') fs.closeSync(lease.fd)
+      const shown = leaseFiles.holding.slice(0, 3).map(describeHolder).join('; ')
+      keepTree(hash, `held by a viewctl exec lease file (${shown}${leaseFiles.holding.length > 3 ? ` and ${leaseFiles.holding.length - 3} more` : ''})`)
+      continue
+    }
     if (lease.state === 'unsupported' && !lockWarning) {
       lockWarning = true
       warnings.push(`the filesystem refused a lock on ${lease.file} (${lease.code}): exec leases cannot be seen here, only the ttl and the spares protect running commands`)
@@ -337,8 +365,10 @@ async function checkInUse(state: ViewState & { hash: string }, policy: Policy, d
     }
     const trash = trashDir(layout, hash)
     try {
+      guard?.assertHeld()
       sfs.rename(dir, trash)
     } catch (err) {
+      if (err instanceof ViewError && err.code === 'LOCK_LOST') throw err
       const why = translateOsError(err, `renaming ${dir} to ${path.basename(trash)}`).message
       keepTree(hash, `could not be retired: ${why}`)
       warnings.push(`generation tree ${hash} stays: ${why}`)
@@ -364,9 +394,52 @@ async function checkInUse(state: ViewState & { hash: string }, policy: Policy, d
     } catch (err) {
       warnings.push(`${translateOsError(err, `removing ${r.trash}`).message}; the tree is out of the view's reach and the next writer removes it`)
     }
+    removeLeaseDir(layout, r.hash)
     removed.push({ generations: r.generations, hash: r.hash })
   }
   return report(state, policy, decision, removed, scan, warnings, dryRun)
+}
+
+/**
+ * Rule 7 and the journal/symlink agreement, for the candidates left by 1-4;
+ * also prunes old fences. Returns the time by the filesystem's clock, for
+ * judging lease files. A dry run (no guard) reads only: this host's clock,
+ * no pruning.
+ */
+function keepForOtherClients(state: ViewState & { hash: string }, guard: WriterGuard | null, decision: Decision, keepTree: (hash: string, why: string) => void): number {
+  const { layout } = state
+  const sw = switches(state.records)
+  const last = sw[sw.length - 1]
+  if (last !== undefined && last.hash !== state.hash) {
+    const before = sw[sw.length - 2]
+    if (before?.hash !== state.hash) {
+      throw new ViewError(
+        'STATE_MISMATCH',
+        `${layout.view} points at ${state.hash.slice(0, 12)}, but the journal's last switch is generation ${last.generation} (${last.hash.slice(0, 12)}), and the one before it is not that tree either; gc deletes nothing while they disagree`,
+        'if another client has just switched the view, run gc again in a minute; otherwise make them agree with `viewctl rollback --to N` or a regenerate',
+      )
+    }
+    keepTree(last.hash, `recorded as the switch after the current one (generation ${last.generation}): its writer died before publishing it, or this client still sees the previous target`)
+  }
+  const filesystem = guard?.filesystem ?? filesystemOf(layout.store)
+  if (!filesystem.remote || decision.candidates.size === 0) return Date.now()
+  const nowMs = guard === null ? Date.now() : serverNow(layout, filesystem)
+  const recent = (atMs: number) => (nowMs - atMs) / 1000 < TWO_MINUTES_S
+  for (const f of recentSwitches(layout, sw.length, nowMs, TWO_MINUTES_S)) {
+    const why = `current within the last ${TWO_MINUTES_S} s (switch ${f.n}, ${Math.round((nowMs - f.atMs) / 1000)} s ago by the server's clock): another client may still resolve the view to it`
+    if (f.from !== null) keepTree(f.from, why)
+    keepTree(f.to, why)
+  }
+  // stores switched before fences existed: the symlink's own time says when the previous tree stopped being current
+  try {
+    const since = fs.lstatSync(layout.view).mtimeMs
+    const previous = sw.length >= 2 ? sw[sw.length - 2]! : null
+    if (previous !== null && recent(since)) keepTree(previous.hash, `current within the last ${TWO_MINUTES_S} s (the view's symlink changed ${Math.round((nowMs - since) / 1000)} s ago by the server's clock)`)
+  } catch {
+    // the view vanished: the lease step says so
+  }
+  if (guard !== null) pruneFences(layout, storeNames(layout), sw.length, nowMs)
+  return nowMs
 }
 
 function report(state: ViewState, policy: Policy, decision: Decision, removed: RemovedTree[], scan: ProcessScan | null, warnings: string[], dryRun: boolean): GcResult {
@@ -388,6 +461,14 @@ function report(state: ViewState, policy: Policy, decision: Decision, removed: R
     untracked,
     scan: scan ? { scanned: scan.scanned, unreadable: scan.unreadable, available: scan.available, elapsedMs: Math.round(scan.elapsedMs) } : null,
     warnings,
+  }
+}
+
+function storeNames(layout: Layout): string[] {
+  try {
+    return fs.readdirSync(layout.store)
+  } catch {
+    return []
   }
 }
 

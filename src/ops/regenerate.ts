@@ -16,9 +16,9 @@ import { assertNoConflicts, createPlan, prefixTable, recallPlanSummary, type Pla
 import { parsePlanText, type ParsedPlan } from '../plan/hash.js'
 import { openScanCache, type ScanCache } from '../plan/cache.js'
 import { buildGeneration, NOTHING_SHARED, prefixOnAnotherFilesystem, throwIfAborted, type BuildProgress } from '../store/build/build.js'
-import { appendHistory, newRecord, retractHistory } from '../store/journal/history.js'
+import { newRecord } from '../store/journal/history.js'
 import { generationDir, layoutFor, META_DIR, PLAN_FILE, type Layout } from '../store/layout.js'
-import { publishGeneration } from '../store/build/publish.js'
+import { switchView } from '../store/build/publish.js'
 import { PARALLEL_MIN_LINKS, startLinkHelpers, type LinkHelpers } from '../store/build/linker.js'
 import { StreamingBuild } from '../store/build/stream.js'
 import { enterStore } from '../store/build/workdir.js'
@@ -29,7 +29,7 @@ import { retireTree } from '../store/recover/recover.js'
 import { assertNoCollision, notAnOldView } from '../store/places.js'
 import { ViewError, translateOsError } from '../errors.js'
 import { keepModuleTreeCurrent } from '../modules/hook.js'
-import { enterWriter, withWriter, withWriterIfFree, type WriterOptions } from './writer.js'
+import { enterWriter, withWriter, withWriterIfFree, type WriterGuard, type WriterOptions } from './writer.js'
 import { ownerToActAs } from '../store/guard/identity.js'
 import type { GcResult } from './gc.js'
 import { manifestSettings, recordSettings, sameSettings } from './settings.js'
@@ -102,7 +102,7 @@ export async function regenerate(manifestFile: string, opts: RegenerateOptions =
     // added or dropped, or a prefix directory changed since the last scan): with the lock free, link while walking. Otherwise the
     // walk runs without the lock, which is then held only for the switch (a no-op cron run of a hardlink view).
     if (helpers !== null && before.kind !== 'directory' && recallPlanSummary(manifest, cache) === null && (before.kind !== 'managed' || cache.changedSinceLastScan(prefixTable(manifest)))) {
-      const streamed = await withWriterIfFree(layout, opts, (cleared) => streamAndSwitch(manifestFile, manifest, layout, cache, { ...opts, helpers }, cleared, started))
+      const streamed = await withWriterIfFree(layout, opts, (cleared, guard) => streamAndSwitch(manifestFile, manifest, layout, cache, { ...opts, helpers }, cleared, guard, started))
       result = streamed?.value ?? null
     }
     result ??= await planAndSwitch(manifestFile, manifest, layout, cache, { ...opts, helpers }, started)
@@ -199,19 +199,19 @@ async function planAndSwitch(manifestFile: string, manifest: Manifest, layout: L
     }
   }
 
-  return withWriter(layout, opts, async (cleared) => {
+  return withWriter(layout, opts, async (cleared, guard) => {
     cache.save()
-    let state = readViewState(layout)
+    let state = guard.state
     assertPublishable(state, opts, manifestFile)
     let adopted: AdoptResult | null = null
     if (state.kind === 'directory' && opts.adopt) {
-      adopted = adoptDirectory(layout, state, manifest, opts.argv ?? process.argv.slice(1))
+      adopted = adoptDirectory(layout, state, manifest, opts.argv ?? process.argv.slice(1), guard)
       state = readViewState(layout)
     }
     const previous = state.current?.generation ?? null
     if (showsPlan(layout, state, plan)) {
       const warnings: string[] = []
-      const settings = await recordSettingsChange(layout, state, plan, manifest, opts, warnings)
+      const settings = await recordSettingsChange(layout, state, plan, manifest, opts, guard, warnings)
       if (adopted !== null && settings === null) warnings.push(...(await keepModuleTreeCurrent(layout)).warnings)
       const generation = settings ?? previous
       return { ...base, warnings: [...base.warnings, ...warnings], generation, previousGeneration: previous, changed: adopted !== null || settings !== null, settingsChanged: settings !== null, built: false, adopted, cleared, elapsedMs: performance.now() - started }
@@ -219,8 +219,8 @@ async function planAndSwitch(manifestFile: string, manifest: Manifest, layout: L
     // a tree with this hash on disk is reused: nothing to share
     const choice = intact(layout, plan.hash) ? NO_BASE : baseFor(layout, state, manifest, opts)
     const build = () => buildGeneration(layout, plan, manifest, { onProgress: opts.onProgress, signal: opts.signal, helpers: opts.helpers, workInStore: opts.workInStore, base: choice.base })
-    const { generation, built, warnings, share } = await switchToNewGeneration(layout, state, plan, manifest, opts, build)
-    return { ...base, ...sharing(choice, share), warnings: [...base.warnings, ...warnings, ...notes(choice, share)], generation, previousGeneration: previous, changed: true, built, adopted, cleared, elapsedMs: performance.now() - started }
+    const { generation, built, warnings, share } = await switchToNewGeneration(layout, state, plan, manifest, opts, guard, build)
+    return { ...base, ...sharing(choice, share), warnings: [...base.warnings, ...guard.notes, ...warnings, ...notes(choice, share)], generation, previousGeneration: previous, changed: true, built, adopted, cleared, elapsedMs: performance.now() - started }
   })
 }
 
@@ -247,8 +247,8 @@ function notes(choice: BaseChoice, share: ShareOutcome): string[] {
  * before the plan is complete and accepted. Null, before anything is done,
  * when the plain path must decide (a hardlink view across filesystems).
  */
-async function streamAndSwitch(manifestFile: string, manifest: Manifest, layout: Layout, cache: ScanCache, opts: RegenerateOptions & { helpers: LinkHelpers }, cleared: string[], started: number): Promise<RegenerateResult | null> {
-  const state = readViewState(layout)
+async function streamAndSwitch(manifestFile: string, manifest: Manifest, layout: Layout, cache: ScanCache, opts: RegenerateOptions & { helpers: LinkHelpers }, cleared: string[], guard: WriterGuard, started: number): Promise<RegenerateResult | null> {
+  const state = guard.state
   // a directory that appeared at the view path since the first look is refused here, --adopt or not (adoption is the plain path's)
   assertPublishable(state, { ...opts, adopt: false }, manifestFile)
   const prefixes = prefixTable(manifest)
@@ -278,7 +278,7 @@ async function streamAndSwitch(manifestFile: string, manifest: Manifest, layout:
     if (showsPlan(layout, state, plan)) {
       await stream.abandon()
       const warnings: string[] = []
-      const settings = await recordSettingsChange(layout, state, plan, manifest, opts, warnings)
+      const settings = await recordSettingsChange(layout, state, plan, manifest, opts, guard, warnings)
       const generation = settings ?? previous
       return { ...base, warnings: [...base.warnings, ...warnings], streamed: stream.linkedWhileWalking, generation, previousGeneration: previous, changed: settings !== null, settingsChanged: settings !== null, built: false, shared: 0, sharedWith: null, adopted: null, cleared, elapsedMs: performance.now() - started }
     }
@@ -294,14 +294,14 @@ async function streamAndSwitch(manifestFile: string, manifest: Manifest, layout:
     }
     let switched
     try {
-      switched = await switchToNewGeneration(layout, state, plan, manifest, opts, build)
+      switched = await switchToNewGeneration(layout, state, plan, manifest, opts, guard, build)
     } catch (err) {
       await stream.abandon() // if the switch failed before the build: no worker links on once the working directory is back
       throw err
     }
     const { generation, built, warnings, share } = switched
     const choiceNow = built ? choice : NO_BASE
-    return { ...base, ...sharing(choiceNow, share), streamed: stream.linkedWhileWalking, warnings: [...base.warnings, ...warnings, ...notes(choiceNow, share)], generation, previousGeneration: previous, changed: true, built, adopted: null, cleared, elapsedMs: performance.now() - started }
+    return { ...base, ...sharing(choiceNow, share), streamed: stream.linkedWhileWalking, warnings: [...base.warnings, ...guard.notes, ...warnings, ...notes(choiceNow, share)], generation, previousGeneration: previous, changed: true, built, adopted: null, cleared, elapsedMs: performance.now() - started }
   } finally {
     leave?.()
   }
@@ -337,10 +337,10 @@ function settingsDiffer(state: ViewState, manifest: Manifest): boolean {
  * the record alone makes it current); returns its number, or null when
  * nothing changed.
  */
-async function recordSettingsChange(layout: Layout, state: ViewState, plan: PlanResult, manifest: Manifest, opts: RegenerateOptions, warnings: string[]): Promise<number | null> {
+async function recordSettingsChange(layout: Layout, state: ViewState, plan: PlanResult, manifest: Manifest, opts: RegenerateOptions, guard: WriterGuard, warnings: string[]): Promise<number | null> {
   if (!settingsDiffer(state, manifest)) return null
   const generation = nextGenerationNumber(state)
-  appendHistory(layout.history, newRecord({ generation, hash: plan.hash, action: 'regenerate', argv: opts.argv ?? process.argv.slice(1), manifest: manifest.file, ...manifestSettings(manifest) }))
+  switchView(layout, state, newRecord({ generation, hash: plan.hash, action: 'regenerate', argv: opts.argv ?? process.argv.slice(1), manifest: manifest.file, ...manifestSettings(manifest) }), guard, { publish: false })
   // the module tree names the generation, and may have moved with modules:
   warnings.push(...(await keepModuleTreeCurrent(layout)).warnings)
   return generation
@@ -414,7 +414,7 @@ function alreadyShown(layout: Layout, state: ViewState, manifest: Manifest, cach
   }
 }
 
-async function switchToNewGeneration(layout: Layout, state: ViewState, plan: PlanResult, manifest: Manifest, opts: RegenerateOptions, build: () => Promise<{ built: boolean; dir: string; share: ShareOutcome }>) {
+async function switchToNewGeneration(layout: Layout, state: ViewState, plan: PlanResult, manifest: Manifest, opts: RegenerateOptions, guard: WriterGuard, build: () => Promise<{ built: boolean; dir: string; share: ShareOutcome }>) {
   const { built, dir, share } = await build()
   if (opts.signal?.aborted && built) retireTree(layout, dir, plan.hash) // nobody will record it: leave nothing behind
   throwIfAborted(opts.signal)
@@ -427,14 +427,7 @@ async function switchToNewGeneration(layout: Layout, state: ViewState, plan: Pla
     manifest: manifest.file,
     ...manifestSettings(manifest),
   })
-  const sizeBefore = appendHistory(layout.history, record)
-  let warnings: string[]
-  try {
-    warnings = publishGeneration(layout, plan.hash)
-  } catch (err) {
-    retractHistory(layout.history, sizeBefore)
-    throw err
-  }
+  const warnings = switchView(layout, state, record, guard)
   warnings.push(...(await keepModuleTreeCurrent(layout)).warnings)
   return { generation, built, warnings, share }
 }

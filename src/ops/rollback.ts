@@ -7,9 +7,9 @@
  * the same way without the lock and changes nothing.
  */
 import { ViewError } from '../errors.js'
-import { appendHistory, madeRecord, newRecord, retractHistory, type SwitchAction } from '../store/journal/history.js'
+import { madeRecord, newRecord, type SwitchAction } from '../store/journal/history.js'
 import { generationDir, layoutFor, type Layout } from '../store/layout.js'
-import { publishGeneration } from '../store/build/publish.js'
+import { switchView } from '../store/build/publish.js'
 import { hashesOnDisk, listGenerations, nextGenerationNumber, readViewState, requireManaged, treeCondition, type GenerationInfo, type ViewState } from '../store/journal/state.js'
 import { readMeta } from '../store/journal/meta.js'
 import { viewPathOf } from '../manifest/target.js'
@@ -50,23 +50,16 @@ async function switchTo(target: string, spec: string | undefined, action: Extrac
   const first = readViewState(layout)
   requireManaged(first)
   if (opts.dryRun) return decide(layout, first, spec, true).result
-  return withWriter(layout, opts, async () => {
-    const state = readViewState(layout)
+  return withWriter(layout, opts, async (_cleared, guard) => {
+    const state = guard.state
     requireManaged(state)
     const { dest, result } = decide(layout, state, spec, false)
     if (!result.changed) return result
     // a tree no record names (its record was lost with a damaged journal line) gets a new number and the settings its manifest copy holds
     const settings = dest.untracked ? settingsFromManifestCopy(generationDir(layout, dest.hash)) : carriedSettings(state, dest.generation)
     const record = newRecord({ generation: dest.generation, hash: dest.hash, action, argv: opts.argv ?? process.argv.slice(1), from: result.from ?? undefined, ...settings })
-    const size = appendHistory(layout.history, record)
-    let warnings: string[]
-    try {
-      // the same tree with other settings: the record alone switches, the view already points there
-      warnings = dest.hash === state.hash ? [] : publishGeneration(layout, dest.hash)
-    } catch (err) {
-      retractHistory(layout.history, size)
-      throw err
-    }
+    // the same tree with other settings: the record alone switches, the view already points there
+    const warnings = [...guard.notes, ...switchView(layout, state, record, guard, { publish: dest.hash !== state.hash })]
     warnings.push(...(await keepModuleTreeCurrent(layout)).warnings)
     return { ...result, warnings }
   })

@@ -26,17 +26,17 @@ import * as sfs from '../../fs.js'
 import { ViewError, translateOsError } from '../../errors.js'
 import { parsePlanText, type ParsedPlan } from '../../plan/hash.js'
 import { Kind, NO_SOURCE, PLAN_FORMAT } from '../../plan/types.js'
-import { appendHistory, newRecord, retractHistory, type HistoryRecord } from '../../store/journal/history.js'
+import { newRecord, type HistoryRecord } from '../../store/journal/history.js'
 import { readMeta } from '../../store/journal/meta.js'
 import { readGenerationPlan } from '../../store/journal/plan-file.js'
 import { isComplete, listGenerations, nextGenerationNumber, readViewState, type ViewState } from '../../store/journal/state.js'
-import { publishGeneration } from '../../store/build/publish.js'
+import { switchView } from '../../store/build/publish.js'
 import { generationDir, layoutFor, LEASE_FILE, MANIFEST_COPY, META_DIR, META_FILE, PLAN_FILE, realGenerationDir, trashDir, type Layout } from '../../store/layout.js'
 import { assertNoCollision } from '../../store/places.js'
 import { toolVersion } from '../../version.js'
 import { recordSettings, sameSettings } from '../settings.js'
 import { keepModuleTreeCurrent } from '../../modules/hook.js'
-import { DEFAULT_LOCK_TIMEOUT, enterWriter, withWriter, type WriterOptions } from '../writer.js'
+import { DEFAULT_LOCK_TIMEOUT, enterWriter, withWriter, type WriterGuard, type WriterOptions } from '../writer.js'
 import { checkReceivedTree, unresolvedLinks, type ReceivedProblem } from './check.js'
 import { rebuildHere } from './rebuild.js'
 import { checkVersions, PROTOCOL, type Done, type Greeting, type Hello, type ListMessage, type PrefixCopy, type Ready } from './protocol.js'
@@ -65,6 +65,8 @@ export class ReceiveSession {
   private hello: Hello | null = null
   private ready: Ready | null = null
   private state: ViewState | null = null
+  /** The writer's guard (ops/writer.ts), for the switch at the end. */
+  private guard: WriterGuard | null = null
   private staging: string | null = null
   private prefixCopies: PrefixCopy[] = []
   /** The plan the sender sent (diff and rebuild modes). */
@@ -102,8 +104,9 @@ export class ReceiveSession {
       keepLeftover: stagingName,
       warn: (w) => notes.push(w),
     }
-    return withWriter(layout, writer, async () => {
-      const state = readViewState(layout)
+    return withWriter(layout, writer, async (_cleared, guard) => {
+      this.guard = guard
+      const state = guard.state
       assertReceivable(state)
       this.state = state
       this.ready = hello.link === 'hardlink' ? this.readyToRebuild(state, hello) : this.readyForTree(state, hello, stagingName)
@@ -358,23 +361,15 @@ export class ReceiveSession {
       origin: hello.origin,
       ...(hello.noSwitch && !sameTree ? { published: false } : {}),
     })
-    let size: number
+    // the view shows this tree already (other settings), or --no-switch: the record alone (store/build/publish.ts)
     try {
-      size = appendHistory(layout.history, record)
+      warnings.push(...switchView(layout, state, record, this.guard!, { publish: !sameTree && !hello.noSwitch }))
     } catch (err) {
       throw translateOsError(err, `recording the ${this.opts.action} in ${layout.history}`)
     }
     this.recorded = record
-    // the view shows this tree already (other settings): the record alone makes the generation current
     if (sameTree) return { type: 'done', generation, hash, switched: true, action: this.ready!.action, settingsChanged: true, warnings }
     if (hello.noSwitch) return { type: 'done', generation, hash, switched: false, action: this.ready!.action, settingsChanged: false, warnings }
-    try {
-      warnings.push(...publishGeneration(layout, hash))
-    } catch (err) {
-      retractHistory(layout.history, size)
-      this.recorded = null
-      throw err
-    }
     return { type: 'done', generation, hash, switched: true, action: this.ready!.action, settingsChanged: false, warnings }
   }
 

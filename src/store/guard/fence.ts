@@ -30,17 +30,14 @@
 import fs from 'node:fs'
 import path from 'node:path'
 import { ViewError, translateOsError } from '../../errors.js'
-import { switches, type HistoryRecord } from '../history.js'
 import { nonce, type Layout } from '../layout.js'
-import { readViewState, type ViewState } from '../state.js'
-import type { Filesystem } from './filesystem.js'
-import { STALE_LIMIT_S } from './filesystem.js'
+import { STALE_LIMIT_S, type Filesystem } from './filesystem.js'
 import { thisProcess, type ProcessId } from './host.js'
 
 export const FENCE_PREFIX = 'switch.'
 /** A fence the journal has not caught up with after this long (server time) was left by a writer that died. */
 export const SETTLE_S = STALE_LIMIT_S
-/** Fences kept however old: the newest this many. Older ones go once they are a day old. */
+/** Fences kept however old: the newest this many. Older ones go once they are a day old: no client's cache is that old, so no writer's count can fall among them. */
 export const KEEP_FENCES = 64
 const POLL_MS = 250
 
@@ -55,27 +52,6 @@ export interface FenceRecord extends ProcessId {
 
 export function fencePath(layout: Layout, n: number): string {
   return path.join(layout.store, `${FENCE_PREFIX}${n}`)
-}
-
-/** Switches the journal holds: the number of the last fence. */
-export function switchCount(records: HistoryRecord[]): number {
-  return switches(records).length
-}
-
-/**
- * The view's state as fresh as this mount can give it: reopen the parent
- * directory and the store (close-to-open), then read the symlink and the
- * journal.
- */
-export function readFreshState(layout: Layout): ViewState {
-  for (const dir of [layout.parent, layout.store]) {
-    try {
-      fs.closeSync(fs.openSync(dir, fs.constants.O_RDONLY | fs.constants.O_DIRECTORY))
-    } catch {
-      // missing or unreadable: readViewState says what matters
-    }
-  }
-  return readViewState(layout)
 }
 
 /** The time on the filesystem's own clock, in ms: a file created now carries it (1 s resolution on some servers). */
@@ -122,29 +98,40 @@ export function readFence(file: string): FenceRecord | null {
   }
 }
 
-export interface FreshState {
-  state: ViewState
-  /** Warnings for the caller's result: a dead writer's fence removed, a wait for stale reads. */
+/** What awaitFreshState needs to know of a reading of the view (journal/state.ts). */
+export interface SwitchFacts {
+  /** Switch records in the journal. */
+  switches: number
+  /** The hash of the journal's last switch, null with none. */
+  lastHash: string | null
+  /** The hash the view's symlink shows, null when it is not a view. */
+  shownHash: string | null
+}
+
+export interface FreshState<S> {
+  state: S
+  /** Warnings for the caller's result: a wait for stale reads, a dead writer's fence removed. */
   notes: string[]
 }
 
 /**
- * Under the writer lock, before deciding anything: the view's state, read
- * fresh, and not older than the last switch any client made (no
- * `switch.<n+1>` beyond the journal's n switches). Waits while this client's
- * reads catch up; removes the fence of a writer that died before recording
- * its switch.
+ * Under the writer lock, before deciding anything: a reading of the view
+ * (`read`, fresh: journal/state.ts readViewStateFresh) not older than the
+ * last switch any client made: no `switch.<n+1>` beyond the journal's n
+ * switches, and on a shared filesystem no recent switch the symlink does not
+ * show yet. Waits while this client's reads catch up; removes the fence of a
+ * writer that died before recording its switch.
  */
-export async function awaitFreshState(layout: Layout, filesystem: Filesystem, signal?: AbortSignal): Promise<FreshState> {
+export async function awaitFreshState<S>(layout: Layout, filesystem: Filesystem, read: () => S, facts: (s: S) => SwitchFacts, signal?: AbortSignal): Promise<FreshState<S>> {
   const notes: string[] = []
   let waitedMs = 0
   for (;;) {
-    const state = readFreshState(layout)
-    const n = switchCount(state.records)
-    const next = fencePath(layout, n + 1)
+    const state = read()
+    const f = facts(state)
+    const next = fencePath(layout, f.switches + 1)
     const st = lstatOrNull(next)
     if (st === null) {
-      if (!symlinkBehind(layout, filesystem, state, n)) {
+      if (!symlinkBehind(layout, filesystem, f)) {
         if (waitedMs > 0) notes.push(`waited ${(waitedMs / 1000).toFixed(1)} s for this client's view of ${layout.store} to catch up with a switch made elsewhere`)
         return { state, notes }
       }
@@ -167,12 +154,9 @@ export async function awaitFreshState(layout: Layout, filesystem: Filesystem, si
  * An older disagreement is what a writer that died between recording and
  * publishing leaves, and is not waited for.
  */
-function symlinkBehind(layout: Layout, filesystem: Filesystem, state: ViewState, n: number): boolean {
-  if (!filesystem.remote || state.kind !== 'managed') return false
-  const sw = switches(state.records)
-  const last = sw[sw.length - 1]
-  if (last === undefined || last.hash === state.hash) return false
-  const fence = lstatOrNull(fencePath(layout, n))
+function symlinkBehind(layout: Layout, filesystem: Filesystem, f: SwitchFacts): boolean {
+  if (!filesystem.remote || f.shownHash === null || f.lastHash === null || f.lastHash === f.shownHash) return false
+  const fence = lstatOrNull(fencePath(layout, f.switches))
   return fence !== null && (serverNow(layout, filesystem) - fence.mtimeMs) / 1000 < SETTLE_S
 }
 
@@ -191,14 +175,14 @@ export interface FenceClaim {
 }
 
 /**
- * Announce the switch from `state` to `to`: create `switch.<n+1>` with
- * O_EXCL. EEXIST means another client switched after this one read the
- * journal: nothing is changed and the writer stops with STALE_READS.
+ * Announce switch number `n` (the journal's switches so far, plus one) from
+ * the tree `from` to `to`: create `switch.<n>` with O_EXCL. EEXIST means
+ * another client switched after this one read the journal: nothing is
+ * changed and the writer stops with STALE_READS.
  */
-export function claimSwitch(layout: Layout, state: ViewState, to: { hash: string; generation: number }): FenceClaim {
-  const n = switchCount(state.records) + 1
+export function claimSwitch(layout: Layout, n: number, to: { from: string | null; hash: string; generation: number }): FenceClaim {
   const file = fencePath(layout, n)
-  const record: FenceRecord = { n, generation: to.generation, from: state.hash, to: to.hash, at: new Date().toISOString(), ...thisProcess() }
+  const record: FenceRecord = { n, generation: to.generation, from: to.from, to: to.hash, at: new Date().toISOString(), ...thisProcess() }
   let fd: number
   try {
     fd = fs.openSync(file, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_NOFOLLOW, 0o644)
@@ -239,28 +223,42 @@ export interface RecentSwitch {
   atMs: number
 }
 
-/** The fences and what they say, newest first, from one listing of the store (gc). */
-export function listFences(layout: Layout, names: string[]): RecentSwitch[] {
+/**
+ * The switches made within `windowS` before `nowMs` (server time), newest
+ * first, looked up by number from the journal's count `n` down: each name is
+ * asked of the server (a directory listing may come from a cache), and the
+ * walk stops at the first fence that is older or missing.
+ */
+export function recentSwitches(layout: Layout, n: number, nowMs: number, windowS: number): RecentSwitch[] {
   const out: RecentSwitch[] = []
-  for (const name of names) {
-    if (!name.startsWith(FENCE_PREFIX)) continue
-    const n = Number(name.slice(FENCE_PREFIX.length))
-    if (!Number.isInteger(n) || n < 1) continue
-    const file = path.join(layout.store, name)
+  for (let k = n; k >= 1; k--) {
+    const file = fencePath(layout, k)
     const st = lstatOrNull(file)
-    if (st === null || !st.isFile()) continue
+    if (st === null || !st.isFile() || (nowMs - st.mtimeMs) / 1000 >= windowS) break
     const record = readFence(file)
-    out.push({ n, from: record?.from ?? null, to: record?.to ?? '', atMs: st.mtimeMs })
+    out.push({ n: k, from: record?.from ?? null, to: record?.to ?? '', atMs: st.mtimeMs })
   }
-  return out.sort((a, b) => b.n - a.n)
+  return out
 }
 
-/** Remove fences beyond the newest KEEP_FENCES that are over a day old (server time); best effort. */
-export function pruneFences(layout: Layout, fences: RecentSwitch[], nowMs: number): void {
-  for (const f of fences.slice(KEEP_FENCES)) {
-    if (nowMs - f.atMs < 24 * 3600 * 1000) continue
+/**
+ * Remove fences below the newest KEEP_FENCES that are over a day old (server
+ * time), oldest first, stopping at the first younger one (fences are made in
+ * order): usually one lstat. From a listing of the store; best effort.
+ */
+export function pruneFences(layout: Layout, names: string[], n: number, nowMs: number): void {
+  const old: number[] = []
+  for (const name of names) {
+    if (!name.startsWith(FENCE_PREFIX)) continue
+    const k = Number(name.slice(FENCE_PREFIX.length))
+    if (Number.isInteger(k) && k >= 1 && k <= n - KEEP_FENCES) old.push(k)
+  }
+  for (const k of old.sort((a, b) => a - b)) {
+    const file = fencePath(layout, k)
+    const st = lstatOrNull(file)
+    if (st !== null && nowMs - st.mtimeMs < 24 * 3600 * 1000) return
     try {
-      fs.unlinkSync(fencePath(layout, f.n))
+      fs.unlinkSync(file)
     } catch {
       // gone already
     }

@@ -30,7 +30,7 @@
 import fs from 'node:fs'
 import path from 'node:path'
 import { ViewError, translateOsError } from '../../errors.js'
-import { threads } from '../../lazy.js'
+import { Worker } from 'node:worker_threads'
 import { nonce } from '../layout.js'
 import { provablyDead, thisProcess, type ProcessId } from './host.js'
 
@@ -272,9 +272,9 @@ setInterval(() => {
 function holding(file: string, fd: number, me: XlockRecord): CrossClientLock {
   fs.closeSync(fd) // the heartbeat thread writes through a descriptor of its own
   const lost = new Int32Array(new SharedArrayBuffer(4))
-  let worker: import('node:worker_threads').Worker | null = null
+  let worker: Worker | null = null
   try {
-    worker = new (threads().Worker)(HEARTBEAT, { eval: true, workerData: { file, record: JSON.stringify(me), size: RECORD_BYTES, interval: HEARTBEAT_MS, lost } })
+    worker = new Worker(HEARTBEAT, { eval: true, workerData: { file, record: JSON.stringify(me), size: RECORD_BYTES, interval: HEARTBEAT_MS, lost } })
     worker.unref()
   } catch {
     // no thread to be had: the record still names the holder; a waiter on another host may judge it dead after STALE_AFTER_S, which verify() then tells

@@ -130,6 +130,29 @@ export function hashesOnDisk(layout: Layout): string[] {
   }
 }
 
+/**
+ * readViewState with the freshest lookup the mount offers: the view's parent
+ * directory and the store are opened first (close-to-open consistency: on
+ * NFS, opening a directory revalidates what the client cached of it), then
+ * the symlink and the journal are read. Writers read this way under the lock.
+ */
+export function readViewStateFresh(layout: Layout): ViewState {
+  for (const dir of [layout.parent, layout.store]) {
+    try {
+      fs.closeSync(fs.openSync(dir, fs.constants.O_RDONLY | fs.constants.O_DIRECTORY))
+    } catch {
+      // missing or unreadable: readViewState says what matters
+    }
+  }
+  return readViewState(layout)
+}
+
+/** What the fencing counter (guard/fence.ts) needs to know of a reading. */
+export function switchFacts(state: ViewState): { switches: number; lastHash: string | null; shownHash: string | null } {
+  const sw = switches(state.records)
+  return { switches: sw.length, lastHash: sw[sw.length - 1]?.hash ?? null, shownHash: state.hash }
+}
+
 export function isComplete(layout: Layout, hash: string): boolean {
   return fs.existsSync(path.join(generationDir(layout, hash), META_DIR, META_FILE))
 }

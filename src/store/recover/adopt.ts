@@ -20,10 +20,10 @@ import { hashPlan, planChunks } from '../../plan/hash.js'
 import { EntryType, readDirListing } from '../../plan/scan.js'
 import { Kind, NO_SOURCE } from '../../plan/types.js'
 import { removeQuietly } from '../build/build.js'
-import { appendHistory, newRecord, retractHistory } from '../journal/history.js'
+import { newRecord } from '../journal/history.js'
 import { generationDir, LEASE_FILE, MANIFEST_COPY, META_DIR, META_FILE, PLAN_FILE, type Layout } from '../layout.js'
 import { generationMeta, kindCounts } from '../journal/meta.js'
-import { publishGeneration } from '../build/publish.js'
+import { switchView, type SwitchGuard } from '../build/publish.js'
 import { nextGenerationNumber, type ViewState } from '../journal/state.js'
 
 export interface AdoptResult {
@@ -32,7 +32,7 @@ export interface AdoptResult {
   entries: number
 }
 
-export function adoptDirectory(layout: Layout, state: ViewState, manifest: Manifest, argv: string[]): AdoptResult {
+export function adoptDirectory(layout: Layout, state: ViewState, manifest: Manifest, argv: string[], guard: SwitchGuard): AdoptResult {
   assertNotMountPoint(layout)
   const { paths, kinds, identity } = listTree(layout.view)
   const chunks = planChunks([], paths, kinds, paths.map(() => NO_SOURCE))
@@ -66,11 +66,9 @@ export function adoptDirectory(layout: Layout, state: ViewState, manifest: Manif
   }
   const generation = nextGenerationNumber(state)
   const record = newRecord({ generation, hash, action: 'adopt', argv, manifest: manifest.file, env: manifest.env, gc: { keep: manifest.gc.keep, ttl: manifest.gc.ttl, auto: manifest.gc.auto }, modules: manifest.modules })
-  const size = appendHistory(layout.history, record)
   try {
-    publishGeneration(layout, hash)
+    switchView(layout, state, record, guard)
   } catch (err) {
-    retractHistory(layout.history, size)
     const e = translateOsError(err, `publishing the adopted tree at ${layout.view}`)
     throw new ViewError(e.code, e.message, `the adopted directory is safe at ${dest}; fix the cause and run the same regenerate again, or move it back by hand`, e.details, { cause: err })
   }
