@@ -389,7 +389,7 @@ describe('disk full on a small tmpfs', () => {
     const inodesBefore = fs.statfsSync(mnt).ffree
 
     const big = writeManifest(root, `view: ${view}\nfold: false\npackages:\n  - glob: ${root}/p/pkg*\n`, 'big.yaml')
-    const r = await viewctlRun(['regenerate', big, '--json'], { env: { VIEWCTL_LINK_THREADS: '2' } })
+    const r = await viewctlRun(['regenerate', big, '--json'], { env: { VIEWCTL_JOBS: '2' } })
     expect(r.code, r.stderr).toBe(1)
     expectDiskFullAndUnchanged(r, view, before)
     expect(fs.statfsSync(mnt).ffree, 'inodes of the failed build were not all freed').toBe(inodesBefore)

@@ -14,7 +14,7 @@ import path from 'node:path'
 import { spawnSync } from 'node:child_process'
 import { describe, expect, it, onTestFinished } from 'vitest'
 import { CHUNK, PARALLEL_MIN_LINKS, scheduleLinks } from '../src/store/build/linker.js'
-import { extraThreads } from '../src/store/workers.js'
+import { extraThreads, jobs, LOCAL_JOBS_CAP, REMOTE_JOBS } from '../src/store/workers.js'
 import { BIN, ROOT, makePrefixes, tempDir, viewctl, writeManifest, writeTree } from './helpers.js'
 
 describe('scheduleLinks', () => {
@@ -58,7 +58,7 @@ describe('linking with a worker thread (compiled package)', () => {
     for (const threads of ['1', '2', '3']) {
       const view = path.join(dir, `view-${threads}`)
       const manifest = writeManifest(dir, [`view: ${view}`, 'fold: false', 'packages:', ...prefixes.map((p) => `  - ${p}`), ''].join('\n'), `m${threads}.yaml`)
-      const r = viewctl(['regenerate', manifest, '--json'], { env: { VIEWCTL_LINK_THREADS: threads } })
+      const r = viewctl(['regenerate', manifest, '--json'], { env: { VIEWCTL_JOBS: threads } })
       expect(r.code, r.stderr).toBe(0)
       expect(r.json.entries).toBeGreaterThan(PARALLEL_MIN_LINKS)
       hashes.push(r.json.hash)
@@ -87,14 +87,14 @@ describe('linking with a worker thread (compiled package)', () => {
     expect(err!.syscall).toBe('symlink')
   })
   it('hands the queue to workers started ahead of the plan; an error in one fails the build the same way', { timeout: 60_000 }, async (testCtx) => {
-    // VIEWCTL_LINK_THREADS is capped at the CPUs: one CPU allows no worker at all
+    // VIEWCTL_JOBS is capped at the CPUs: one CPU allows no worker at all
     if (os.availableParallelism() < 2) testCtx.skip(`one CPU available to this process: no link worker to hand a queue to`)
     const { linkAll, startLinkHelpers } = (await import(path.join(ROOT, 'dist', 'store', 'build', 'linker.js'))) as typeof import('../src/store/build/linker.js')
-    const threads = process.env.VIEWCTL_LINK_THREADS
-    process.env.VIEWCTL_LINK_THREADS = '2' // one worker
+    const threads = process.env.VIEWCTL_JOBS
+    process.env.VIEWCTL_JOBS = '2' // one worker
     onTestFinished(() => {
-      if (threads === undefined) delete process.env.VIEWCTL_LINK_THREADS
-      else process.env.VIEWCTL_LINK_THREADS = threads
+      if (threads === undefined) delete process.env.VIEWCTL_JOBS
+      else process.env.VIEWCTL_JOBS = threads
     })
     const n = PARALLEL_MIN_LINKS + 4000
     // sendAhead: the plan text goes first (parsed while the main thread prepares), the queue after
@@ -141,27 +141,28 @@ describe('linking with a worker thread (compiled package)', () => {
   })
 })
 
-describe('thread knobs (VIEWCTL_LINK_THREADS, VIEWCTL_RM_THREADS) are capped at the CPUs', () => {
+describe('the one knob, VIEWCTL_JOBS (--jobs): threads capped at the CPUs locally', () => {
   it('allows at most one thread per CPU this process may run on, the main thread included', () => {
     const cpus = os.availableParallelism()
-    for (const knob of ['VIEWCTL_LINK_THREADS', 'VIEWCTL_RM_THREADS']) {
-      const saved = process.env[knob]
-      onTestFinished(() => {
-        if (saved === undefined) delete process.env[knob]
-        else process.env[knob] = saved
-      })
-      process.env[knob] = String(cpus + 7)
-      expect(extraThreads(knob), `${knob}=${cpus + 7}`).toBe(cpus - 1)
-      process.env[knob] = '1'
-      expect(extraThreads(knob)).toBe(0)
-      process.env[knob] = '0'
-      expect(extraThreads(knob)).toBe(0)
-      delete process.env[knob]
-      expect(extraThreads(knob)).toBe(Math.min(2, cpus) - 1) // the default: 2 threads in all
-    }
+    const saved = process.env.VIEWCTL_JOBS
+    onTestFinished(() => {
+      if (saved === undefined) delete process.env.VIEWCTL_JOBS
+      else process.env.VIEWCTL_JOBS = saved
+    })
+    process.env.VIEWCTL_JOBS = String(cpus + 7)
+    expect(extraThreads(), `VIEWCTL_JOBS=${cpus + 7}`).toBe(cpus - 1)
+    expect(jobs(true)).toBe(cpus + 7) // on a remote filesystem it is operations in flight, not threads
+    process.env.VIEWCTL_JOBS = '1'
+    expect(extraThreads()).toBe(0)
+    process.env.VIEWCTL_JOBS = '0' // not a number of jobs: the default
+    expect(jobs(true)).toBe(REMOTE_JOBS)
+    delete process.env.VIEWCTL_JOBS
+    expect(extraThreads()).toBe(Math.min(cpus, LOCAL_JOBS_CAP) - 1) // the default: the CPUs
+    expect(jobs(false)).toBe(Math.min(cpus, LOCAL_JOBS_CAP))
+    expect(jobs(true)).toBe(16)
   })
 
-  it('a build pinned to one CPU (taskset) starts no link worker, however many threads VIEWCTL_LINK_THREADS asks for', { timeout: 60_000 }, (testCtx) => {
+  it('a build pinned to one CPU (taskset) starts no link worker, however many threads VIEWCTL_JOBS asks for', { timeout: 60_000 }, (testCtx) => {
     if (spawnSync('taskset', ['-c', '0', 'true']).status !== 0) testCtx.skip('taskset (util-linux) is not installed: cannot pin a process to one CPU')
     const dir = tempDir('viewctl-link-cap-')
     // two prefixes sharing big directories: a link worker gets chunks while the walk goes on (streamed)
@@ -171,7 +172,7 @@ describe('thread knobs (VIEWCTL_LINK_THREADS, VIEWCTL_RM_THREADS) are capped at 
     const build = (name: string, pinned: boolean) => {
       const manifest = writeManifest(dir, `view: ${dir}/${name}\npackages: [${a}, ${b}]\n`, `${name}.yaml`)
       const cmd = [process.execPath, BIN, 'regenerate', manifest, '--json']
-      const r = spawnSync(pinned ? 'taskset' : cmd[0]!, pinned ? ['-c', '0', ...cmd] : cmd.slice(1), { encoding: 'utf8', env: { ...process.env, VIEWCTL_LINK_THREADS: '8' }, timeout: 60_000 })
+      const r = spawnSync(pinned ? 'taskset' : cmd[0]!, pinned ? ['-c', '0', ...cmd] : cmd.slice(1), { encoding: 'utf8', env: { ...process.env, VIEWCTL_JOBS: '8' }, timeout: 60_000 })
       expect(r.status, r.stderr).toBe(0)
       return JSON.parse(r.stdout) as { streamed: boolean; entries: number }
     }

@@ -123,7 +123,7 @@ describe('removing a tree with a worker thread (compiled package)', () => {
     expect(fs.readFileSync(path.join(outside, 'file'), 'utf8')).toBe('also precious')
   })
 
-  it('stays on the main thread for a small tree, with VIEWCTL_RM_THREADS=1, and from sources', async () => {
+  it('stays on the main thread for a small tree, with VIEWCTL_JOBS=1, and from sources', async () => {
     const { startTreeRemover } = await compiled()
     const dir = tempDir('viewctl-remover-')
     const run = async (remover: ReturnType<RemoverModule['startTreeRemover']>) => {
@@ -137,13 +137,13 @@ describe('removing a tree with a worker thread (compiled package)', () => {
       }
     }
     expect(await run(startTreeRemover(PARALLEL_MIN_ENTRIES - 1))).toEqual({ chunks: 0, workerChunks: 0 })
-    const saved = process.env.VIEWCTL_RM_THREADS
-    process.env.VIEWCTL_RM_THREADS = '1'
+    const saved = process.env.VIEWCTL_JOBS
+    process.env.VIEWCTL_JOBS = '1'
     try {
       expect(await run(startTreeRemover(10 * PARALLEL_MIN_ENTRIES))).toEqual({ chunks: 0, workerChunks: 0 })
     } finally {
-      if (saved === undefined) delete process.env.VIEWCTL_RM_THREADS
-      else process.env.VIEWCTL_RM_THREADS = saved
+      if (saved === undefined) delete process.env.VIEWCTL_JOBS
+      else process.env.VIEWCTL_JOBS = saved
     }
     const fromSources = await import('../src/store/remove/remover.js')
     expect(await run(fromSources.startTreeRemover(10 * PARALLEL_MIN_ENTRIES))).toEqual({ chunks: 0, workerChunks: 0 })

@@ -1,7 +1,7 @@
 /**
  * The streamed build (src/store/build/stream.ts): links are made while the
  * prefixes are still walked. Each claim is checked against the plain build
- * (VIEWCTL_LINK_THREADS=1: no link worker, so plan first and build after)
+ * (VIEWCTL_JOBS=1: no link worker, so plan first and build after)
  * through the real CLI, since only the compiled package ships the worker.
  */
 import fs from 'node:fs'
@@ -15,7 +15,7 @@ import { tempDir, viewctl, viewctlAsync, writeManifest, writeTree, type FileSpec
 import { finished, fullSnapshot, leftovers, noStackTrace, storeOf, treeOf } from './view-checks.js'
 import { mountTmpfs, requireMount } from './mounts.js'
 
-const PLAIN = { VIEWCTL_LINK_THREADS: '1' }
+const PLAIN = { VIEWCTL_JOBS: '1' }
 
 /** `n` files in `dir` of a prefix tree spec. */
 function many(dir: string, n: number, tag: string): Record<string, FileSpec> {

@@ -50,6 +50,8 @@ export const GLOBAL_OPTIONS: Options = {
 const WRITER_OPTIONS: Options = {
   'lock-timeout': { type: 'number', default: 30, describe: 'seconds to wait for another writer (0 = fail at once)' },
   lock: { type: 'boolean', default: true, describe: 'take the writer lock (--no-lock only where the filesystem cannot lock)', negated: 'skip the writer lock: only where the filesystem cannot lock and no other writer runs' },
+  'break-lock': { type: 'boolean', default: false, describe: 'remove the cross-client lock file of a writer known to be gone (its host crashed) instead of waiting for its heartbeat to go stale' },
+  jobs: { type: 'number', describe: 'metadata operations in flight while building and removing (default: the CPUs locally, 16 on a remote filesystem; also VIEWCTL_JOBS)' },
 }
 
 export const COMMANDS: CommandSpec[] = [

@@ -15,6 +15,12 @@
  * that closes descriptors it did not open (some daemons do) gives it up;
  * the ttl and the /proc scan (its environment names the tree) still apply.
  *
+ * On a shared filesystem, where another client's gc cannot see this
+ * client's fcntl locks, the command also gets a lease file in
+ * `._<name>/leases/<hash>/` (store/guard/lease-file.ts), kept fresh by a
+ * watcher process for as long as the command's process tree holds
+ * descriptor 4, the write end of a pipe whose read end only the watcher has.
+ *
  * The library never exits the process: it returns the status the CLI should
  * exit with (the command's, 128+N when it died by signal N, 127 when it was
  * not found, 126 when it could not be run).
@@ -23,11 +29,15 @@ import { spawn } from 'node:child_process'
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
+import type { Readable } from 'node:stream'
 import { ViewError, translateOsError } from '../errors.js'
 import { viewPathOf } from '../manifest/target.js'
 import { isHashName, layoutFor, META_DIR, META_FILE, type Layout } from '../store/layout.js'
 import { trySharedLease, type SharedLease } from '../store/guard/lease.js'
 import { readViewState, requireManaged } from '../store/journal/state.js'
+import { currentUser } from '../store/journal/history.js'
+import { filesystemOf } from '../store/guard/filesystem.js'
+import { createLeaseFile, type LeaseFile } from '../store/guard/lease-file.js'
 import { envEntries, prependEntries, recordedEnv } from './env.js'
 
 /** The descriptor number the command finds its lease on. */
@@ -146,23 +156,47 @@ export async function execInView(target: string, command: string[], opts: ExecOp
     warnings.push(`the filesystem cannot lock ${prepared.root}/.viewctl/lease: this command holds no lease, only the ttl and the spares protect its generation from gc`)
   }
   const base = { view: prepared.view, root: prepared.root, hash: prepared.hash, generation: prepared.generation, warnings }
+  const leaseFile = sharedLeaseFile(prepared, command, warnings)
   try {
-    const outcome = await runChild(command, prepared, opts)
+    const outcome = await runChild(command, prepared, opts, leaseFile)
     return { ...base, ...outcome }
   } finally {
     fs.closeSync(prepared.leaseFd) // the command's own copy of the descriptor keeps the lease while it lives
   }
 }
 
-function runChild(command: string[], prepared: PreparedExec, opts: ExecOptions): Promise<Pick<ExecResult, 'status' | 'signal' | 'error'>> {
+/** On a shared filesystem: the command's lease file, for other clients' gc (null elsewhere, or when it cannot be made: then a warning says so). */
+function sharedLeaseFile(prepared: PreparedExec, command: string[], warnings: string[]): LeaseFile | null {
+  const layout = layoutFor(prepared.view)
+  let remote: boolean
+  try {
+    remote = filesystemOf(layout.store).remote
+  } catch {
+    return null
+  }
+  if (!remote) return null
+  const { lease, problem } = createLeaseFile(layout, prepared.hash, { user: currentUser(), view: prepared.view, generation: prepared.generation, command: command[0] })
+  if (problem !== null) warnings.push(`${problem}: gc on other clients is held back from ${prepared.root} only by the ttl, the spares and the two-minute rule`)
+  return lease
+}
+
+function runChild(command: string[], prepared: PreparedExec, opts: ExecOptions, leaseFile: LeaseFile | null): Promise<Pick<ExecResult, 'status' | 'signal' | 'error'>> {
   return new Promise((resolve) => {
-    const stdio: Array<'inherit' | number> = ['inherit', 'inherit', 'inherit', prepared.leaseFd]
+    // descriptor 4: the lease file watcher's lifeline (store/guard/lease-file.ts), held by the command's process tree
+    const stdio: Array<'inherit' | 'pipe' | number> = ['inherit', 'inherit', 'inherit', prepared.leaseFd, ...(leaseFile ? ['pipe' as const] : [])]
     let child
     try {
       child = spawn(command[0]!, command.slice(1), { stdio, env: prepared.env, cwd: opts.cwd })
     } catch (err) {
+      leaseFile?.remove()
       resolve(spawnFailure(command[0]!, err))
       return
+    }
+    if (leaseFile) {
+      const lifeline = child.stdio[4] as Readable | null
+      if (child.pid !== undefined && lifeline) leaseFile.watch(lifeline)
+      else leaseFile.remove()
+      lifeline?.destroy() // the watcher has its own copy: the command's tree is now the only writer
     }
     const forward = (signal: NodeJS.Signals) => {
       try {
@@ -177,7 +211,10 @@ function runChild(command: string[], prepared: PreparedExec, opts: ExecOptions):
       for (const [s, h] of handlers) process.off(s, h)
       resolve(result)
     }
-    child.once('error', (err) => done(spawnFailure(command[0]!, err)))
+    child.once('error', (err) => {
+      leaseFile?.remove()
+      done(spawnFailure(command[0]!, err))
+    })
     child.once('spawn', () => opts.onSpawn?.(child.pid!, prepared))
     child.once('exit', (code, signal) => {
       if (signal) done({ status: 128 + (os.constants.signals[signal] ?? 0), signal, error: null })

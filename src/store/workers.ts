@@ -8,17 +8,30 @@
 import fs from 'node:fs'
 import os from 'node:os'
 
+/** Metadata operations kept in flight on a remote filesystem by default: waiting on the network needs no core. */
+export const REMOTE_JOBS = 16
+/** Threads a local build or removal uses by default, at most: more isolates cost memory and start-up for little. */
+export const LOCAL_JOBS_CAP = 8
+
 /**
- * Worker threads besides the main one, for a knob such as
- * VIEWCTL_LINK_THREADS=N (N threads in all, the main one included): by
- * default 2 threads in all, and never more threads than CPUs this process
- * may run on. `1` (or `0`) keeps everything on the main thread.
+ * The one knob for parallel work: `--jobs N` or VIEWCTL_JOBS=N, the
+ * metadata operations in flight at once. By default the CPUs this process
+ * may run on (at most LOCAL_JOBS_CAP) on a local filesystem, and REMOTE_JOBS
+ * on a remote one, where each operation is a round trip.
  */
-export function extraThreads(knob: string): number {
-  const raw = process.env[knob]
-  const cpus = os.availableParallelism()
-  const wanted = raw && /^\d+$/.test(raw) ? Math.max(1, Number(raw)) : 2
-  return Math.min(wanted, cpus) - 1
+export function jobs(remote: boolean): number {
+  const raw = process.env.VIEWCTL_JOBS
+  if (raw && /^\d+$/.test(raw) && Number(raw) >= 1) return Number(raw)
+  return remote ? REMOTE_JOBS : Math.min(os.availableParallelism(), LOCAL_JOBS_CAP)
+}
+
+/**
+ * Worker threads besides the main one on a local filesystem: jobs() threads
+ * in all, the main one included, and never more than the CPUs. `1` keeps
+ * everything on the main thread.
+ */
+export function extraThreads(): number {
+  return Math.min(jobs(false), os.availableParallelism()) - 1
 }
 
 /**

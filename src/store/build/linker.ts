@@ -153,9 +153,9 @@ export interface LinkAllOptions {
   helpers?: LinkHelpers | null
 }
 
-/** Worker threads besides the main thread: VIEWCTL_LINK_THREADS - 1 (default 2 threads in all, at most the CPUs). */
+/** Worker threads besides the main thread: VIEWCTL_JOBS - 1 (store/workers.ts). */
 export function extraLinkThreads(): number {
-  return extraThreads('VIEWCTL_LINK_THREADS')
+  return extraThreads()
 }
 
 /** Below this many links a worker's start-up (a fresh V8 isolate, ~20-40 ms) costs more than it saves. */

@@ -106,9 +106,9 @@ export interface TreeRemover {
 
 const ALONE: RemovalStats = { chunks: 0, workerChunks: 0 }
 
-/** Worker threads besides the main one: VIEWCTL_RM_THREADS - 1 (default 2 threads in all, at most the CPUs). */
+/** Worker threads besides the main one: VIEWCTL_JOBS - 1 (store/workers.ts). */
 export function extraRemoveThreads(): number {
-  return extraThreads('VIEWCTL_RM_THREADS')
+  return extraThreads()
 }
 
 /** The worker's script; null when it was not built (run from sources, as in the tests: everything stays on the main thread). */
