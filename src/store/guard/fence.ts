@@ -30,6 +30,7 @@
 import fs from 'node:fs'
 import path from 'node:path'
 import { ViewError, translateOsError } from '../../errors.js'
+import * as sfs from '../../fs.js'
 import { nonce, type Layout } from '../layout.js'
 import { STALE_LIMIT_S, type Filesystem } from './filesystem.js'
 import { thisProcess, type ProcessId } from './host.js'
@@ -60,7 +61,7 @@ export function serverNow(layout: Layout, filesystem: Filesystem): number {
   const probe = path.join(layout.store, `.clock-${process.pid}-${nonce()}`)
   let fd: number
   try {
-    fd = fs.openSync(probe, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_NOFOLLOW, 0o600)
+    fd = sfs.openNoFollow(probe, sfs.createFlags(true), 0o600)
   } catch {
     return Date.now() // the store is not writable here: this host's clock is the best left
   }
@@ -87,12 +88,7 @@ function lstatOrNull(p: string): fs.Stats | null {
 
 export function readFence(file: string): FenceRecord | null {
   try {
-    const fd = fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW)
-    try {
-      return JSON.parse(fs.readFileSync(fd, 'utf8')) as FenceRecord
-    } finally {
-      fs.closeSync(fd)
-    }
+    return JSON.parse(sfs.readTextNoFollow(file)) as FenceRecord
   } catch {
     return null
   }
@@ -185,7 +181,8 @@ export function claimSwitch(layout: Layout, n: number, to: { from: string | null
   const record: FenceRecord = { n, generation: to.generation, from: to.from, to: to.hash, at: new Date().toISOString(), ...thisProcess() }
   let fd: number
   try {
-    fd = fs.openSync(file, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_NOFOLLOW, 0o644)
+    // mode 0666 less the writer's umask, which follows the store's mode (DESIGN §13)
+    fd = sfs.openNoFollow(file, sfs.createFlags(true))
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'EEXIST') {
       const other = readFence(file)

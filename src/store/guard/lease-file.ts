@@ -26,6 +26,7 @@ import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import type { Readable } from 'node:stream'
+import * as sfs from '../../fs.js'
 import type { Layout } from '../layout.js'
 import { bootId } from './host.js'
 
@@ -101,7 +102,7 @@ export function createLeaseFile(layout: Layout, hash: string, meta: Record<strin
   try {
     const st = fs.lstatSync(dir)
     if (!st.isDirectory() || (st.mode & 0o1000) === 0) return { lease: null, problem: `${dir} is not a sticky directory` }
-    fd = fs.openSync(file, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_NOFOLLOW, 0o644)
+    fd = sfs.openNoFollow(file, sfs.createFlags(true), 0o644)
   } catch (err) {
     return { lease: null, problem: `no lease file in ${dir}: ${(err as Error).message}` }
   }

@@ -29,8 +29,9 @@
  */
 import fs from 'node:fs'
 import path from 'node:path'
-import { ViewError, translateOsError } from '../../errors.js'
 import { Worker } from 'node:worker_threads'
+import { ViewError, translateOsError } from '../../errors.js'
+import * as sfs from '../../fs.js'
 import { nonce } from '../layout.js'
 import { provablyDead, thisProcess, type ProcessId } from './host.js'
 
@@ -83,24 +84,35 @@ function encode(record: XlockRecord): Buffer {
 
 /** The record in the lock file, its raw text (to notice changes), or null when there is no lock file. */
 export function readXlock(file: string): { record: XlockRecord | null; raw: string } | null {
-  let fd: number
+  let raw: string
   try {
-    fd = fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW)
+    raw = readSmall(file)
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null
+    if ((err as NodeJS.ErrnoException).code === 'EINVAL' || sfs.isRefusedSymlink(err)) return { record: null, raw: `(not a regular file: ${(err as Error).message})` }
     throw err
   }
   try {
+    const record = JSON.parse(raw) as XlockRecord
+    return { record: typeof record.pid === 'number' && typeof record.host === 'string' ? record : null, raw }
+  } catch {
+    return { record: null, raw } // being written, or torn by a crash: judged by whether it changes
+  }
+}
+
+/**
+ * The first RECORD_BYTES of a regular file, never through a symlink or a
+ * FIFO (DESIGN §13), read up to that size whatever size this client has
+ * cached for it.
+ */
+function readSmall(file: string): string {
+  const fd = sfs.openNoFollow(file, sfs.OPEN.O_RDONLY | sfs.OPEN.O_NONBLOCK)
+  try {
+    if (!fs.fstatSync(fd).isFile()) throw Object.assign(new Error(`EINVAL: not a regular file, open '${file}'`), { code: 'EINVAL' })
     const buf = Buffer.alloc(RECORD_BYTES)
     let n = 0
     for (let r; n < RECORD_BYTES && (r = fs.readSync(fd, buf, n, RECORD_BYTES - n, n)) > 0; ) n += r
-    const raw = buf.subarray(0, n).toString('utf8')
-    try {
-      const record = JSON.parse(raw) as XlockRecord
-      return { record: typeof record.pid === 'number' && typeof record.host === 'string' ? record : null, raw }
-    } catch {
-      return { record: null, raw } // being written, or torn by a crash: judged by whether it changes
-    }
+    return buf.subarray(0, n).toString('utf8')
   } finally {
     fs.closeSync(fd)
   }
@@ -140,7 +152,8 @@ function monotonicMs(): number {
 function tryCreate(file: string, me: XlockRecord): number | null {
   let fd: number
   try {
-    fd = fs.openSync(file, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_NOFOLLOW, 0o644)
+    // mode 0666 less the writer's umask, which follows the store's mode (DESIGN §13)
+    fd = sfs.openNoFollow(file, sfs.createFlags(true))
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'EEXIST') return null
     throw translateOsError(err, `creating the cross-client lock ${file}`)
@@ -169,7 +182,7 @@ function breakStale(store: string, file: string, raw: string): boolean {
   const guard = path.join(store, BREAK_FILE)
   let fd: number
   try {
-    fd = fs.openSync(guard, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_NOFOLLOW, 0o644)
+    fd = sfs.openNoFollow(guard, sfs.createFlags(true))
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw translateOsError(err, `creating ${guard}`)
     clearStaleBreak(guard)
@@ -197,12 +210,7 @@ const breakSeen = new Map<string, { raw: string; since: number }>()
 function clearStaleBreak(guard: string): void {
   let raw: string
   try {
-    const fd = fs.openSync(guard, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW)
-    try {
-      raw = fs.readFileSync(fd, 'utf8')
-    } finally {
-      fs.closeSync(fd)
-    }
+    raw = readSmall(guard)
   } catch {
     return
   }
@@ -254,7 +262,7 @@ const me = JSON.parse(record)
 const fd = fs.openSync(file, fs.constants.O_WRONLY | fs.constants.O_NOFOLLOW)
 const mine = () => {
   try {
-    const f = fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW)
+    const f = fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK)
     try {
       const buf = Buffer.alloc(size)
       const n = fs.readSync(f, buf, 0, size, 0)
