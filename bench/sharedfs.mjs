@@ -4,7 +4,7 @@
  * (test/rig/sharedfs.mjs), where every metadata operation is a round trip.
  *
  *   npm run bench -- --sharedfs [--prefixes 8] [--files 250] [--runs 3]
- *                   [--delay-ms 1] [--jobs N] [--strace] [--json]
+ *                   [--delay-ms 1] [--jobs N] [--strace] [--json | --markdown]
  *
  * The prefixes, the views and the copies live in the export, and every
  * timed command reaches them through a mount:
@@ -25,11 +25,11 @@ import { spawnSync } from 'node:child_process'
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
-import { BIN, childEnv, countTree, has, layoutCounts, makePrefixes, manifestText, median, rmrf, timed, viewctlJson } from './common.mjs'
+import { BIN, childEnv, countTree, ROOT, has, layoutCounts, makePrefixes, manifestText, median, rmrf, timed, viewctlJson } from './common.mjs'
 import { sharedFsUnavailable, startSharedFs } from '../test/rig/sharedfs.mjs'
 
 function parseArgs(argv) {
-  const opts = { prefixes: 8, files: 250, runs: 3, delayMs: 1, jobs: null, strace: false, json: false }
+  const opts = { prefixes: 8, files: 250, runs: 3, delayMs: 1, jobs: null, strace: false, json: false, markdown: false }
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]
     const value = () => {
@@ -50,9 +50,11 @@ function parseArgs(argv) {
     else if (flag === '--jobs') opts.jobs = Math.round(num('--jobs', 1))
     else if (flag === '--strace') opts.strace = true
     else if (flag === '--json') opts.json = true
+    else if (flag === '--markdown') opts.markdown = true
     else if (flag === '--help' || flag === '-h') usage(null)
     else usage(`unknown option ${a}`)
   }
+  if (opts.json && opts.markdown) usage('--json and --markdown exclude each other')
   return opts
 }
 
@@ -64,7 +66,8 @@ function usage(problem) {
   --delay-ms MS  latency the proxy adds in each direction on the delayed mount (default 1)
   --jobs N       VIEWCTL_JOBS for viewctl (default: viewctl's own)
   --strace       also count each build's system calls once (strace -c -f)
-  --json         print one JSON object instead of the table`
+  --json         print one JSON object instead of the table
+  --markdown     print the run's line and tables as docs/benchmarks.md shows them`
   if (problem) {
     process.stderr.write(`bench: ${problem}\n${text}\n`)
     process.exit(2)
@@ -83,6 +86,7 @@ export async function runSharedFsBench(argv) {
   const log = (msg) => {
     if (!opts.json) process.stderr.write(`bench: ${msg}\n`)
   }
+  const startedAt = new Date()
   const loadBefore = os.loadavg()
   log(`starting the rig: private sshd, sshfs mounts (uncached; delayed by ${opts.delayMs} ms each way)`)
   const rig = await startSharedFs({ delayMs: opts.delayMs, mounts: ['uncached', 'delayed'], label: 'bench' })
@@ -91,7 +95,7 @@ export async function runSharedFsBench(argv) {
     result.machine.loadavg = { before: loadBefore.map((x) => +x.toFixed(2)), after: os.loadavg().map((x) => +x.toFixed(2)) }
     const proxy = rig.proxy.stats()
     result.network = { delayMs: opts.delayMs, measuredMeanHoldMs: proxy?.meanHoldMs ?? null, chunks: proxy?.chunks ?? null }
-    process.stdout.write(opts.json ? JSON.stringify(result, null, 2) + '\n' : render(result))
+    process.stdout.write(opts.json ? JSON.stringify(result, null, 2) + '\n' : opts.markdown ? markdown(result, startedAt, argv) : render(result))
     return 0
   } catch (err) {
     process.stderr.write(`bench: failed: ${err.stack ?? err}\n`)
@@ -281,8 +285,7 @@ function render(result) {
     lines.push('')
     lines.push('system calls of one build (strace -c -w -f: seconds are wall-clock time inside each call, summed over threads)')
     const names = Object.keys(result.strace)
-    const all = new Set(names.flatMap((n) => Object.keys(result.strace[n].calls)))
-    const top = [...all].sort((a, b) => Math.max(...names.map((n) => result.strace[n].calls[b]?.seconds ?? 0)) - Math.max(...names.map((n) => result.strace[n].calls[a]?.seconds ?? 0))).slice(0, 12)
+    const top = topCalls(result.strace, 12)
     lines.push(`${pad('syscall', 18)}${names.map((n) => lpad(`${n.replace('viewctl ', '')} calls`, 16) + lpad('s', 9)).join('')}`)
     for (const c of [...top, 'total']) {
       lines.push(`${pad(c, 18)}${names.map((n) => {
@@ -293,4 +296,54 @@ function render(result) {
   }
   for (const n of result.notes) lines.push(`note: ${n}`)
   return lines.join('\n') + '\n'
+}
+
+/** The run as docs/benchmarks.md shows it: when, on what, with which command and at which commit, then the tables. */
+function markdown(result, startedAt, argv) {
+  const { machine, config, network } = result
+  const hm = (d) => d.toISOString().slice(11, 16)
+  const git = (args) => spawnSync('git', ['-C', ROOT, ...args], { encoding: 'utf8' })
+  const head = git(['rev-parse', '--short', 'HEAD'])
+  const dirty = git(['status', '--porcelain', '--untracked-files=no']).stdout?.trim()
+  const commit = head.status === 0 ? `\`${head.stdout.trim()}\`${dirty ? ' with changes not committed' : ''}` : 'not a git checkout'
+  const n = (x, d = 0) => (x === null || x === undefined ? '—' : x.toLocaleString('en-US', { minimumFractionDigits: d, maximumFractionDigits: d }))
+  const args = argv.filter((a) => a !== '--markdown')
+  const names = {
+    'cp -rs': '`cp -rs` (delayed)', 'viewctl per-file': 'viewctl per-file, cold (delayed)', 'viewctl folded': 'viewctl folded, cold (delayed)',
+    'rm -rf (uncached)': '`rm -rf` of one generation (uncached)', 'viewctl gc (uncached)': 'viewctl gc of it (uncached)',
+    'rm -rf (delayed)': '`rm -rf` of one generation (delayed)', 'viewctl gc (delayed)': 'viewctl gc of it (delayed)',
+  }
+  const lines = [
+    `${startedAt.toISOString().slice(0, 10)} ${hm(startedAt)}–${hm(new Date(machine.date))} UTC · ${machine.cpus} CPUs (${machine.cpuModel.trim()}), Linux ${machine.kernel}, Node ${machine.node}, ${machine.sshfs} · ${config.totalFiles.toLocaleString('en-US')} files (${config.prefixes} prefixes × ${config.files}) · delay ${network.delayMs} ms each way (held ${n(network.measuredMeanHoldMs, 2)} ms on average) · load ${machine.loadavg.before[0].toFixed(1)} → ${machine.loadavg.after[0].toFixed(1)} ·`,
+    `\`npm run bench -- --sharedfs${args.length ? ` ${args.join(' ')}` : ''}\` · commit ${commit}`,
+    '',
+    '| case | median ms | min ms |',
+    '|---|---:|---:|',
+    ...result.results.map((r) => `| ${names[r.name] ?? r.name} | ${n(r.medianMs)} | ${n(r.minMs)} |`),
+    '',
+    '| target (DESIGN §11, §14) | limit | ratio | verdict |',
+    '|---|---:|---:|---|',
+    ...result.targets.map((t) => `| ${t.name} | ${t.max === null ? '' : `≤ ${t.max}`} | ${n(t.value, 2)} | ${t.pass === null ? '' : t.pass ? 'PASS' : 'FAIL'} |`),
+  ]
+  if (result.strace) {
+    const builds = Object.keys(result.strace)
+    const calls = topCalls(result.strace, 10)
+    lines.push('', `| system call (\`strace -c -w -f\`, one build each) | ${builds.map((b) => `${b.replace('viewctl ', '')} calls | s`).join(' | ')} |`, `|---|${builds.map(() => '---:|---:').join('|')}|`)
+    for (const c of [...calls, 'total']) {
+      const cells = builds.map((b) => {
+        const e = c === 'total' ? result.strace[b].total : result.strace[b].calls[c]
+        return `${n(e?.calls ?? 0)} | ${n(e?.seconds ?? 0, 2)}`
+      })
+      lines.push(`| ${c === 'total' ? 'all' : `\`${c}\``} | ${cells.join(' | ')} |`)
+    }
+  }
+  return lines.join('\n') + '\n'
+}
+
+/** The system calls that took the most time in any of the builds. */
+function topCalls(strace, count) {
+  const builds = Object.keys(strace)
+  const all = new Set(builds.flatMap((b) => Object.keys(strace[b].calls)))
+  const most = (c) => Math.max(...builds.map((b) => strace[b].calls[c]?.seconds ?? 0))
+  return [...all].sort((a, b) => most(b) - most(a)).slice(0, count)
 }

@@ -52,7 +52,8 @@ export async function startDelayProxy(targetPort, delayMs, { statsFile } = {}) {
       try {
         fs.rmSync(statsFile, { force: true })
         process.kill(child.pid, 'SIGUSR2')
-        for (let i = 0; i < 200 && !fs.existsSync(statsFile); i++) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 10)
+        // a busy machine may take a while to schedule the proxy
+        for (let i = 0; i < 1500 && !fs.existsSync(statsFile); i++) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 10)
         return JSON.parse(fs.readFileSync(statsFile, 'utf8'))
       } catch {
         return null
@@ -123,7 +124,9 @@ function runProxy(targetPort, delayMs) {
   const writeStats = () => {
     const file = process.env.VIEWCTL_PROXY_STATS
     if (!file) return
-    fs.writeFileSync(file, JSON.stringify({ chunks: stats.chunks, meanHoldMs: stats.chunks ? stats.heldMs / stats.chunks : null }))
+    // whole or not at all: the reader polls for the name
+    fs.writeFileSync(`${file}.tmp`, JSON.stringify({ chunks: stats.chunks, meanHoldMs: stats.chunks ? stats.heldMs / stats.chunks : null }))
+    fs.renameSync(`${file}.tmp`, file)
   }
   process.on('SIGUSR2', writeStats)
   process.on('SIGTERM', () => {
