@@ -13,7 +13,7 @@ import { assertCompleteGeneration, makeWidePrefixes, scratchDir, storeOf } from 
 import { expectSharedExactly, inodeOf, linkPaths, sameInodes, treeDir, treeFingerprint, unchangedPaths } from './share-checks.js'
 
 /** No link worker: the plan is made first and built after (ops/regenerate.ts, planAndSwitch). */
-const PLAIN = { VIEWCTL_LINK_THREADS: '1' }
+const PLAIN = { VIEWCTL_JOBS: '1' }
 
 function prefixes(files = 100, pkgs = 12): { root: string; pkgs: string[] } {
   const root = scratchDir('vc20-p-')
