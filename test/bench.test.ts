@@ -14,6 +14,7 @@ import { requireSharedFs } from './rig/vitest.js'
 import { requirePush } from './push-helpers.js'
 
 const BENCH = path.join(ROOT, 'bench', 'run.mjs')
+const hasCc = spawnSync('sh', ['-c', 'command -v cc'], { stdio: 'ignore' }).status === 0
 
 function runBench(args: string[]) {
   const dir = tempDir('viewctl-bench-test-')
@@ -34,6 +35,14 @@ describe('bench/run.mjs', () => {
     }
     expect(r.stdout).toMatch(/per-file cold \/ cp -rs\s+\S+\s+≤ 1\s+(PASS|FAIL)/)
     expect(r.stdout).toMatch(/no-op \/ cp -rs/)
+    // CPU against cp's, with the targets of §11
+    expect(r.stdout).toMatch(/per-file CPU \/ cp -rs CPU\s+\S+\s+≤ 1\.4\s+(PASS|FAIL|n\/a)/)
+    expect(r.stdout).toMatch(/folded CPU \/ cp -rs CPU\s+\S+\s+≤ 1\.1\s+(PASS|FAIL|n\/a)/)
+    expect(r.stdout).toMatch(/hardlink CPU \/ cp -al CPU\s+\S+\s+≤ 1\.4\s+(PASS|FAIL|n\/a)/)
+    expect(r.stdout).toContain('cpu/cp')
+    // the floor: compiled and run where there is a C compiler, a note where there is none
+    if (hasCc) expect(r.stdout).toMatch(/^C symlinkat \(floor\)\s+\d/m)
+    else expect(r.stdout).toContain('no C compiler (cc): the floor (bench/floor.c) is not measured')
     expect(r.stdout).toContain('merged all 60 files into one farm (checked)')
     // its work directory is gone
     expect(fs.readdirSync(r.dir)).toEqual([])
@@ -50,6 +59,44 @@ describe('bench/run.mjs', () => {
     expect(perFile.samples).toBe(1)
     expect(perFile.medianMs).toBeGreaterThan(0)
     expect(out.targets.map((t: { name: string }) => t.name)).toContain('folded cold / cp -rs')
+    expect(out.targets.filter((t: { name: string }) => t.name.includes('CPU')).map((t: { name: string; max: number }) => [t.name, t.max])).toEqual([
+      ['per-file CPU / cp -rs CPU', 1.4],
+      ['folded CPU / cp -rs CPU', 1.1],
+      ['hardlink CPU / cp -al CPU', 1.4],
+    ])
+    expect(out.config.busy).toBe(false)
+    const row = (name: string) => out.results.find((x: { name: string }) => x.name === name)
+    if (out.tools.time) {
+      // CPU over the CPU of the cp that does the same job
+      expect(row('viewctl per-file').cpuVsCp).toBeCloseTo(row('viewctl per-file').cpuMs / row('cp -rs').cpuMs, 6)
+      expect(row('viewctl hardlink').cpuVsCp).toBeCloseTo(row('viewctl hardlink').cpuMs / row('cp -al').cpuMs, 6)
+    }
+    expect(row('viewctl rollback').cpuVsCp).toBeNull()
+    if (hasCc) expect(row('C symlinkat (floor)').samples).toBe(1)
+  })
+
+  it('--busy keeps one core busy for the whole run, judges the cold builds by the busy targets, and stops the spinner', SLOW, () => {
+    const r = runBench(['--busy', '--json'])
+    expect(r.status, r.stderr).toBe(0)
+    const out = JSON.parse(r.stdout)
+    expect(out.config.busy.pid).toBeGreaterThan(0)
+    const targets = Object.fromEntries(out.targets.map((t: { name: string; max: number }) => [t.name, t.max]))
+    expect(targets).toMatchObject({
+      'per-file cold / cp -rs (one core busy)': 1.2,
+      'folded cold / cp -rs (one core busy)': 1.0,
+      'hardlink cold / cp -al (one core busy)': 1.2,
+      'per-file CPU / cp -rs CPU': 1.4,
+    })
+    expect(targets['per-file cold / cp -rs']).toBeUndefined()
+    // the spinner was stopped by its pid: gone, or dead and waiting to be reaped
+    let state = 'gone'
+    try {
+      state = fs.readFileSync(`/proc/${out.config.busy.pid}/stat`, 'utf8').replace(/^.*\) /s, '')[0]!
+    } catch {
+      // no such process
+    }
+    expect(['gone', 'Z', 'X']).toContain(state)
+    expect(fs.readdirSync(r.dir)).toEqual([])
   })
 
   it('--long-targets names the prefixes as Spack does; the incremental case shares, and ten generations are measured with df and du', SLOW, () => {
