@@ -1,10 +1,29 @@
 import { defineConfig } from 'vitest/config'
 
+/**
+ * The tests of linking and building, run a second time with VIEWCTL_NATIVE=0:
+ * once through the link addon (src/store/build/native.ts), once through
+ * Node's fs calls, the fallback where the addon does not load.
+ */
+const BOTH_WAYS = [
+  'test/linker.test.ts',
+  'test/native.test.ts',
+  'test/stream.test.ts',
+  'test/share.test.ts',
+  'test/share-fallbacks.test.ts',
+  'test/share-races.test.ts',
+  'test/edge-cases.test.ts',
+]
+
 export default defineConfig({
   test: {
     include: ['test/**/*.test.ts'],
     testTimeout: 60_000,
     hookTimeout: 60_000,
     pool: 'forks',
+    projects: [
+      { extends: true, test: { name: 'default' } },
+      { extends: true, test: { name: 'js-links', include: BOTH_WAYS, env: { VIEWCTL_NATIVE: '0' } } },
+    ],
   },
 })

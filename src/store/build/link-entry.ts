@@ -1,14 +1,26 @@
 /**
- * Placing one entry of a plan in staging: a symlink, a hardlink or a copy of
- * its source. Every way of linking (linker.ts's queue, a streamed build's
- * chunks in stream-queue.ts, on any thread) ends here, so how a link's target
- * is spelled and how its error names the place are decided once.
+ * Placing entries of a plan in staging: a symlink, a hardlink or a copy of
+ * each one's source. Every way of linking (linker.ts's queue, a streamed
+ * build's chunks in stream-queue.ts, on any thread) ends here, so how a
+ * link's target is spelled and how its error names the place are decided
+ * once.
+ *
+ * Two ways to make the same links. linkEntries gives each run of entries in
+ * one directory to the link addon (native.ts): the directory is opened once,
+ * never through a symlink, and the run's links are made into it by one call,
+ * each named by its last component only. Where the addon is not loaded,
+ * while faults are armed (the seam's counters must see every call), for
+ * copies, and for names that carry escaped bytes, linkEntry makes one link at
+ * a time through the fs seam. Both end in the same tree and, for any entry
+ * that fails, the same error and the same handling (linkFromBase's fallbacks).
  */
 import fs from 'node:fs'
 import os from 'node:os'
+import util from 'node:util'
 import * as sfs from '../../fs.js'
 import type { LinkMode } from '../../manifest/types.js'
 import { Kind, NO_SOURCE } from '../../plan/types.js'
+import { linksAddon, type LinksAddon } from './native.js'
 import { absolutePaths } from './workdir.js'
 
 /**
@@ -60,6 +72,142 @@ export interface LinkContext extends LinkPlace {
   share?: ShareContext
 }
 
+/**
+ * Place the entries `order[from]` … `order[to - 1]` (indices into ctx's plan;
+ * `order` null for the indices themselves): natively a directory at a time
+ * where the addon can, else one by one (linkEntry). Throws the first error
+ * of the first entry that could not be placed.
+ */
+export function linkEntries(ctx: LinkContext, order: ArrayLike<number> | null, from: number, to: number): void {
+  const addon = ctx.mode === 'copy' || sfs.faultsArmed() ? null : linksAddon()
+  if (addon === null) {
+    for (let k = from; k < to; k++) linkEntry(ctx, order === null ? k : order[k]!)
+    return
+  }
+  const { paths } = ctx
+  let start = from
+  while (start < to) {
+    // the run of entries in the same directory (plan order keeps siblings together)
+    const first = paths[order === null ? start : order[start]!]!
+    const slash = first.lastIndexOf('/')
+    const parentSlash = first.slice(0, slash + 1)
+    let end = start + 1
+    for (; end < to; end++) {
+      const rel = paths[order === null ? end : order[end]!]!
+      if (rel.lastIndexOf('/') !== slash || !rel.startsWith(parentSlash)) break
+    }
+    linkRun(addon, ctx, order, start, end, first.slice(0, Math.max(slash, 0)), slash + 1)
+    start = end
+  }
+}
+
+/**
+ * Link a run of entries that share the parent directory `parent` (their
+ * names start at `nameAt`) with the addon: the flagged ones from the base
+ * first (linkat), any of those refused and the rest created (symlinkat, or
+ * linkat of the prefix's file).
+ */
+function linkRun(addon: LinksAddon, ctx: LinkContext, order: ArrayLike<number> | null, start: number, end: number, parent: string, nameAt: number): void {
+  const { paths, sources, share } = ctx
+  const names: string[] = []
+  const froms: string[] = []
+  const entries: number[] = []
+  const shareNames: string[] = []
+  const shareFroms: string[] = []
+  const shareEntries: number[] = []
+  const sharing = share !== undefined && Atomics.load(share.state, SHARE_OFF) === 0
+  for (let k = start; k < end; k++) {
+    const i = order === null ? k : order[k]!
+    const rel = paths[i]!
+    if (sources[i] === NO_SOURCE) throw new Error(`plan entry ${rel} has no source`)
+    if (sharing && share.flags[i] === 1) {
+      shareNames.push(rel.slice(nameAt))
+      shareFroms.push(`${share.from}/${rel}`)
+      shareEntries.push(i)
+    } else {
+      names.push(rel.slice(nameAt))
+      froms.push(linkFrom(ctx, i, rel))
+      entries.push(i)
+    }
+  }
+  const text = { names: names.join('\0'), froms: froms.join('\0'), shareNames: shareNames.join('\0'), shareFroms: shareFroms.join('\0') }
+  // a name or target that is not valid UTF-8 travels as bytes (fs.ts): the seam's path handles it
+  const bytes = sfs.hasEscapes(ctx.at) || sfs.hasEscapes(parent) || sfs.hasEscapes(text.names) || sfs.hasEscapes(text.froms) || sfs.hasEscapes(text.shareNames) || sfs.hasEscapes(text.shareFroms)
+  const fd = bytes ? -1 : addon.openDir(ctx.at, parent)
+  if (fd < 0) {
+    // something not a directory on the way (a symlink put in place of one, which O_NOFOLLOW refuses): nothing is linked through it
+    if (fd === -ENOTDIR || fd === -ELOOP) throw notADirectory(-fd, `${ctx.staging}${parent === '' ? '' : `/${parent}`}`)
+    // the directory cannot be opened (or the names need bytes): one by one, each with its own error
+    for (let k = start; k < end; k++) linkEntry(ctx, order === null ? k : order[k]!)
+    return
+  }
+  try {
+    if (shareEntries.length > 0) {
+      const errs = new Int32Array(shareEntries.length)
+      const failed = addon.links(fd, text.shareFroms, text.shareNames, errs)
+      Atomics.add(share!.state, SHARE_LINKED, shareEntries.length - failed)
+      if (failed > 0) {
+        // refused ones are created anew, after the others (the order of creation within a directory does not matter)
+        for (let s = 0; s < errs.length; s++) {
+          if (errs[s] === 0) continue
+          refusedFromBase(share!, errnoCode(errs[s]!))
+          const i = shareEntries[s]!
+          names.push(shareNames[s]!)
+          froms.push(linkFrom(ctx, i, paths[i]!))
+          entries.push(i)
+        }
+        text.names = names.join('\0')
+        text.froms = froms.join('\0')
+      }
+    }
+    if (entries.length === 0) return
+    const errs = new Int32Array(entries.length)
+    const failed = ctx.mode === 'symlink' ? addon.symlinks(fd, text.froms, text.names, errs) : addon.links(fd, text.froms, text.names, errs)
+    if (failed > 0) {
+      const e = errs.findIndex((x) => x !== 0)
+      throw absolutePaths(linkError(errs[e]!, ctx.mode === 'symlink' ? 'symlink' : 'link', froms[e]!, `${ctx.at}/${paths[entries[e]!]!}`), ctx.at, ctx.staging)
+    }
+  } finally {
+    fs.closeSync(fd)
+  }
+}
+
+/** What entry i's link is made from: a symlink's target, or the file a hardlink names. */
+function linkFrom(ctx: LinkContext, i: number, rel: string): string {
+  const src = ctx.sources[i]!
+  if (ctx.mode === 'symlink' && ctx.relative) return `${'../'.repeat(depthOf(rel))}${ctx.prefixFromRoot[src]}/${rel}`
+  return `${ctx.prefixes[src]}/${rel}`
+}
+
+/** The error fs.symlinkSync or fs.linkSync throws for `errno`: the same message, code, errno, syscall, path and dest. */
+function linkError(errno: number, syscall: 'symlink' | 'link', from: string, dest: string): NodeJS.ErrnoException & { dest: string } {
+  const [code, description] = util.getSystemErrorMap().get(-errno) ?? [`Unknown system error ${errno}`, 'unknown error']
+  const err = new Error(`${code}: ${description}, ${syscall} '${from}' -> '${dest}'`) as NodeJS.ErrnoException & { dest: string }
+  err.errno = -errno
+  err.code = code
+  err.syscall = syscall
+  err.path = from
+  err.dest = dest
+  return err
+}
+
+const { ENOTDIR, ELOOP } = os.constants.errno
+
+/** A directory of staging that is not one (a symlink or a file in its place): what the addon refused to open. */
+function notADirectory(errno: number, dir: string): NodeJS.ErrnoException {
+  const code = errnoCode(errno) ?? 'ENOTDIR'
+  const err = new Error(`${code}: refusing to link into ${dir}: not a directory this build made (a symlink there is not followed)`) as NodeJS.ErrnoException
+  err.errno = -errno
+  err.code = code
+  err.syscall = 'open'
+  err.path = dir
+  return err
+}
+
+function errnoCode(errno: number): string | undefined {
+  return util.getSystemErrorMap().get(-errno)?.[0]
+}
+
 /** Place one non-directory entry: a symlink, a hardlink or a copy of its source. */
 export function linkEntry(ctx: LinkContext, i: number): void {
   const rel = ctx.paths[i]!
@@ -69,7 +217,7 @@ export function linkEntry(ctx: LinkContext, i: number): void {
   if (ctx.share !== undefined && ctx.share.flags[i] === 1 && linkFromBase(ctx.share, rel, dest, ctx.plain === true)) return
   try {
     if (ctx.mode === 'symlink') {
-      const target = ctx.relative ? `${'../'.repeat(depthOf(rel))}${ctx.prefixFromRoot[src]}/${rel}` : `${ctx.prefixes[src]}/${rel}`
+      const target = linkFrom(ctx, i, rel)
       if (ctx.plain) sfs.symlinkPlain(target, dest)
       else sfs.symlink(target, dest)
       return
@@ -104,13 +252,17 @@ function linkFromBase(share: ShareContext, rel: string, dest: string, plain: boo
     if (plain) sfs.linkPlain(`${share.from}/${rel}`, dest)
     else sfs.link(`${share.from}/${rel}`, dest)
   } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code
-    if (code === 'EMLINK') Atomics.add(share.state, SHARE_AT_LIMIT, 1)
-    else if (Atomics.compareExchange(share.state, SHARE_OFF, 0, 1) === 0) Atomics.store(share.state, SHARE_ERRNO, errnoOf(code))
+    refusedFromBase(share, (err as NodeJS.ErrnoException).code)
     return false
   }
   Atomics.add(share.state, SHARE_LINKED, 1)
   return true
+}
+
+/** A link from the base was refused with `code`: count it (EMLINK), or turn sharing off for the whole build. */
+function refusedFromBase(share: ShareContext, code: string | undefined): void {
+  if (code === 'EMLINK') Atomics.add(share.state, SHARE_AT_LIMIT, 1)
+  else if (Atomics.compareExchange(share.state, SHARE_OFF, 0, 1) === 0) Atomics.store(share.state, SHARE_ERRNO, errnoOf(code))
 }
 
 /** The number of an errno code (0 when it has none: a fault injected by a test without a known code). */

@@ -25,7 +25,7 @@ import * as sfs from '../../fs.js'
 import type { LinkMode } from '../../manifest/types.js'
 import { extraThreads, reviveError, workerFileOnce, type WorkerError } from '../workers.js'
 import type { StreamSetup } from './stream-queue.js'
-import { linkEntry, type LinkContext, type ShareContext } from './link-entry.js'
+import { linkEntries, type LinkContext, type ShareContext } from './link-entry.js'
 
 // ---------------------------------------------------------------------------
 // Scheduling
@@ -119,7 +119,7 @@ export function drainChunks(ctx: LinkContext, schedule: LinkSchedule, control: I
     const c = Atomics.add(control, NEXT, 1)
     if (c >= chunks) return
     const end = bounds[c + 1]!
-    for (let k = bounds[c]!; k < end; k++) linkEntry(ctx, order[k]!)
+    linkEntries(ctx, order, bounds[c]!, end)
     Atomics.add(control, DONE, end - bounds[c]!)
   }
 }
@@ -279,7 +279,7 @@ export async function linkAll(ctx: LinkContext, links: ArrayLike<number>, opts: 
       const c = Atomics.add(control, NEXT, 1)
       if (c >= chunks) break
       const end = bounds[c + 1]!
-      for (let k = bounds[c]!; k < end; k++) linkEntry(ctx, order[k]!)
+      linkEntries(ctx, order, bounds[c]!, end)
       Atomics.add(control, DONE, end - bounds[c]!)
       opts.checkpoint(Atomics.load(control, DONE))
       // let signals and worker reports in
@@ -298,10 +298,11 @@ export async function linkAll(ctx: LinkContext, links: ArrayLike<number>, opts: 
 }
 
 async function linkSerially(ctx: LinkContext, links: ArrayLike<number>, opts: LinkAllOptions): Promise<void> {
-  for (let k = 0; k < links.length; k++) {
-    linkEntry(ctx, links[k]!)
-    if (k % CHUNK === CHUNK - 1) {
-      opts.checkpoint(k + 1)
+  for (let k = 0; k < links.length; k += CHUNK) {
+    const end = Math.min(k + CHUNK, links.length)
+    linkEntries(ctx, links, k, end)
+    if (end < links.length) {
+      opts.checkpoint(end)
       await new Promise<void>((resolve) => setImmediate(resolve))
     }
   }

@@ -14,7 +14,7 @@
  */
 import { receiveMessageOnPort, type MessagePort } from 'node:worker_threads'
 import * as sfs from '../../fs.js'
-import { linkEntry, type LinkContext, type LinkPlace, type SharedFrom } from './link-entry.js'
+import { linkEntries, type LinkContext, type LinkPlace, type SharedFrom } from './link-entry.js'
 
 /** Slots of the shared control array. */
 export const SEQ = 0
@@ -68,7 +68,7 @@ export function linkStreamChunk(setup: LinkPlace & { share: SharedFrom }, paths:
   const share = setup.share !== null && shared !== null ? { ...setup.share, flags: shared } : undefined
   const plain = plainNames && !sfs.hasEscapes(staging) && !sfs.hasEscapes((relative ? prefixFromRoot : prefixes).join('\0')) && (share === undefined || !sfs.hasEscapes(share.from))
   const ctx: LinkContext = { staging, at, mode, relative, prefixes, prefixFromRoot, paths, kinds, sources, plain, share }
-  for (let i = 0; i < paths.length; i++) linkEntry(ctx, i)
+  linkEntries(ctx, null, 0, paths.length)
 }
 
 /** A worker's loop: link chunks in the order they were published until the queue is sealed and spent, or STOP. */
