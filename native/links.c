@@ -13,9 +13,12 @@
  * side turns them into the same errors fs.symlinkSync would throw.
  *
  * Every function is synchronous and keeps no state, so it may be called from
- * any thread (the link workers load it too).
+ * any thread (the link workers load it too). A descriptor openDir gives is
+ * closed by closeDir: Node's fs.closeSync warns, in a worker thread, about a
+ * descriptor it did not open itself.
  *
  *   openDir(path, rel)                      -> fd, or -errno
+ *   closeDir(fd)                            -> 0, or -errno
  *   symlinks(dirfd, targets, names, errs)   -> number of failures
  *   links(dirfd, sources, names, errs)      -> number of failures
  *
@@ -121,6 +124,19 @@ static napi_value open_dir(napi_env env, napi_callback_info info) {
   return int_value(env, result);
 }
 
+/* closeDir(fd) */
+static napi_value close_dir(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  int32_t fd;
+  if (argc < 1 || napi_get_value_int32(env, argv[0], &fd) != napi_ok) {
+    throw_type(env, "closeDir(fd)");
+    return NULL;
+  }
+  return int_value(env, close(fd) == 0 ? 0 : -errno);
+}
+
 typedef int (*link_fn)(int dirfd, const char *from, const char *name);
 
 static int make_symlink(int dirfd, const char *target, const char *name) {
@@ -200,6 +216,7 @@ static napi_value links(napi_env env, napi_callback_info info) {
 NAPI_MODULE_INIT() {
   napi_property_descriptor props[] = {
     { "openDir", NULL, open_dir, NULL, NULL, NULL, napi_enumerable, NULL },
+    { "closeDir", NULL, close_dir, NULL, NULL, NULL, napi_enumerable, NULL },
     { "symlinks", NULL, symlinks, NULL, NULL, NULL, napi_enumerable, NULL },
     { "links", NULL, links, NULL, NULL, NULL, napi_enumerable, NULL },
   };

@@ -48,7 +48,7 @@ describe('loading the addon', () => {
     const empty = path.join(dir, 'empty.node')
     fs.writeFileSync(empty, '')
     const wrongShape = path.join(dir, 'other.cjs')
-    fs.writeFileSync(wrongShape, 'module.exports = { openDir() {} }\n')
+    fs.writeFileSync(wrongShape, 'module.exports = { openDir() {}, closeDir() {} }\n')
     expect(loadLinksAddon(garbage)).toBeNull()
     expect(loadLinksAddon(empty)).toBeNull()
     expect(loadLinksAddon(wrongShape)).toBeNull()
@@ -72,7 +72,7 @@ describe.runIf(onLinuxX64)('the addon\'s calls', () => {
     const fd = a.openDir(path.join(dir, 'staging'), 'share/man')
     expect(fd).toBeGreaterThanOrEqual(0)
     expect(fs.fstatSync(fd).ino).toBe(fs.statSync(path.join(dir, 'staging', 'share', 'man')).ino)
-    fs.closeSync(fd)
+    a.closeDir(fd)
     const ELOOP = os.constants.errno.ELOOP
     const ENOTDIR = os.constants.errno.ENOTDIR
     // Linux answers O_DIRECTORY|O_NOFOLLOW on a symlink with ENOTDIR (or ELOOP)
@@ -99,7 +99,7 @@ describe.runIf(onLinuxX64)('the addon\'s calls', () => {
       expect(fs.statSync(path.join(dir, 'y')).ino).toBe(fs.statSync(path.join(dir, 'x')).ino)
       expect(() => a.symlinks(fd, 'a', 'a\0b', new Int32Array(2))).toThrow(/one entry per slot/)
     } finally {
-      fs.closeSync(fd)
+      a.closeDir(fd)
     }
   })
 })
@@ -323,7 +323,10 @@ describe.runIf(onLinuxX64)('the command line, installed elsewhere', () => {
 
   function build(pkg: string, env: NodeJS.ProcessEnv = {}) {
     const dir = tempDir('viewctl-vc19-view-')
-    writeTree(dir, { 'p/bin/a': '', 'p/bin/b': '', 'p/lib/c.so': '', 'q/bin/d': '' })
+    // enough links for a streamed build to hand chunks to its link worker, which loads the addon too
+    const files: Record<string, string> = { 'p/bin/a': '', 'p/bin/b': '', 'p/lib/c.so': '', 'q/bin/d': '' }
+    for (let i = 0; i < 3000; i++) files[`${i % 2 ? 'p' : 'q'}/lib/l${i}.so`] = ''
+    writeTree(dir, files)
     const view = path.join(dir, 'view')
     const manifest = writeManifest(dir, [`view: ${view}`, 'fold: false', 'packages:', `  - ${dir}/p`, `  - ${dir}/q`, ''].join('\n'))
     // strace shows how the links were made: symlinkat() into a directory descriptor, or symlink() by path

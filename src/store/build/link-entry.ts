@@ -168,7 +168,7 @@ function linkRun(addon: LinksAddon, ctx: LinkContext, order: ArrayLike<number> |
       throw absolutePaths(linkError(errs[e]!, ctx.mode === 'symlink' ? 'symlink' : 'link', froms[e]!, `${ctx.at}/${paths[entries[e]!]!}`), ctx.at, ctx.staging)
     }
   } finally {
-    fs.closeSync(fd)
+    addon.closeDir(fd)
   }
 }
 

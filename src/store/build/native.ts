@@ -15,6 +15,8 @@ import { fileURLToPath } from 'node:url'
 export interface LinksAddon {
   /** Open `dir`, then each component of `rel` below it, never following a symlink: a descriptor, or -errno. */
   openDir(dir: string, rel: string): number
+  /** Close a descriptor openDir gave (not fs.closeSync, which warns in a worker thread about a descriptor Node did not open): 0, or -errno. */
+  closeDir(fd: number): number
   /** symlinkat(target i, dirfd, name i) for each i; errs[i] gets 0 or the errno. Returns the failures. */
   symlinks(dirfd: number, targets: string, names: string, errs: Int32Array): number
   /** linkat(AT_FDCWD, source i, dirfd, name i, 0) for each i; errs[i] gets 0 or the errno. Returns the failures. */
@@ -48,7 +50,7 @@ export function loadLinksAddon(file: string | null): LinksAddon | null {
   if (file === null) return null
   try {
     const addon = createRequire(import.meta.url)(file) as Partial<LinksAddon>
-    return typeof addon.openDir === 'function' && typeof addon.symlinks === 'function' && typeof addon.links === 'function' ? (addon as LinksAddon) : null
+    return typeof addon.openDir === 'function' && typeof addon.closeDir === 'function' && typeof addon.symlinks === 'function' && typeof addon.links === 'function' ? (addon as LinksAddon) : null
   } catch {
     return null
   }
