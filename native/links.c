@@ -20,12 +20,14 @@
  *   openDir(path, rel)                      -> fd, or -errno
  *   closeDir(fd)                            -> 0, or -errno
  *   symlinks(dirfd, targets, names, errs)   -> number of failures
- *   links(dirfd, sources, names, errs)      -> number of failures
+ *   links(dirfd, sources, names, errs[, fromfd]) -> number of failures
  *
  * `targets`, `sources` and `names` hold one entry per slot of `errs` (an
  * Int32Array), joined by NUL; names are single components. A source is a
  * path as the process sees it (absolute, or relative to the working
- * directory). errs[i] is 0 or the errno of entry i.
+ * directory), or relative to `fromfd`, a directory openDir opened (the base
+ * tree's, when a build shares its entries). errs[i] is 0 or the errno of
+ * entry i.
  *
  * Built by scripts/build-native.mjs into prebuilds/<platform>-<arch>/.
  */
@@ -137,28 +139,36 @@ static napi_value close_dir(napi_env env, napi_callback_info info) {
   return int_value(env, close(fd) == 0 ? 0 : -errno);
 }
 
-typedef int (*link_fn)(int dirfd, const char *from, const char *name);
+typedef int (*link_fn)(int fromfd, const char *from, int dirfd, const char *name);
 
-static int make_symlink(int dirfd, const char *target, const char *name) {
+static int make_symlink(int fromfd, const char *target, int dirfd, const char *name) {
+  (void)fromfd;
   return symlinkat(target, dirfd, name);
 }
 
-static int make_link(int dirfd, const char *source, const char *name) {
-  return linkat(AT_FDCWD, source, dirfd, name, 0);
+static int make_link(int fromfd, const char *source, int dirfd, const char *name) {
+  return linkat(fromfd, source, dirfd, name, 0);
 }
 
-/* The batch calls: (dirfd, froms, names, errs) -> failures. */
+/* The batch calls: (dirfd, froms, names, errs[, fromfd]) -> failures. */
 static napi_value batch(napi_env env, napi_callback_info info, link_fn make) {
-  size_t argc = 4;
-  napi_value argv[4];
+  size_t argc = 5;
+  napi_value argv[5];
   napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
   if (argc < 4) {
-    throw_type(env, "(dirfd, froms, names, errs)");
+    throw_type(env, "(dirfd, froms, names, errs[, fromfd])");
     return NULL;
   }
   int32_t dirfd;
   if (napi_get_value_int32(env, argv[0], &dirfd) != napi_ok) {
     throw_type(env, "dirfd must be a number");
+    return NULL;
+  }
+  int32_t fromfd = AT_FDCWD;
+  napi_valuetype fromType = napi_undefined;
+  if (argc >= 5) napi_typeof(env, argv[4], &fromType);
+  if (fromType != napi_undefined && napi_get_value_int32(env, argv[4], &fromfd) != napi_ok) {
+    throw_type(env, "fromfd must be a number");
     return NULL;
   }
   napi_typedarray_type type;
@@ -195,7 +205,7 @@ static napi_value batch(napi_env env, napi_callback_info info, link_fn make) {
   for (size_t i = 0; i < count; i++) {
     size_t nl = strlen(n);
     if (memchr(n, '/', nl) != NULL || !plain_component(n, nl)) errs[i] = EINVAL;
-    else errs[i] = make(dirfd, f, n) == 0 ? 0 : errno;
+    else errs[i] = make(fromfd, f, dirfd, n) == 0 ? 0 : errno;
     if (errs[i] != 0) failures++;
     f += strlen(f) + 1;
     n += nl + 1;

@@ -310,6 +310,31 @@ describe.runIf(onLinuxX64)('the same tree and the same errors, through the addon
   })
 })
 
+describe.runIf(onLinuxX64)('sharing through the base tree\'s directory descriptors', () => {
+  it('a directory of the base swapped for a symlink is refused: sharing stops, nothing is linked from where the symlink points', () => {
+    const f = fixture()
+    const base = context(f, 'base', 'symlink', false)
+    expect(linkWith(null, base)).toBeNull()
+    // a decoy with the same names, put in place of the base's share/man
+    const decoy = path.join(f.dir, 'decoy')
+    fs.cpSync(path.join(base.staging, 'share', 'man'), path.join(decoy, 'man'), { recursive: true, verbatimSymlinks: true })
+    fs.rmSync(path.join(base.staging, 'share', 'man'), { recursive: true })
+    fs.symlinkSync(path.join(decoy, 'man'), path.join(base.staging, 'share', 'man'))
+    const ctx = context(f, 'native', 'symlink', false)
+    const state = newShareState()
+    ctx.share = { from: base.staging, flags: new Uint8Array(f.paths.length).fill(1), state }
+    expect(linkWith(addon(), ctx)).toBeNull()
+    expect(Atomics.load(state, SHARE_OFF)).toBe(1)
+    expect([os.constants.errno.ENOTDIR, os.constants.errno.ELOOP]).toContain(Atomics.load(state, SHARE_ERRNO))
+    const decoyInodes = new Set(fs.readdirSync(path.join(decoy, 'man', 'man1')).map((n) => fs.lstatSync(path.join(decoy, 'man', 'man1', n)).ino))
+    const made = fs.readdirSync(path.join(ctx.staging, 'share', 'man', 'man1'))
+    expect(made).toHaveLength(60)
+    for (const n of made) expect(decoyInodes.has(fs.lstatSync(path.join(ctx.staging, 'share', 'man', 'man1', n)).ino)).toBe(false)
+    // what came before the swapped directory in plan order was linked from the base
+    expect(fs.lstatSync(path.join(ctx.staging, 'bin', 't0-0')).ino).toBe(fs.lstatSync(path.join(base.staging, 'bin', 't0-0')).ino)
+  })
+})
+
 describe.runIf(onLinuxX64)('the command line, installed elsewhere', () => {
   /** The package as an install puts it: bin/, dist/, prebuilds/ and package.json, its dependencies beside it. */
   function installCopy(): string {

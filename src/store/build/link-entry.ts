@@ -104,8 +104,10 @@ export function linkEntries(ctx: LinkContext, order: ArrayLike<number> | null, f
 /**
  * Link a run of entries that share the parent directory `parent` (their
  * names start at `nameAt`) with the addon: the flagged ones from the base
- * first (linkat), any of those refused and the rest created (symlinkat, or
- * linkat of the prefix's file).
+ * first (linkat from the base tree's directory, opened as staging's is:
+ * a directory of the base swapped for a symlink is refused like any other
+ * refusal, and its entries created anew), then any of those refused and
+ * the rest created (symlinkat, or linkat of the prefix's file).
  */
 function linkRun(addon: LinksAddon, ctx: LinkContext, order: ArrayLike<number> | null, start: number, end: number, parent: string, nameAt: number): void {
   const { paths, sources, share } = ctx
@@ -113,7 +115,6 @@ function linkRun(addon: LinksAddon, ctx: LinkContext, order: ArrayLike<number> |
   const froms: string[] = []
   const entries: number[] = []
   const shareNames: string[] = []
-  const shareFroms: string[] = []
   const shareEntries: number[] = []
   const sharing = share !== undefined && Atomics.load(share.state, SHARE_OFF) === 0
   for (let k = start; k < end; k++) {
@@ -122,7 +123,6 @@ function linkRun(addon: LinksAddon, ctx: LinkContext, order: ArrayLike<number> |
     if (sources[i] === NO_SOURCE) throw new Error(`plan entry ${rel} has no source`)
     if (sharing && share.flags[i] === 1) {
       shareNames.push(rel.slice(nameAt))
-      shareFroms.push(`${share.from}/${rel}`)
       shareEntries.push(i)
     } else {
       names.push(rel.slice(nameAt))
@@ -130,9 +130,9 @@ function linkRun(addon: LinksAddon, ctx: LinkContext, order: ArrayLike<number> |
       entries.push(i)
     }
   }
-  const text = { names: names.join('\0'), froms: froms.join('\0'), shareNames: shareNames.join('\0'), shareFroms: shareFroms.join('\0') }
+  const text = { names: names.join('\0'), froms: froms.join('\0'), shareNames: shareNames.join('\0') }
   // a name or target that is not valid UTF-8 travels as bytes (fs.ts): the seam's path handles it
-  const bytes = sfs.hasEscapes(ctx.at) || sfs.hasEscapes(parent) || sfs.hasEscapes(text.names) || sfs.hasEscapes(text.froms) || sfs.hasEscapes(text.shareNames) || sfs.hasEscapes(text.shareFroms)
+  const bytes = sfs.hasEscapes(ctx.at) || sfs.hasEscapes(parent) || sfs.hasEscapes(text.names) || sfs.hasEscapes(text.froms) || sfs.hasEscapes(text.shareNames) || (share !== undefined && sfs.hasEscapes(share.from))
   const fd = bytes ? -1 : addon.openDir(ctx.at, parent)
   if (fd < 0) {
     // something not a directory on the way (a symlink put in place of one, which O_NOFOLLOW refuses): nothing is linked through it
@@ -144,7 +144,19 @@ function linkRun(addon: LinksAddon, ctx: LinkContext, order: ArrayLike<number> |
   try {
     if (shareEntries.length > 0) {
       const errs = new Int32Array(shareEntries.length)
-      const failed = addon.links(fd, text.shareFroms, text.shareNames, errs)
+      const baseFd = addon.openDir(share!.from, parent)
+      let failed: number
+      if (baseFd >= 0) {
+        try {
+          failed = addon.links(fd, text.shareNames, text.shareNames, errs, baseFd)
+        } finally {
+          addon.closeDir(baseFd)
+        }
+      } else {
+        // the base's directory is gone, or is not one (a symlink there is not followed): refused, every entry of it
+        errs.fill(-baseFd)
+        failed = errs.length
+      }
       Atomics.add(share!.state, SHARE_LINKED, shareEntries.length - failed)
       if (failed > 0) {
         // refused ones are created anew, after the others (the order of creation within a directory does not matter)

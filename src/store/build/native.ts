@@ -19,8 +19,8 @@ export interface LinksAddon {
   closeDir(fd: number): number
   /** symlinkat(target i, dirfd, name i) for each i; errs[i] gets 0 or the errno. Returns the failures. */
   symlinks(dirfd: number, targets: string, names: string, errs: Int32Array): number
-  /** linkat(AT_FDCWD, source i, dirfd, name i, 0) for each i; errs[i] gets 0 or the errno. Returns the failures. */
-  links(dirfd: number, sources: string, names: string, errs: Int32Array): number
+  /** linkat(fromfd or AT_FDCWD, source i, dirfd, name i, 0) for each i; errs[i] gets 0 or the errno. Returns the failures. */
+  links(dirfd: number, sources: string, names: string, errs: Int32Array, fromfd?: number): number
 }
 
 /** The addon's file name in its prebuild directory. */
