@@ -1,8 +1,8 @@
 /**
  * The link addon (native/links.c): links made with symlinkat() and linkat()
  * into a directory opened once, a batch per call (link-entry.ts,
- * linkEntries). The package ships it built for linux-x64, in
- * `prebuilds/<platform>-<arch>/viewctl-links.node`; where it is not there or
+ * linkEntries). The package ships it built for linux-x64 and linux-arm64,
+ * in `prebuilds/<platform>-<arch>/viewctl-links.node`; where it is not there or
  * does not load (another platform, a libc it was not built for, a damaged
  * file), or with VIEWCTL_NATIVE=0, every link is made by Node's own
  * fs.symlinkSync and fs.linkSync instead: the same links, the same errors.
