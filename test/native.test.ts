@@ -368,7 +368,8 @@ describe.runIf(onLinuxX64)('the command line, installed elsewhere', () => {
     expect(good.r.status, good.r.stderr).toBe(0)
     expect(good.r.stderr).toBe('')
     expect(fs.readlinkSync(path.join(good.view, 'bin', 'd'))).toMatch(/\/q\/bin\/d$/)
-    expect(good.trace).toMatch(/symlinkat\("[^"]*\/q\/bin\/d", \d+, "d"\) = 0/)
+    // (a call may be split over two lines, `<unfinished ...>` and `resumed`, when two threads make links at once)
+    expect(good.trace).toMatch(/symlinkat\("[^"]*\/q\/bin\/d", \d+, "d"/)
 
     fs.writeFileSync(path.join(pkg, 'prebuilds', 'linux-x64', 'viewctl-links.node'), 'damaged\n')
     const damaged = build(pkg)
@@ -388,7 +389,7 @@ describe.runIf(onLinuxX64)('the command line, installed elsewhere', () => {
     const off = build(pkg, { VIEWCTL_NATIVE: '0' })
     expect(off.r.status, off.r.stderr).toBe(0)
     expect(off.trace).not.toMatch(/symlinkat\("[^"]*", \d+,/)
-    expect(off.trace).toMatch(/symlink(at)?\("[^"]*\/q\/bin\/d", (AT_FDCWD, )?"[^"]*\/bin\/d"\) = 0/)
+    expect(off.trace).toMatch(/symlink(at)?\("[^"]*\/q\/bin\/d", (AT_FDCWD, )?"[^"]*\/bin\/d"/)
   })
 })
 
