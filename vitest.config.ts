@@ -17,12 +17,12 @@ const BOTH_WAYS = [
 
 export default defineConfig({
   test: {
-    include: ['test/**/*.test.ts'],
     testTimeout: 60_000,
     hookTimeout: 60_000,
     pool: 'forks',
+    // each project names its files: an `include` here would be merged into both
     projects: [
-      { extends: true, test: { name: 'default' } },
+      { extends: true, test: { name: 'default', include: ['test/**/*.test.ts'] } },
       { extends: true, test: { name: 'js-links', include: BOTH_WAYS, env: { VIEWCTL_NATIVE: '0' } } },
     ],
   },
