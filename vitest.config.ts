@@ -6,5 +6,9 @@ export default defineConfig({
     testTimeout: 60_000,
     hookTimeout: 60_000,
     pool: 'forks',
+    // Vitest runs cores - 1 files at a time: one on a 2-core CI machine. Most of the slow files wait
+    // (on sshd and sshfs, on caches expiring, on killed processes), so three at a time keep both cores
+    // busy; every file names its temporary directories, users, namespaces and mounts uniquely.
+    maxWorkers: 3,
   },
 })
