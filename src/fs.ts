@@ -267,6 +267,31 @@ export function link(existing: string, p: string): void {
   fs.linkSync(fsPath(existing), fsPath(p))
 }
 
+/**
+ * symlink, link and copyFile on libuv's thread pool, for the lanes of a
+ * build on a remote filesystem (store/build/lanes.ts), where each call waits
+ * on the network and many are kept in flight. Faults are never armed there
+ * (the lanes run only when they are not), but the seam is asked all the same.
+ */
+export async function symlinkAsync(target: string, p: string): Promise<void> {
+  maybeFail('symlink', p)
+  await fs.promises.symlink(fsPath(target), fsPath(p))
+}
+
+export async function linkAsync(existing: string, p: string): Promise<void> {
+  maybeFail('link', p)
+  await fs.promises.link(fsPath(existing), fsPath(p))
+}
+
+export async function copyFileAsync(src: string, dest: string): Promise<void> {
+  maybeFail('copyFile', dest)
+  await fs.promises.copyFile(fsPath(src), fsPath(dest))
+}
+
+export async function readlinkAsync(p: string): Promise<string> {
+  return decodeName(await fs.promises.readlink(fsPath(p), 'buffer'))
+}
+
 export function copyFile(src: string, dest: string): void {
   maybeFail('copyFile', dest)
   fs.copyFileSync(fsPath(src), fsPath(dest))

@@ -159,7 +159,7 @@ export async function collectGarbage(target: string, opts: GcOptions = {}): Prom
   if (opts.dryRun) return refuseIfKeptInUse(named, await checkInUse(first, policy, quick, null, null))
 
   // For big trees: rm processes (store/remove/rm-processes.ts), or else a removal thread that boots now, while the lock is taken and the /proc scan runs.
-  const remover = startRemover(entriesIn(layout, quick.candidates.keys()))
+  const remover = startRemover(entriesIn(layout, quick.candidates.keys()), { remote: storeIsRemote(layout) })
   try {
     return await withWriter(layout, opts, async (_cleared, guard) => {
       const state = guard.state
@@ -500,4 +500,12 @@ function diskUsage(dir: string): number {
   }
   walk(dir)
   return total
+}
+
+function storeIsRemote(layout: Layout): boolean {
+  try {
+    return filesystemOf(layout.store).remote
+  } catch {
+    return false // the lock step reports what is wrong with the store
+  }
 }
