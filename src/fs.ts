@@ -12,6 +12,7 @@
  * which each undecodable byte is a lone surrogate U+DC80..U+DCFF (Python's
  * "surrogateescape"); `fsPath` turns such strings back into the exact bytes.
  */
+import { isUtf8 } from 'node:buffer'
 import fs from 'node:fs'
 import path from 'node:path'
 
@@ -115,6 +116,8 @@ function encodeEscaped(p: string): Buffer {
 
 /** Decode raw name bytes, escaping every byte that is not valid UTF-8. */
 export function decodeName(raw: Buffer): string {
+  // nearly every name is valid UTF-8: one check in C++ instead of a slice per character
+  if (isUtf8(raw)) return raw.toString('utf8')
   let out = ''
   let i = 0
   while (i < raw.length) {
