@@ -12,6 +12,7 @@ import { describe, expect, it } from 'vitest'
 import { groupByDirectory, linkInLanes } from '../src/store/build/lanes.js'
 import { linkEntry, SHARE_LINKED, SHARE_OFF, SHARE_SLOTS, type LinkContext } from '../src/store/build/link-entry.js'
 import { Kind } from '../src/plan/types.js'
+import { decodeName } from '../src/fs.js'
 import { tempDir } from './helpers.js'
 
 function plan(dirs: Record<string, number>): string[] {
@@ -73,6 +74,45 @@ describe('linkInLanes', () => {
       if (mode === 'hardlink') expect(fs.statSync(path.join(lanes.staging, 'bin/f0')).ino).toBe(fs.statSync(path.join(root, 'prefix', 'bin/f0')).ino)
     })
   }
+
+  it('names that are not UTF-8, links named from the working directory, and a copied symlink come out as on the main thread', async () => {
+    const root = tempDir('viewctl-lanes-')
+    const prefix = path.join(root, 'prefix')
+    const odd = Buffer.concat([Buffer.from('bin/bad-'), Buffer.of(0xff, 0xfe)])
+    fs.mkdirSync(path.join(prefix, 'bin'), { recursive: true })
+    fs.writeFileSync(Buffer.concat([Buffer.from(`${prefix}/`), odd]), 'odd')
+    fs.writeFileSync(path.join(prefix, 'bin', 'tool'), 'tool')
+    fs.symlinkSync('tool', path.join(prefix, 'bin', 'alias'))
+    const paths = [decodeName(odd), 'bin/tool', 'bin/alias']
+    const kinds = Uint8Array.from([Kind.File, Kind.File, Kind.Symlink])
+    const made: Record<string, Array<[string, string]>> = {}
+    for (const how of ['main thread', 'lanes']) {
+      for (const mode of ['symlink', 'copy'] as const) {
+        const name = `${how === 'lanes' ? 'l' : 's'}-${mode}`
+        fs.mkdirSync(path.join(root, name, 'bin'), { recursive: true })
+        // named from the working directory, as a CLI build names links from inside the store
+        const ctx: LinkContext = { staging: path.join(root, name), at: name, mode, relative: false, prefixes: [prefix], prefixFromRoot: [], paths, kinds, sources: new Int32Array(paths.length) }
+        const cwd = process.cwd()
+        process.chdir(root)
+        try {
+          if (how === 'lanes') await linkInLanes(ctx, [0, 1, 2], 4, () => {})
+          else for (const i of [0, 1, 2]) linkEntry(ctx, i)
+        } finally {
+          process.chdir(cwd)
+        }
+        made[`${how} ${mode}`] = fs.readdirSync(path.join(root, name, 'bin'), { encoding: 'buffer' }).map((n) => {
+          const p = Buffer.concat([Buffer.from(`${root}/${name}/bin/`), n])
+          const st = fs.lstatSync(p)
+          return [n.toString('hex'), st.isSymbolicLink() ? `-> ${fs.readlinkSync(p, 'buffer').toString('hex')}` : `file ${fs.readFileSync(p, 'utf8')}`] as [string, string]
+        }).sort()
+      }
+    }
+    expect(made['lanes symlink']).toEqual(made['main thread symlink'])
+    expect(made['lanes copy']).toEqual(made['main thread copy'])
+    // the copied symlink is a symlink with the prefix's own target; the odd name is the same bytes
+    expect(made['lanes copy']).toContainEqual([Buffer.from('alias').toString('hex'), `-> ${Buffer.from('tool').toString('hex')}`])
+    expect(made['lanes symlink'].map(([n]) => n)).toContain(Buffer.from('bad-\xff\xfe', 'latin1').toString('hex'))
+  })
 
   it('links the flagged entries from the base tree, and creates the rest', async () => {
     const root = tempDir('viewctl-lanes-')

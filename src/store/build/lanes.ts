@@ -18,8 +18,9 @@
  */
 import { linkEntryAsync, type LinkContext } from './link-entry.js'
 
-/** Links between two calls of `checkpoint` (progress, signals). */
+/** `checkpoint` (progress, signals) is called after this many links, or this long, whichever comes first: near the end only the largest directory's lane is left, a round trip a link. */
 const CHECK_EVERY = 256
+const CHECK_EVERY_MS = 100
 
 /** Indices of `links`, grouped by parent directory, the largest group first. */
 export function groupByDirectory(paths: string[], links: ArrayLike<number>): number[][] {
@@ -44,29 +45,28 @@ export function groupByDirectory(paths: string[], links: ArrayLike<number>): num
 /** Link every entry in `links` with `inFlight` lanes, one directory each at a time. */
 export async function linkInLanes(ctx: LinkContext, links: ArrayLike<number>, inFlight: number, checkpoint: (linksDone: number) => void): Promise<void> {
   const groups = groupByDirectory(ctx.paths, links)
-  let next = 0
-  let done = 0
-  let checked = 0
-  let failure: { error: unknown } | null = null
+  const run = { next: 0, done: 0, checked: 0, checkedAt: performance.now(), failed: false, error: undefined as unknown }
   const lane = async () => {
-    while (failure === null && next < groups.length) {
-      const group = groups[next++]!
+    while (!run.failed && run.next < groups.length) {
+      const group = groups[run.next++]!
       for (const i of group) {
-        if (failure !== null) return
+        if (run.failed) return
         try {
           await linkEntryAsync(ctx, i)
-          if (++done - checked >= CHECK_EVERY) {
-            checked = done
-            checkpoint(done)
+          run.done++
+          if (run.done - run.checked >= CHECK_EVERY || performance.now() - run.checkedAt >= CHECK_EVERY_MS) {
+            run.checked = run.done
+            run.checkedAt = performance.now()
+            checkpoint(run.done)
           }
         } catch (error) {
-          failure ??= { error }
+          if (!run.failed) Object.assign(run, { failed: true, error })
           return
         }
       }
     }
   }
   await Promise.all(Array.from({ length: Math.max(1, Math.min(inFlight, groups.length)) }, lane))
-  if (failure !== null) throw (failure as { error: unknown }).error
-  checkpoint(done)
+  if (run.failed) throw run.error
+  checkpoint(run.done)
 }

@@ -1,14 +1,14 @@
 /**
- * The remove room (store/remove/): taking large trees away fast, once gc
- * has retired them to `.trash-*`. startRemover (this file) picks how: `rm
- * -rf` child processes when the tree is large and /bin/rm is there; else
- * remover.ts, which unlinks on the main thread and worker threads at once
- * (rm-worker.ts is that worker); a small tree, or any tree while test faults
- * are armed, goes through fs.ts's rmTree alone. What to remove, and when, is
+ * The remove room (store/remove/): taking trees away fast, once gc has
+ * retired them to `.trash-*`. startRemover (this file) picks how: `rm -rf`
+ * child processes when the tree is large or on a remote filesystem, and
+ * /bin/rm is there; else remover.ts, which unlinks on the main thread and
+ * worker threads at once (rm-worker.ts is that worker); a small local tree,
+ * or any tree while test faults are armed, goes through fs.ts's rmTree alone. What to remove, and when, is
  * gc's decision (ops/gc.ts); this room removes a tree entirely or throws the
  * first error, and never follows a symlink.
  *
- * Removing a large tree with `rm -rf` child processes, one per top-level
+ * Removing a tree with `rm -rf` child processes, one per top-level
  * directory of the tree, and then fs.ts's rmTree over whatever is left.
  *
  * Why processes: a removal is almost all the kernel's unlinks, which run in
