@@ -183,6 +183,22 @@ describe('--adopt', () => {
 })
 
 describe('hostile names', () => {
+  it('a directory named with U+FFFD holding a name that is not UTF-8: the plan (one component at a time) and verify (a whole target) spell it alike', () => {
+    const root = tempDir()
+    const prefix = path.join(root, 'p')
+    // d<U+FFFD> is valid UTF-8; x<FF> is not: the target read back whole holds both
+    const dir = Buffer.concat([Buffer.from(`${prefix}/share/d`), Buffer.of(0xef, 0xbf, 0xbd)])
+    fs.mkdirSync(dir, { recursive: true })
+    fs.writeFileSync(Buffer.concat([dir, Buffer.from('/x'), Buffer.of(0xff)]), 'x\n')
+    fs.writeFileSync(Buffer.concat([dir, Buffer.from('/plain')]), 'plain\n')
+    const view = path.join(root, 'view')
+    const file = writeManifest(root, `view: ${view}\nfold: false\npackages: [${JSON.stringify(prefix)}]\n`)
+    expect(viewctl(['regenerate', file]).code).toBe(0)
+    const verify = viewctl(['verify', view, '--json'])
+    expect(verify.code, verify.stdout + verify.stderr).toBe(0)
+    expect(verify.json.ok).toBe(true)
+  })
+
   it('spaces, a newline, a tab, quotes, a leading dash and non-UTF-8 bytes: regenerate and verify exit 0, every name reachable through the view', () => {
     const root = tempDir()
     const b = (s: string) => Buffer.from(s, 'utf8')

@@ -162,7 +162,7 @@ describe('the one knob, VIEWCTL_JOBS (--jobs): threads capped at the CPUs locall
     expect(jobs(true)).toBe(16)
   })
 
-  it('a build pinned to one CPU (taskset) starts no link worker, however many threads VIEWCTL_JOBS asks for', { timeout: 60_000 }, (testCtx) => {
+  it('a build pinned to one CPU (taskset) starts no link worker, however many threads VIEWCTL_JOBS asks for', { timeout: 180_000 }, (testCtx) => {
     if (spawnSync('taskset', ['-c', '0', 'true']).status !== 0) testCtx.skip('taskset (util-linux) is not installed: cannot pin a process to one CPU')
     const dir = tempDir('viewctl-link-cap-')
     // two prefixes sharing big directories: a link worker gets chunks while the walk goes on (streamed)

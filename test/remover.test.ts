@@ -235,11 +235,25 @@ describe('removing a tree with rm processes (store/remove/rm-processes.ts)', () 
     expect(fs.existsSync(tree)).toBe(false)
   })
 
+  it('processRemover runs at most the rm processes it is given, each directory in exactly one', async () => {
+    const rm = rmProgram()
+    if (rm === null) throw new Error('no rm at /bin/rm or /usr/bin/rm')
+    const tree = path.join(scratch('viewctl-rmproc-'), 'tree')
+    for (const d of ['a', 'b', 'c', 'd', 'e']) fill(path.join(tree, d), 20)
+    const stats = await processRemover(rm, 2).remove(tree)
+    expect(stats.processes).toBe(2)
+    expect(fs.existsSync(tree)).toBe(false)
+    const wide = path.join(scratch('viewctl-rmproc-'), 'tree')
+    for (const d of ['a', 'b', 'c']) fill(path.join(wide, d), 5)
+    expect((await processRemover(rm, 16).remove(wide)).processes).toBe(3)
+    expect(fs.existsSync(wide)).toBe(false)
+  })
+
   it('startRemover uses rm processes for a big tree; not for a small one, with VIEWCTL_RM_PROCESSES=0, or while faults are armed', async () => {
-    const used = async (entries: number) => {
+    const used = async (entries: number, where: { remote?: boolean } = {}) => {
       const tree = path.join(scratch('viewctl-rmproc-'), 'tree')
       fill(path.join(tree, 'd'), 3)
-      const remover = startRemover(entries)
+      const remover = startRemover(entries, where)
       try {
         const stats = await remover.remove(tree)
         expect(fs.existsSync(tree)).toBe(false)
@@ -250,9 +264,12 @@ describe('removing a tree with rm processes (store/remove/rm-processes.ts)', () 
     }
     expect(await used(PARALLEL_MIN_ENTRIES)).toBe('processes')
     expect(await used(PARALLEL_MIN_ENTRIES - 1)).toBe('threads or main thread')
+    // on a remote filesystem, at any size: rm unlinks relative to an open directory, one round trip a name
+    expect(await used(3, { remote: true })).toBe('processes')
     process.env.VIEWCTL_RM_PROCESSES = '0'
     try {
       expect(await used(PARALLEL_MIN_ENTRIES)).toBe('threads or main thread')
+      expect(await used(3, { remote: true })).toBe('threads or main thread')
     } finally {
       delete process.env.VIEWCTL_RM_PROCESSES
     }

@@ -136,7 +136,7 @@ describe('verify --repair', () => {
     expect(viewctl(['verify', view, '--repair']).code).toBe(0)
   })
 
-  it('a reader loop never sees the view path or a repaired entry missing', async () => {
+  it('a reader loop never sees the view path or a repaired entry missing', { timeout: 180_000 }, async () => {
     const { view, dir } = built({ prefixes: 10, files: 150 }) // 1,500 links in bin/ alone
     const names = fs.readdirSync(path.join(dir, 'bin'))
     for (const n of names) {

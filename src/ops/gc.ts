@@ -36,7 +36,7 @@
  * again under the lock, the survivors of 1–4 are scanned for in /proc once,
  * and each remaining tree is try-locked exclusively, renamed to `.trash-*`
  * while that lease lock is held (so no exec can start on it), and removed:
- * a large one by `rm -rf` child processes, one per top-level directory,
+ * a large one, or any on a remote filesystem, by `rm -rf` child processes, one per top-level directory,
  * and then the main thread over what is left (store/remove/rm-processes.ts), or,
  * where that cannot be, by the main thread and a worker thread together
  * (store/remove/remover.ts), the worker started before the lock is taken so that it
@@ -158,8 +158,8 @@ export async function collectGarbage(target: string, opts: GcOptions = {}): Prom
   if (!opts.dryRun && quick.candidates.size === 0) return report(first, policy, quick, [], null, [], false)
   if (opts.dryRun) return refuseIfKeptInUse(named, await checkInUse(first, policy, quick, null, null))
 
-  // For big trees: rm processes (store/remove/rm-processes.ts), or else a removal thread that boots now, while the lock is taken and the /proc scan runs.
-  const remover = startRemover(entriesIn(layout, quick.candidates.keys()))
+  // For big trees, and any tree on a remote filesystem: rm processes (store/remove/rm-processes.ts); or else a removal thread that boots now, while the lock is taken and the /proc scan runs.
+  const remover = startRemover(entriesIn(layout, quick.candidates.keys()), { remote: storeIsRemote(layout) })
   try {
     return await withWriter(layout, opts, async (_cleared, guard) => {
       const state = guard.state
@@ -500,4 +500,12 @@ function diskUsage(dir: string): number {
   }
   walk(dir)
   return total
+}
+
+function storeIsRemote(layout: Layout): boolean {
+  try {
+    return filesystemOf(layout.store).remote
+  } catch {
+    return false // the lock step reports what is wrong with the store
+  }
 }

@@ -31,6 +31,8 @@ import { ViewError, translateOsError } from '../errors.js'
 import { keepModuleTreeCurrent } from '../modules/hook.js'
 import { enterWriter, withWriter, withWriterIfFree, type WriterGuard, type WriterOptions } from './writer.js'
 import { ownerToActAs } from '../store/guard/identity.js'
+import { filesystemOf } from '../store/guard/filesystem.js'
+import { jobs } from '../store/workers.js'
 import type { GcResult } from './gc.js'
 import { manifestSettings, recordSettings, sameSettings } from './settings.js'
 
@@ -94,8 +96,9 @@ export async function regenerate(manifestFile: string, opts: RegenerateOptions =
   assertPublishable(before, opts, manifestFile)
   const unchanged = alreadyShown(layout, before, manifest, cache, !!opts.dryRun)
   if (unchanged) return { ...unchanged, elapsedMs: performance.now() - started }
-  // a build is likely: let link workers boot while the prefixes are walked
-  const helpers = opts.dryRun ? null : startLinkHelpers()
+  // a build is likely: let link workers boot while the prefixes are walked (not on a remote filesystem,
+  // where the build keeps many operations in flight from the main thread instead: store/build/lanes.ts)
+  const helpers = opts.dryRun || onRemoteFilesystem(layout) ? null : startLinkHelpers()
   try {
     let result: RegenerateResult | null = null
     // The prefixes must be walked (the scan cache recalls no plan) and a build is likely (a new view, a prefix
@@ -218,7 +221,8 @@ async function planAndSwitch(manifestFile: string, manifest: Manifest, layout: L
     }
     // a tree with this hash on disk is reused: nothing to share
     const choice = intact(layout, plan.hash) ? NO_BASE : baseFor(layout, state, manifest, opts)
-    const build = () => buildGeneration(layout, plan, manifest, { onProgress: opts.onProgress, signal: opts.signal, helpers: opts.helpers, workInStore: opts.workInStore, base: choice.base })
+    const inFlight = guard.filesystem.remote ? jobs(true) : undefined
+    const build = () => buildGeneration(layout, plan, manifest, { onProgress: opts.onProgress, signal: opts.signal, helpers: opts.helpers, workInStore: opts.workInStore, base: choice.base, inFlight })
     const { generation, built, warnings, share } = await switchToNewGeneration(layout, state, plan, manifest, opts, guard, build)
     return { ...base, ...sharing(choice, share), warnings: [...base.warnings, ...guard.notes, ...warnings, ...notes(choice, share)], generation, previousGeneration: previous, changed: true, built, adopted, cleared, elapsedMs: performance.now() - started }
   })
@@ -465,4 +469,16 @@ function assertPublishable(state: ViewState, opts: RegenerateOptions, manifestFi
       'move it away or choose another view path',
     )
   }
+}
+
+/** Whether the view's store is (or, for a new view, will be) on a remote filesystem. */
+function onRemoteFilesystem(layout: Layout): boolean {
+  for (const dir of [layout.store, path.dirname(layout.view)]) {
+    try {
+      return filesystemOf(dir).remote
+    } catch {
+      // not there yet: ask its parent
+    }
+  }
+  return false
 }

@@ -59,6 +59,8 @@ export interface BuildOptions {
   workInStore?: boolean
   /** The tree to share unchanged entries from (share.ts, chooseBase), chosen under the writer lock. */
   base?: ShareBase | null
+  /** On a remote filesystem: link operations kept in flight, one per directory (lanes.ts). */
+  inFlight?: number
 }
 
 /** Nothing was shared. */
@@ -222,6 +224,7 @@ async function linkEntries(staging: string, realFinalDir: string, plan: PlanResu
     {
       planText: plan.chunks,
       helpers: opts.helpers,
+      inFlight: opts.inFlight,
       checkpoint: (linked) => {
         throwIfAborted(signal)
         if (onProgress && linked - reported >= BATCH) {

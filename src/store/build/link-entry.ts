@@ -162,7 +162,7 @@ function linkRun(addon: LinksAddon, ctx: LinkContext, order: ArrayLike<number> |
         // refused ones are created anew, after the others (the order of creation within a directory does not matter)
         for (let s = 0; s < errs.length; s++) {
           if (errs[s] === 0) continue
-          refusedFromBase(share!, errnoCode(errs[s]!))
+          shareRefused(share!, { code: errnoCode(errs[s]!) })
           const i = shareEntries[s]!
           names.push(shareNames[s]!)
           froms.push(linkFrom(ctx, i, paths[i]!))
@@ -187,8 +187,7 @@ function linkRun(addon: LinksAddon, ctx: LinkContext, order: ArrayLike<number> |
 /** What entry i's link is made from: a symlink's target, or the file a hardlink names. */
 function linkFrom(ctx: LinkContext, i: number, rel: string): string {
   const src = ctx.sources[i]!
-  if (ctx.mode === 'symlink' && ctx.relative) return `${'../'.repeat(depthOf(rel))}${ctx.prefixFromRoot[src]}/${rel}`
-  return `${ctx.prefixes[src]}/${rel}`
+  return ctx.mode === 'symlink' ? symlinkTarget(ctx, rel, src) : `${ctx.prefixes[src]}/${rel}`
 }
 
 /** The error fs.symlinkSync or fs.linkSync throws for `errno`: the same message, code, errno, syscall, path and dest. */
@@ -223,13 +222,12 @@ function errnoCode(errno: number): string | undefined {
 /** Place one non-directory entry: a symlink, a hardlink or a copy of its source. */
 export function linkEntry(ctx: LinkContext, i: number): void {
   const rel = ctx.paths[i]!
-  const src = ctx.sources[i]!
-  if (src === NO_SOURCE) throw new Error(`plan entry ${rel} has no source`)
+  const src = sourceOf(ctx, i)
   const dest = `${ctx.at}/${rel}`
   if (ctx.share !== undefined && ctx.share.flags[i] === 1 && linkFromBase(ctx.share, rel, dest, ctx.plain === true)) return
   try {
     if (ctx.mode === 'symlink') {
-      const target = linkFrom(ctx, i, rel)
+      const target = symlinkTarget(ctx, rel, src)
       if (ctx.plain) sfs.symlinkPlain(target, dest)
       else sfs.symlink(target, dest)
       return
@@ -246,17 +244,52 @@ export function linkEntry(ctx: LinkContext, i: number): void {
   }
 }
 
+/** linkEntry on libuv's thread pool: the same entry, target and errors, for the lanes of a remote build (lanes.ts). */
+export async function linkEntryAsync(ctx: LinkContext, i: number): Promise<void> {
+  const rel = ctx.paths[i]!
+  const src = sourceOf(ctx, i)
+  const dest = `${ctx.at}/${rel}`
+  if (ctx.share !== undefined && ctx.share.flags[i] === 1) {
+    if (Atomics.load(ctx.share.state, SHARE_OFF) === 0) {
+      try {
+        await sfs.linkAsync(`${ctx.share.from}/${rel}`, dest)
+        Atomics.add(ctx.share.state, SHARE_LINKED, 1)
+        return
+      } catch (err) {
+        shareRefused(ctx.share, err)
+      }
+    }
+  }
+  try {
+    if (ctx.mode === 'symlink') await sfs.symlinkAsync(symlinkTarget(ctx, rel, src), dest)
+    else {
+      const source = `${ctx.prefixes[src]}/${rel}`
+      if (ctx.mode === 'hardlink') await sfs.linkAsync(source, dest)
+      else if (ctx.kinds[i] === Kind.Symlink) await sfs.symlinkAsync(await sfs.readlinkAsync(source), dest)
+      else await sfs.copyFileAsync(source, dest)
+    }
+  } catch (err) {
+    throw absolutePaths(err, ctx.at, ctx.staging)
+  }
+}
+
+function sourceOf(ctx: LinkContext, i: number): number {
+  const src = ctx.sources[i]!
+  if (src === NO_SOURCE) throw new Error(`plan entry ${ctx.paths[i]} has no source`)
+  return src
+}
+
+function symlinkTarget(ctx: LinkContext, rel: string, src: number): string {
+  return ctx.relative ? `${'../'.repeat(depthOf(rel))}${ctx.prefixFromRoot[src]}/${rel}` : `${ctx.prefixes[src]}/${rel}`
+}
+
 /**
  * Hard-link the base tree's entry at `rel` into place: on Linux `link()` of
  * a symlink links the symlink itself, so the new tree gets the very inode the
  * base has, with the same target. False when the entry must be created
- * instead: sharing is off for this build, or the link was refused. A refusal
- * says something about this inode only when it is EMLINK (the inode is at its
- * filesystem's link limit); any other (EXDEV, EPERM from
- * fs.protected_hardlinks or from a filesystem without hard links, ENOTSUP,
- * ENOENT from a base that was removed) says the base cannot be linked from at
- * all, and turns sharing off for every thread of the build at once. Nothing
- * depends on the base being linkable: an entry created anew is the same entry.
+ * instead: sharing is off for this build, or the link was refused
+ * (shareRefused). Nothing depends on the base being linkable: an entry
+ * created anew is the same entry.
  */
 function linkFromBase(share: ShareContext, rel: string, dest: string, plain: boolean): boolean {
   if (Atomics.load(share.state, SHARE_OFF) !== 0) return false
@@ -264,15 +297,23 @@ function linkFromBase(share: ShareContext, rel: string, dest: string, plain: boo
     if (plain) sfs.linkPlain(`${share.from}/${rel}`, dest)
     else sfs.link(`${share.from}/${rel}`, dest)
   } catch (err) {
-    refusedFromBase(share, (err as NodeJS.ErrnoException).code)
+    shareRefused(share, err)
     return false
   }
   Atomics.add(share.state, SHARE_LINKED, 1)
   return true
 }
 
-/** A link from the base was refused with `code`: count it (EMLINK), or turn sharing off for the whole build. */
-function refusedFromBase(share: ShareContext, code: string | undefined): void {
+/**
+ * A refusal to link from the base says something about this inode only when
+ * it is EMLINK (the inode is at its filesystem's link limit); any other
+ * (EXDEV, EPERM from fs.protected_hardlinks or from a filesystem without hard
+ * links, ENOTSUP, ENOENT from a base that was removed) says the base cannot
+ * be linked from at all, and turns sharing off for every thread of the build
+ * at once.
+ */
+function shareRefused(share: ShareContext, err: unknown): void {
+  const code = (err as NodeJS.ErrnoException).code
   if (code === 'EMLINK') Atomics.add(share.state, SHARE_AT_LIMIT, 1)
   else if (Atomics.compareExchange(share.state, SHARE_OFF, 0, 1) === 0) Atomics.store(share.state, SHARE_ERRNO, errnoOf(code))
 }

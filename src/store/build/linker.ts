@@ -26,6 +26,7 @@ import type { LinkMode } from '../../manifest/types.js'
 import { extraThreads, reviveError, workerFileOnce, type WorkerError } from '../workers.js'
 import type { StreamSetup } from './stream-queue.js'
 import { linkEntries, type LinkContext, type ShareContext } from './link-entry.js'
+import { linkInLanes } from './lanes.js'
 
 // ---------------------------------------------------------------------------
 // Scheduling
@@ -151,6 +152,8 @@ export interface LinkAllOptions {
   checkpoint: (linksDone: number) => void
   /** Workers started ahead (startLinkHelpers), used instead of starting new ones. linkAll does not release them. */
   helpers?: LinkHelpers | null
+  /** On a remote filesystem: operations kept in flight, one per directory (lanes.ts); no worker threads then. */
+  inFlight?: number
 }
 
 /** Worker threads besides the main thread: VIEWCTL_JOBS - 1 (store/workers.ts). */
@@ -238,6 +241,10 @@ function spawnHelper(data: LinkWorkerData | null): Helper | null {
 
 /** Link every entry in `links` (indices into ctx's plan). */
 export async function linkAll(ctx: LinkContext, links: ArrayLike<number>, opts: LinkAllOptions): Promise<void> {
+  if (opts.inFlight !== undefined && opts.inFlight > 1 && !sfs.faultsArmed()) {
+    await linkInLanes(ctx, links, opts.inFlight, opts.checkpoint)
+    return
+  }
   const extra = links.length >= PARALLEL_MIN_LINKS && !sfs.faultsArmed() ? extraLinkThreads() : 0
   if (extra === 0 || WORKER_FILE() === null) {
     await linkSerially(ctx, links, opts)

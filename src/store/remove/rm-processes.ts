@@ -1,14 +1,14 @@
 /**
- * The remove room (store/remove/): taking large trees away fast, once gc
- * has retired them to `.trash-*`. startRemover (this file) picks how: `rm
- * -rf` child processes when the tree is large and /bin/rm is there; else
- * remover.ts, which unlinks on the main thread and worker threads at once
- * (rm-worker.ts is that worker); a small tree, or any tree while test faults
- * are armed, goes through fs.ts's rmTree alone. What to remove, and when, is
+ * The remove room (store/remove/): taking trees away fast, once gc has
+ * retired them to `.trash-*`. startRemover (this file) picks how: `rm -rf`
+ * child processes when the tree is large or on a remote filesystem, and
+ * /bin/rm is there; else remover.ts, which unlinks on the main thread and
+ * worker threads at once (rm-worker.ts is that worker); a small local tree,
+ * or any tree while test faults are armed, goes through fs.ts's rmTree alone. What to remove, and when, is
  * gc's decision (ops/gc.ts); this room removes a tree entirely or throws the
  * first error, and never follows a symlink.
  *
- * Removing a large tree with `rm -rf` child processes, one per top-level
+ * Removing a tree with `rm -rf` child processes, one per top-level
  * directory of the tree, and then fs.ts's rmTree over whatever is left.
  *
  * Why processes: a removal is almost all the kernel's unlinks, which run in
@@ -41,6 +41,7 @@ import fs from 'node:fs'
 import os from 'node:os'
 import * as sfs from '../../fs.js'
 import { PARALLEL_MIN_ENTRIES, startTreeRemover, type RemovalStats, type TreeRemover } from './remover.js'
+import { jobs } from '../workers.js'
 
 /** At most this many rm processes for one tree. */
 export const MAX_RM_PROCESSES = 8
@@ -62,10 +63,17 @@ export function rmProgram(): string | null {
  * The remover gc uses for trees of about `entries` entries in all: rm
  * processes when they are worth it and allowed, else the thread remover
  * (which starts its workers now, so that they boot while the caller works).
+ *
+ * On a remote filesystem rm processes are worth it at any size: each unlink
+ * is a round trip, rm unlinks relative to an open directory where the thread
+ * remover names every path from the root (a lookup per component, each a
+ * round trip on a mount that caches nothing), and up to jobs() of them
+ * (`--jobs`, 16 by default there) work in different directories at once.
  */
-export function startRemover(entries: number): TreeRemover {
-  const rm = entries >= PARALLEL_MIN_ENTRIES && !sfs.faultsArmed() && process.env.VIEWCTL_RM_PROCESSES !== '0' ? rmProgram() : null
-  return rm === null ? startTreeRemover(entries) : processRemover(rm)
+export function startRemover(entries: number, where: { remote?: boolean } = {}): TreeRemover {
+  const remote = where.remote === true
+  const rm = (remote || entries >= PARALLEL_MIN_ENTRIES) && !sfs.faultsArmed() && process.env.VIEWCTL_RM_PROCESSES !== '0' ? rmProgram() : null
+  return rm === null ? startTreeRemover(entries) : processRemover(rm, remote ? jobs(true) : undefined)
 }
 
 /** How a removal went with processes: `processes` rm children ran (0 when none did). */
@@ -78,7 +86,8 @@ export interface ProcessRemover extends TreeRemover {
   remove(p: string): Promise<ProcessRemovalStats>
 }
 
-export function processRemover(rm: string): ProcessRemover {
+/** `most`: at most this many rm children (default: two per CPU, at most MAX_RM_PROCESSES). */
+export function processRemover(rm: string, most?: number): ProcessRemover {
   return {
     async remove(p) {
       let processes = 0
@@ -88,7 +97,7 @@ export function processRemover(rm: string): ProcessRemover {
       const listing = typeof root === 'string' && sfs.removalStart(root) === 'dir' ? sfs.listForRemoval(root) : null
       if (listing !== null && listing.dirs.length > 0) {
         const groups: string[][] = []
-        const n = Math.min(listing.dirs.length, MAX_RM_PROCESSES, Math.max(2, os.availableParallelism() * 2))
+        const n = Math.min(listing.dirs.length, most ?? Math.min(MAX_RM_PROCESSES, Math.max(2, os.availableParallelism() * 2)))
         listing.dirs.forEach((d, i) => (groups[i % n] ??= []).push(`${root as string}/${d}`))
         processes = groups.length
         await Promise.all(groups.map((paths) => runRm(rm, paths)))
