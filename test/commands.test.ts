@@ -9,6 +9,9 @@ import path from 'node:path'
 import { spawn, type ChildProcess } from 'node:child_process'
 import { describe, expect, it, onTestFinished } from 'vitest'
 import { snapshot, tempDir, viewctl, viewctlAsync, writeManifest, writeTree } from './helpers.js'
+import { findGeneration, MIN_DIGIT_PREFIX } from '../src/ops/rollback.js'
+import { layoutFor } from '../src/store/layout.js'
+import type { ViewState } from '../src/store/journal/state.js'
 
 interface Fixture {
   base: string
@@ -69,6 +72,27 @@ async function execLease(view: string): Promise<ChildProcess> {
   })
   return child
 }
+
+describe('naming a generation by number or by hash prefix', () => {
+  // generation 1's hash starts with digits only, as one hash in 200 does for its first ten characters
+  const hashes = ['3528740304' + '3e4b6d8ac21f8cd6ce15dc', '7f' + '0'.repeat(30)]
+  const state = (): ViewState => {
+    const view = path.join(tempDir('viewctl-cmd-'), 'hpc')
+    const records = hashes.map((hash, k) => ({ generation: k + 1, hash, action: 'regenerate', at: '2026-12-07T00:00:00.000Z' })) as unknown as ViewState['records']
+    return { layout: layoutFor(view), kind: 'managed', target: null, hash: hashes[1]!, records, corrupt: [], current: null }
+  }
+
+  it('digits are a generation number first, and a hash prefix of MIN_DIGIT_PREFIX digits or more when no generation has that number', () => {
+    const s = state()
+    expect(findGeneration(s, '1').hash).toBe(hashes[0])
+    expect(findGeneration(s, '2').hash).toBe(hashes[1])
+    expect(findGeneration(s, hashes[0]!.slice(0, 10)).generation).toBe(1)
+    expect(findGeneration(s, hashes[0]!.slice(0, MIN_DIGIT_PREFIX)).generation).toBe(1)
+    // fewer digits name a generation number only
+    expect(() => findGeneration(s, hashes[0]!.slice(0, MIN_DIGIT_PREFIX - 1))).toThrow(/has no generation 352874$/)
+    expect(() => findGeneration(s, '9999999')).toThrow(/has no generation 9999999, and none whose hash starts with 9999999/)
+  })
+})
 
 describe('switch and --dry-run', () => {
   it('switch goes to any generation on disk, later or earlier, and records a switch', () => {

@@ -119,13 +119,18 @@ type Destination = GenerationInfo & { untracked?: true }
  * lost to a damaged journal line): it comes back as the next generation
  * number, so that the tree stays reachable by its hash.
  */
+/** Digits this many or more that name no generation are read as a hash prefix (as git reads a short hash). */
+export const MIN_DIGIT_PREFIX = 7
+
 export function findGeneration(state: ViewState, spec: string, untracked = false): Destination {
   const gens = listGenerations(state)
-  if (/^\d+$/.test(spec)) {
-    const n = Number(spec)
-    const g = gens.find((x) => x.generation === n)
-    if (!g) throw new ViewError('GENERATION_NOT_FOUND', `${state.layout.view} has no generation ${n}`, `\`viewctl list ${state.layout.view}\` shows the generations`)
-    return g
+  // Digits name a generation number. A hash prefix may be all digits too (one in 200 of ten characters is):
+  // one of MIN_DIGIT_PREFIX digits or more that names no generation is taken as a hash prefix.
+  const numeric = /^\d+$/.test(spec)
+  if (numeric) {
+    const g = gens.find((x) => x.generation === Number(spec))
+    if (g) return g
+    if (spec.length < MIN_DIGIT_PREFIX) throw new ViewError('GENERATION_NOT_FOUND', `${state.layout.view} has no generation ${Number(spec)}`, `\`viewctl list ${state.layout.view}\` shows the generations`)
   }
   const prefix = spec.toLowerCase()
   const matches = [...new Map(gens.filter((g) => g.hash.startsWith(prefix)).map((g) => [g.hash, g])).values()]
@@ -138,7 +143,7 @@ export function findGeneration(state: ViewState, spec: string, untracked = false
       return { generation: nextGenerationNumber(state), hash, created: readMeta(generationDir(state.layout, hash))?.created ?? '', action: 'rollback', current: false, onDisk: true, pinned: false, untracked: true }
     }
   }
-  if (matches.length === 0) throw new ViewError('GENERATION_NOT_FOUND', `${state.layout.view} has no generation whose hash starts with ${spec}`, `\`viewctl list ${state.layout.view}\` shows the generations`)
+  if (matches.length === 0) throw new ViewError('GENERATION_NOT_FOUND', numeric ? `${state.layout.view} has no generation ${Number(spec)}, and none whose hash starts with ${spec}` : `${state.layout.view} has no generation whose hash starts with ${spec}`, `\`viewctl list ${state.layout.view}\` shows the generations`)
   if (matches.length > 1) throw new ViewError('USAGE', `hash prefix ${spec} is ambiguous: ${matches.map((g) => g.hash.slice(0, 12)).join(', ')}`, 'give more characters of the hash, or the generation number')
   // several numbers can share one tree: take the newest of them
   const all = gens.filter((g) => g.hash === matches[0]!.hash)
