@@ -2,12 +2,13 @@
  * The real module tools for the modules suite: Lmod (Debian's `lmod`
  * package, which .ci/run installs) and Environment Modules. Debian's
  * `environment-modules` conflicts with `lmod`, so it is not installed: its
- * package is downloaded with `apt-get download` and unpacked with `dpkg -x`
- * into a cache directory (the same place .ci/run fills), and its
- * `modulecmd.tcl` runs with tclsh, as its own init script does.
+ * package is downloaded and unpacked by .ci/run (`apt-get download`, `dpkg
+ * -x`) into a cache directory, and its `modulecmd.tcl` runs with tclsh, as
+ * its own init script does. A test makes no connection beyond this machine.
  *
  * A tool that is missing is a skip with the reason printed, except where it
- * can be had: as root with apt-get (CI), a failure to get it fails the suite.
+ * can be had: as root with apt-get (CI), where .ci/run gets it, a missing
+ * tool fails the suite.
  * Each shell starts clean: `env -i` plus HOME and PATH, `bash --noprofile
  * --norc`, then the tool's init.
  */
@@ -58,15 +59,12 @@ export function environmentModules(): Tool | string {
     return why
   }
   const root = path.join(toolCache(), 'environment-modules')
-  let cmd = findModulecmd(root)
+  const cmd = findModulecmd(root)
   if (cmd === null) {
-    if (!has('apt-get') || !has('dpkg')) return 'environment-modules is not unpacked in ' + root + ' and apt-get/dpkg are not there to get it'
-    const got = unpackEnvironmentModules(root)
-    if ('error' in got) {
-      if (canInstall()) throw new Error(got.error)
-      return got.error
-    }
-    cmd = got.modulecmd
+    // A test makes no connection beyond this machine: .ci/run downloads and unpacks the package.
+    const why = `environment-modules is not unpacked in ${root} (.ci/run does it: apt-get download environment-modules, dpkg -x into ${root}/root)`
+    if (canInstall()) throw new Error(why)
+    return why
   }
   return { name: 'modules', init: `eval "$(tclsh '${cmd}' bash autoinit)"` }
 }
@@ -77,30 +75,6 @@ function findModulecmd(root: string): string | null {
     if (fs.existsSync(p)) return fs.realpathSync(p)
   }
   return null
-}
-
-/** `apt-get download environment-modules` and `dpkg -x` it into `root`, renamed into place whole. */
-function unpackEnvironmentModules(root: string): { modulecmd: string } | { error: string } {
-  fs.mkdirSync(path.dirname(root), { recursive: true })
-  const work = fs.mkdtempSync(path.join(path.dirname(root), '.em-'))
-  try {
-    const dl = spawnSync('apt-get', ['download', 'environment-modules'], { cwd: work, encoding: 'utf8' })
-    const deb = fs.readdirSync(work).find((f) => f.endsWith('.deb'))
-    if (deb === undefined) return { error: `apt-get download environment-modules failed: ${(dl.stderr || dl.stdout).trim().split('\n').pop()}` }
-    fs.mkdirSync(path.join(work, 'root'))
-    const x = spawnSync('dpkg', ['-x', deb, 'root'], { cwd: work, encoding: 'utf8' })
-    if (x.status !== 0) return { error: `dpkg -x ${deb} failed: ${x.stderr.trim()}` }
-    try {
-      fs.renameSync(work, root)
-    } catch (err) {
-      // another run unpacked it meanwhile
-      if (!['ENOTEMPTY', 'EEXIST'].includes((err as NodeJS.ErrnoException).code ?? '')) throw err
-    }
-    const modulecmd = findModulecmd(root)
-    return modulecmd === null ? { error: `no modulecmd.tcl in the unpacked environment-modules package (${root})` } : { modulecmd }
-  } finally {
-    fs.rmSync(work, { recursive: true, force: true })
-  }
 }
 
 export interface ShellRun {
