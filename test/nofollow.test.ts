@@ -10,7 +10,8 @@ import { spawnSync } from 'node:child_process'
 import { describe, expect, it } from 'vitest'
 import { appendDurable, chmodDirNoFollow, isRefusedSymlink, readFileNoFollow, writeFileDurable } from '../src/fs.js'
 import { translateOsError } from '../src/errors.js'
-import { tempDir } from './helpers.js'
+import { checkReceivedTree } from '../src/ops/replicate/check.js'
+import { makePrefixes, tempDir, viewctl, writeManifest } from './helpers.js'
 
 function victim(dir: string): { file: string; link: string; before: () => { text: string; mode: number } } {
   const file = path.join(dir, 'victim')
@@ -56,6 +57,39 @@ describe('files in a store are never reached through a symlink', () => {
     expect(spawnSync('mkfifo', [fifo]).status).toBe(0)
     const started = Date.now()
     expect(() => readFileNoFollow(fifo)).toThrow(/not a regular file/)
+    expect(Date.now() - started).toBeLessThan(5000)
+  })
+})
+
+describe("a received generation's plan is read without following a symlink", () => {
+  /** A real generation copied whole, as rsync leaves it in `.staging-push-<hash>`, and its hash. */
+  function stagedCopy(): { staging: string; finalReal: string; hash: string } {
+    const dir = tempDir()
+    const prefixes = makePrefixes(path.join(dir, 'opt'), 2)
+    const view = path.join(dir, 'view')
+    const manifest = writeManifest(dir, `view: ${view}\npackages:\n${prefixes.map((p) => `  - ${p}\n`).join('')}`)
+    expect(viewctl(['regenerate', manifest]).code).toBe(0)
+    const hash = path.basename(fs.readlinkSync(view))
+    const store = path.join(dir, '._view')
+    const staging = path.join(store, `.staging-push-${hash}`)
+    expect(spawnSync('cp', ['-a', path.join(store, hash), staging]).status).toBe(0)
+    return { staging, finalReal: path.join(fs.realpathSync(store), `${hash}-copy`), hash }
+  }
+
+  it('a plan.tsv that is a symlink (even to the right plan) or a FIFO is a problem of the tree, not followed or waited on', () => {
+    const { staging, finalReal, hash } = stagedCopy()
+    expect(checkReceivedTree(staging, finalReal, hash).problems).toEqual([]) // the control: the copy as it is passes
+    const plan = path.join(staging, '.viewctl', 'plan.tsv')
+    const aside = path.join(path.dirname(staging), 'plan-aside.tsv')
+    fs.renameSync(plan, aside)
+    fs.symlinkSync(aside, plan)
+    const viaLink = checkReceivedTree(staging, finalReal, hash).problems
+    expect(viaLink.map((p) => `${p.path}: ${p.detail}`).join('\n')).toMatch(/plan\.tsv: cannot be read: .*symlink|plan\.tsv: cannot be read: .*ELOOP/)
+    fs.rmSync(plan)
+    expect(spawnSync('mkfifo', [plan]).status).toBe(0)
+    const started = Date.now()
+    const viaFifo = checkReceivedTree(staging, finalReal, hash).problems
+    expect(viaFifo.map((p) => `${p.path}: ${p.detail}`).join('\n')).toMatch(/plan\.tsv: cannot be read: .*not a regular file/)
     expect(Date.now() - started).toBeLessThan(5000)
   })
 })

@@ -14,7 +14,7 @@
  */
 import fs from 'node:fs'
 import path from 'node:path'
-import { decodeName, fsPath } from '../../fs.js'
+import { decodeName, fsPath, readTextNoFollow } from '../../fs.js'
 import { hashPlan, parsePlanText, type ParsedPlan } from '../../plan/hash.js'
 import { EntryType, readDirListing, type DirListing } from '../../plan/scan.js'
 import { Kind, NO_SOURCE, PLAN_FORMAT, type PlanOptions } from '../../plan/types.js'
@@ -56,7 +56,8 @@ export function checkReceivedTree(dir: string, finalReal: string, hash: string):
   let text: string
   let plan: ParsedPlan
   try {
-    text = fs.readFileSync(path.join(dir, META_DIR, PLAN_FILE), 'utf8')
+    // rsync filled staging: a symlink or a FIFO put there is refused, never followed or waited on
+    text = readTextNoFollow(path.join(dir, META_DIR, PLAN_FILE))
     plan = parsePlanText(text)
   } catch (err) {
     problems.add({ path: `${META_DIR}/${PLAN_FILE}`, problem: 'meta', detail: `cannot be read: ${(err as Error).message}` })

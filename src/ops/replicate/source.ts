@@ -9,6 +9,7 @@ import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { ViewError, translateOsError } from '../../errors.js'
+import { readTextNoFollow } from '../../fs.js'
 import { viewPathOf } from '../../manifest/target.js'
 import { PLAN_FORMAT } from '../../plan/types.js'
 import { currentUser, switches } from '../../store/journal/history.js'
@@ -127,7 +128,7 @@ function sourceOf(layout: Layout, records: ReturnType<typeof readViewState>['rec
 
 function readText(file: string): string {
   try {
-    return fs.readFileSync(file, 'utf8')
+    return readTextNoFollow(file)
   } catch (err) {
     throw translateOsError(err, `reading ${file}`)
   }
