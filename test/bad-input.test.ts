@@ -115,6 +115,26 @@ describe('bad input never touches the view', () => {
     expect(pkgs.map(treeOf)).toEqual(prefixTrees)
   })
 
+  it.each(cases.filter((c) => c.code === 'MANIFEST_INVALID' && /env/.test(c.name)))('$name: status and verify given the manifest refuse it too (exit 2, at its line), the view unchanged', (c) => {
+    const file = path.join(root, 'cases', `look-${c.name.replace(/\W+/g, '-')}.yaml`)
+    fs.mkdirSync(path.dirname(file), { recursive: true })
+    fs.writeFileSync(file, c.yaml() as string)
+    const before = fullSnapshot(view)
+    for (const args of [['status', file], ['verify', file], ['verify', file, '--repair']]) {
+      const r = viewctl([...args, '--json'])
+      expect(r.code, `${args.join(' ')}: ${r.stderr}`).toBe(2)
+      expect(r.json?.error?.code, r.stdout).toBe('MANIFEST_INVALID')
+      expect(r.stderr).toContain(`${file}:${c.at}: `)
+      expect(r.stderr).toMatch(c.says)
+      noStackTrace(r.stderr)
+    }
+    expect(fullSnapshot(view)).toEqual(before)
+    // the control: the same view through a good manifest, and a missing prefix does not stop a look at it
+    const good = writeManifest(path.dirname(file), `view: ${view}\npackages:\n  - ${pkgs[0]}\n  - ${root}/p/gone\n`, 'look-good.yaml')
+    expect(viewctl(['status', good]).code).toBe(0)
+    expect(viewctl(['verify', good]).code).toBe(0)
+  })
+
   it('a real directory at the view path without --adopt: exit 1, suggests --adopt, the directory untouched', () => {
     const real = writeTree(path.join(root, 'real'), { 'bin/hello': 'hello from a real dir\n', 'share/doc/README': 'docs\n', 'lib/libx.so': { symlink: 'libx.so.1' } })
     const tree = treeOf(real)

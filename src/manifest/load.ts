@@ -95,6 +95,23 @@ export async function loadManifestRemembering(file: string, memory: DocumentMemo
   return manifest
 }
 
+/**
+ * Check a manifest as regenerate does, except its packages: the syntax, the
+ * schema, the view path and the values (`env:`, whole numbers). For the
+ * commands that read only the view a manifest names (status, verify), so that
+ * a manifest regenerate would refuse is refused there too, while a prefix that
+ * has gone missing does not stop a look at the view. Returns the view path.
+ */
+export async function checkManifest(file: string): Promise<string> {
+  const text = await readManifestText(file)
+  const { parseManifestText } = await import('./yaml-source.js')
+  const { positions, data } = parseManifestText(file, text)
+  const raw = await validateManifest(positions, data)
+  const view = resolveView(positions, raw, path.dirname(path.resolve(file)))
+  checkValues(positions, raw)
+  return view
+}
+
 async function normalize(file: string, text: string, source: Positions, raw: RawManifest): Promise<Manifest> {
   const baseDir = path.dirname(path.resolve(file))
   const view = resolveView(source, raw, baseDir)

@@ -1,4 +1,5 @@
 import { history, list, status } from '../../ops/inspect.js'
+import { checkIfManifest } from '../manifest-check.js'
 import { exitCodeFor } from '../../errors.js'
 import { formatCount, formatWhen, shortHash, type Output } from '../render.js'
 import { formatDuration } from '../../manifest/duration.js'
@@ -6,6 +7,7 @@ import type { GlobalArgs } from '../args.js'
 
 export async function runStatus(args: GlobalArgs & { target: string }, out: Output): Promise<number> {
   try {
+    await checkIfManifest(args.target)
     const s = status(args.target)
     out.result(s, () => [
       `view:        ${s.view} -> ${s.target}`,

@@ -1,10 +1,12 @@
 import { verify, type VerifyProblem, type VerifyResult } from '../../ops/verify.js'
+import { checkIfManifest } from '../manifest-check.js'
 import { exitCodeFor } from '../../errors.js'
 import { formatCount, shortHash, type Output } from '../render.js'
 import { writerOptions, type GlobalArgs } from '../args.js'
 
 export async function run(args: GlobalArgs & { target: string; repair: boolean }, out: Output): Promise<number> {
   try {
+    await checkIfManifest(args.target)
     if (args.repair) return await runRepair(args, out)
     const v = verify(args.target)
     out.result(v, () => (v.ok ? okLine(v) : [...problemLines(v.problems), summary(v)]))
