@@ -217,6 +217,25 @@ describe('push of a symlink view', () => {
     expect(act.stdout).toContain(`${remote}/sbin`)
   }, 120_000)
 
+  it('keeps the module tree of the receiving host current: a pushed generation carries its modules: setting', (ctx) => {
+    requirePush(ctx)
+    const root = tempDir()
+    const prefixes = makeTree(path.join(root, 'p'), 2, 2)
+    const view = path.join(root, 'hpc')
+    // one machine plays both hosts, so both views name the same module directory: the receiver's write is seen by its path
+    const moduleDir = path.join(root, 'modulefiles')
+    buildView(root, view, prefixes, ['modules:', `  dir: ${moduleDir}`])
+    const current = path.join(moduleDir, 'hpc', 'current.lua')
+    expect(fs.readFileSync(current, 'utf8')).toContain(`[[${view}/bin]]`) // the control: the sending host wrote it for its own view
+    const remote = path.join(root, 'r', 'hpc')
+    const r = push(sshd(), view, [dest(sshd(), remote)], ['--json'])
+    expect(r.code, r.stderr).toBe(0)
+    expect(historyRecords(remote)[0]).toMatchObject({ action: 'push', modules: { dir: moduleDir } })
+    const text = fs.readFileSync(current, 'utf8')
+    expect(text).toContain(`[[${remote}/bin]]`)
+    expect(text).not.toContain(`[[${view}/bin]]`)
+  }, 120_000)
+
   it('pushes file names with spaces, newlines and bytes that are not UTF-8, cold and incrementally', (ctx) => {
     requirePush(ctx)
     const root = tempDir()
