@@ -5,8 +5,11 @@
  * it; linker.ts links a plan's entries, over worker threads for a large plan
  * (link-worker.ts), each entry placed by link-entry.ts; stream.ts and
  * stream-queue.ts link while the prefixes are still being walked;
- * workdir.ts names places from inside the store; publish.ts swaps the view's
- * symlink. It stands on the journal (../journal/: is a tree complete, what
+ * native.ts makes the links a directory at a time through the link addon
+ * (native/links.c), with Node's calls as the fallback; lanes.ts keeps many
+ * link operations in flight on a remote filesystem; share.ts hard-links the
+ * entries unchanged since the generation on disk; workdir.ts names places
+ * from inside the store; publish.ts swaps the view's symlink. It stands on the journal (../journal/: is a tree complete, what
  * meta.json holds) and on layout.ts; the writer lock (../guard/) is taken by
  * its caller in ops/. A change to what a generation holds, or to how one
  * comes to be, starts here.

@@ -4,7 +4,14 @@
  * takes it); lease.ts the exec leases by which `viewctl exec`, on any host,
  * tells gc that a generation is in use; readers.ts the /proc scan that finds
  * the processes on this host using a generation. gc asks lease.ts and
- * readers.ts before it removes a tree. A change to how writers keep out of
+ * readers.ts before it removes a tree. For shared filesystems:
+ * filesystem.ts tells a mount's kind from mountinfo (remote, how far its
+ * fcntl locks reach, stale-read options); xlock.ts is the cross-client lock
+ * file where fcntl locks stay on one client; fence.ts the fresh reads and the
+ * fencing counter (`switch.<n>`); lease-file.ts the exec leases other
+ * clients can see; host.ts who and where a process is. For many users:
+ * identity.ts drops root to a store's owner; sharing.ts the modes a store
+ * passes on and what is risky for root. A change to how writers keep out of
  * each other's way, or to how readers are protected, goes here.
  *
  * The per-view writer lock: an exclusive OFD (open file description) lock on
