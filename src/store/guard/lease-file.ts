@@ -21,8 +21,8 @@
  *     MAX_AGE_S after its start, so that a planted or runaway lease cannot
  *     block gc forever.
  */
-import { spawn } from 'node:child_process'
 import fs from 'node:fs'
+import { createRequire } from 'node:module'
 import os from 'node:os'
 import path from 'node:path'
 import type { Readable } from 'node:stream'
@@ -127,6 +127,8 @@ export function createLeaseFile(layout: Layout, hash: string, meta: Record<strin
       file,
       remove,
       watch(lifeline) {
+        // loaded here: node:child_process costs 2-3 ms to load, and every switch reaches this module (publish.ts)
+        const { spawn } = createRequire(import.meta.url)('node:child_process') as typeof import('node:child_process')
         const watcher = spawn('sh', ['-c', WATCHER, 'viewctl-lease-watcher', file, String(REFRESH_S)], { stdio: [lifeline, 'ignore', 'ignore'], detached: true })
         watcher.on('error', () => {}) // no sh: the file goes stale after STALE_S, the fcntl lease still holds on this client
         watcher.unref()
