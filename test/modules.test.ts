@@ -195,6 +195,43 @@ echo "@again $MANPATH"
       expect(line(r.stdout, 'again').split(':').filter(Boolean)).toEqual(['/usr/share/lmod/lmod/share/man'])
     })
 
+    if (toolName === 'lmod') {
+      it("a module already on Lmod's MANPATH stack (pushenv) loaded first: the view's pages and the system's are found; unloading both gives MANPATH back byte for byte", () => {
+        expect(viewctl(['regenerate', f.manifest]).code).toBe(0)
+        const other = path.join(f.base, `stack-${format}`)
+        fs.mkdirSync(path.join(other, 'gcc'), { recursive: true })
+        fs.writeFileSync(path.join(other, 'gcc', '1.lua'), 'pushenv("MANPATH", "/opt/gcc/man:")\n')
+        const script = `
+export MANPATH=/usr/share/lmod/lmod/share/man:
+module use "$TREE"; module use "$OTHER"
+module load gcc; module unload gcc
+echo "@control $(env | grep '^__VIEWCTL_\\|^__LMOD_STACK_MANPATH=' | tr '\\n' ' ')"
+module load gcc; module load hpc
+echo "@loaded $MANPATH"
+echo "@manhello $(man -w hello 2>&1)"
+echo "@mansys $(man -w "$SYSPAGE" 2>&1)"
+module unload hpc
+echo "@onlygcc $MANPATH"
+echo "@mansysgcc $(man -w "$SYSPAGE" 2>&1)"
+module unload gcc
+echo "@none $MANPATH"
+echo "@marks $(env | grep '^__VIEWCTL_\\|^__LMOD_STACK_MANPATH=' | tr '\\n' ' ')"
+`
+        const r = inCleanBash(tool, script, f.base, { TREE: tree, OTHER: other, SYSPAGE: sysPage })
+        expect(line(r.stdout, 'loaded').split(':'), r.stderr).toContain(path.join(f.view, 'share/man'))
+        expect(line(r.stdout, 'manhello')).toBe(path.join(f.view, 'share/man/man1/hello.1'))
+        expect(line(r.stdout, 'mansys')).toMatch(/^\//)
+        // The stack is the other module's, so the view's file prepends; Lmod's prepend onto a trailing ':' writes '::',
+        // and its removal keeps that: one more empty entry, which man reads as the same system path (docs/modules.md)
+        expect(line(r.stdout, 'onlygcc')).toBe('/opt/gcc/man::')
+        expect(line(r.stdout, 'mansysgcc')).toMatch(/^\//)
+        expect(line(r.stdout, 'none')).toBe('/usr/share/lmod/lmod/share/man:')
+        // what is left in the environment is what the other module leaves on its own (Lmod's stack), nothing of viewctl's
+        expect(line(r.stdout, 'marks')).toBe(line(r.stdout, 'control'))
+        expect(line(r.stdout, 'marks')).not.toContain('__VIEWCTL_')
+      })
+    }
+
     it('module help and whatis say what the module is and how exec pins one generation', () => {
       const r = inCleanBash(tool, 'module use "$TREE"; module help hpc 2>&1; module whatis hpc 2>&1', f.base, { TREE: tree })
       const out = r.stdout + r.stderr
