@@ -363,9 +363,10 @@ describe.runIf(onLinuxX64)('the command line, installed elsewhere', () => {
 
   it('finds its addon from the install location and links with symlinkat; a damaged addon falls back to Node, silently', (ctx) => {
     if (spawnSync('strace', ['-V']).status !== 0) ctx.skip('strace is not installed: how links are made cannot be seen')
-    if (process.env.VIEWCTL_NATIVE === '0') ctx.skip('VIEWCTL_NATIVE=0: this test is about the addon')
+    // about the addon, so its viewctl runs without the project's VIEWCTL_NATIVE=0 (the js-links run)
+    const withAddon = { VIEWCTL_NATIVE: undefined }
     const pkg = installCopy()
-    const good = build(pkg)
+    const good = build(pkg, withAddon)
     expect(good.r.status, good.r.stderr).toBe(0)
     expect(good.r.stderr).toBe('')
     expect(fs.readlinkSync(path.join(good.view, 'bin', 'd'))).toMatch(/\/q\/bin\/d$/)
@@ -373,14 +374,14 @@ describe.runIf(onLinuxX64)('the command line, installed elsewhere', () => {
     expect(good.trace).toMatch(/symlinkat\("[^"]*\/q\/bin\/d", \d+, "d"/)
 
     fs.writeFileSync(path.join(pkg, 'prebuilds', 'linux-x64', 'viewctl-links.node'), 'damaged\n')
-    const damaged = build(pkg)
+    const damaged = build(pkg, withAddon)
     expect(damaged.r.status, damaged.r.stderr).toBe(0)
     expect(damaged.r.stderr).toBe('')
     expect(damaged.trace).not.toMatch(/symlinkat\("[^"]*", \d+,/)
     expect(fs.readlinkSync(path.join(damaged.view, 'bin', 'd'))).toMatch(/\/q\/bin\/d$/)
 
     fs.rmSync(path.join(pkg, 'prebuilds'), { recursive: true })
-    const none = build(pkg)
+    const none = build(pkg, withAddon)
     expect(none.r.status, none.r.stderr).toBe(0)
     expect(none.r.stderr).toBe('')
   })
@@ -409,7 +410,6 @@ function arm64Node(): string | null {
 
 describe('the linux-arm64 binary, under qemu-user', () => {
   it('loads, makes the same tree and errors as Node\'s calls, and builds a view (scripts/check-native.mjs)', { timeout: 600_000 }, (ctx) => {
-    if (process.env.VIEWCTL_NATIVE === '0') ctx.skip('checked once, in the run with the addon')
     const sysroot = '/usr/aarch64-linux-gnu'
     if (spawnSync('qemu-aarch64', ['--version']).status !== 0 || !fs.existsSync(path.join(sysroot, 'lib', 'ld-linux-aarch64.so.1'))) {
       ctx.skip('qemu-aarch64 and the arm64 libc (apt-get install qemu-user gcc-aarch64-linux-gnu) are not installed')
