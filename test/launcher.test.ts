@@ -91,7 +91,7 @@ describe('what a no-op loads (the manifest document in the scan cache)', () => {
    * Run the bundled CLI in a fresh Node and list the files of the bundle
    * the command loaded (through a module hook that notes every URL loaded).
    */
-  function loadedBy(args: string[]): { files: string[] } {
+  function loadedBy(args: string[]): { files: string[]; builtins: string[] } {
     const dir = tempDir('viewctl-loads-')
     const log = path.join(dir, 'loaded.txt')
     const hooks = `
@@ -114,8 +114,9 @@ describe('what a no-op loads (the manifest document in the scan cache)', () => {
     expect(r.status, r.stderr).toBe(0)
     const out = JSON.parse(r.stdout.slice(r.stdout.lastIndexOf('{"code"'))) as { code: number }
     expect(out.code).toBe(0)
-    const files = fs.readFileSync(log, 'utf8').split('\n').filter((u) => u.startsWith('file:')).map((u) => path.basename(new URL(u).pathname))
-    return { files }
+    const urls = fs.readFileSync(log, 'utf8').split('\n')
+    const files = urls.filter((u) => u.startsWith('file:')).map((u) => path.basename(new URL(u).pathname))
+    return { files, builtins: urls.filter((u) => u.startsWith('node:')) }
   }
   const parser = (files: string[]) => files.filter((f) => /^(yaml-source|schema-validator)-/.test(f))
 
@@ -144,5 +145,19 @@ describe('what a no-op loads (the manifest document in the scan cache)', () => {
     const again = loadedBy(['regenerate', file, '--quiet'])
     expect(parser(again.files)).toEqual([])
     expect(snapshot(path.join(root, 'view')).store).toHaveLength(1) // nothing was built
+  })
+
+  it('a rollback does not load node:child_process (2-3 ms); exec, which starts a command, does', () => {
+    const root = tempDir()
+    const a = writeTree(path.join(root, 'a'), { 'bin/a': 'a' })
+    const b = writeTree(path.join(root, 'b'), { 'bin/b': 'b' })
+    const view = path.join(root, 'view')
+    expect(viewctl(['regenerate', writeManifest(root, `view: ${view}\npackages:\n  - ${a}\n`, 'a.yaml'), '--quiet']).code).toBe(0)
+    expect(viewctl(['regenerate', writeManifest(root, `view: ${view}\npackages:\n  - ${b}\n`, 'b.yaml'), '--quiet']).code).toBe(0)
+    const exec = loadedBy(['exec', view, '--', 'true'])
+    expect(exec.builtins).toContain('node:child_process') // the control: the hook sees Node's own modules
+    const rollback = loadedBy(['rollback', view, '--quiet'])
+    expect(snapshot(view).target).toMatch(/^\._view\//)
+    expect(rollback.builtins).not.toContain('node:child_process')
   })
 })

@@ -87,36 +87,41 @@ export async function loadManifestRemembering(file: string, memory: DocumentMemo
       if (err instanceof ViewError && err.code !== 'INTERNAL') throw err
     }
   }
-  const { parseManifestText } = await import('./yaml-source.js')
-  const { positions, data } = parseManifestText(file, text)
-  const raw = await validateManifest(positions, data)
+  const { positions, raw } = await parseAndValidate(file, text)
   const manifest = await normalize(file, text, positions, raw)
   memory?.remember(key, raw)
   return manifest
 }
 
+async function parseAndValidate(file: string, text: string): Promise<{ positions: Positions; raw: RawManifest }> {
+  const { parseManifestText } = await import('./yaml-source.js')
+  const { positions, data } = parseManifestText(file, text)
+  return { positions, raw: await validateManifest(positions, data) }
+}
+
 /**
  * Check a manifest as regenerate does, except its packages: the syntax, the
- * schema, the view path and the values (`env:`, whole numbers). For the
+ * schema, the view path, the values (`env:`, whole numbers) and the gc
+ * policy. For the
  * commands that read only the view a manifest names (status, verify), so that
  * a manifest regenerate would refuse is refused there too, while a prefix that
  * has gone missing does not stop a look at the view. Returns the view path.
  */
 export async function checkManifest(file: string): Promise<string> {
-  const text = await readManifestText(file)
-  const { parseManifestText } = await import('./yaml-source.js')
-  const { positions, data } = parseManifestText(file, text)
-  const raw = await validateManifest(positions, data)
-  const view = resolveView(positions, raw, path.dirname(path.resolve(file)))
-  checkValues(positions, raw)
-  return view
+  const { positions, raw } = await parseAndValidate(file, await readManifestText(file))
+  return settingsOf(positions, raw, path.dirname(path.resolve(file))).view
+}
+
+/** What a manifest says besides its packages, each value checked: the view path, the values (`env:`, whole numbers) and the gc policy. */
+function settingsOf(source: Positions, raw: RawManifest, baseDir: string): { view: string; gc: GcPolicy } {
+  const view = resolveView(source, raw, baseDir)
+  checkValues(source, raw)
+  return { view, gc: resolveGcPolicy(source, raw) }
 }
 
 async function normalize(file: string, text: string, source: Positions, raw: RawManifest): Promise<Manifest> {
   const baseDir = path.dirname(path.resolve(file))
-  const view = resolveView(source, raw, baseDir)
-  checkValues(source, raw)
-  const gc = resolveGcPolicy(source, raw)
+  const { view, gc } = settingsOf(source, raw, baseDir)
   const packages = await resolvePackages(source, raw, baseDir, view)
   return {
     file: path.resolve(file),

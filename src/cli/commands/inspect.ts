@@ -1,5 +1,5 @@
 import { history, list, status } from '../../ops/inspect.js'
-import { checkIfManifest } from '../manifest-check.js'
+import { checkedTarget } from '../manifest-check.js'
 import { exitCodeFor } from '../../errors.js'
 import { formatCount, formatWhen, shortHash, type Output } from '../render.js'
 import { formatDuration } from '../../manifest/duration.js'
@@ -7,8 +7,7 @@ import type { GlobalArgs } from '../args.js'
 
 export async function runStatus(args: GlobalArgs & { target: string }, out: Output): Promise<number> {
   try {
-    await checkIfManifest(args.target)
-    const s = status(args.target)
+    const s = status(await checkedTarget(args.target))
     out.result(s, () => [
       `view:        ${s.view} -> ${s.target}`,
       `generation:  ${s.generation ?? 'unknown'} (hash ${s.hash})`,

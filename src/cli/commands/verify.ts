@@ -1,14 +1,14 @@
 import { verify, type VerifyProblem, type VerifyResult } from '../../ops/verify.js'
-import { checkIfManifest } from '../manifest-check.js'
+import { checkedTarget } from '../manifest-check.js'
 import { exitCodeFor } from '../../errors.js'
 import { formatCount, shortHash, type Output } from '../render.js'
 import { writerOptions, type GlobalArgs } from '../args.js'
 
 export async function run(args: GlobalArgs & { target: string; repair: boolean }, out: Output): Promise<number> {
   try {
-    await checkIfManifest(args.target)
-    if (args.repair) return await runRepair(args, out)
-    const v = verify(args.target)
+    const target = await checkedTarget(args.target)
+    if (args.repair) return await runRepair({ ...args, target }, out)
+    const v = verify(target)
     out.result(v, () => (v.ok ? okLine(v) : [...problemLines(v.problems), summary(v)]))
     if (!v.ok && !out.flags.json) {
       process.stderr.write(`viewctl: verify found ${v.problems.length} problem(s) in ${v.view}\nhint: \`viewctl verify ${v.view} --repair\` re-creates what the plan says, each entry in one rename while the view stays in use; an entry whose source the prefix lost needs a regenerate\n`)

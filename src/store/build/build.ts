@@ -9,10 +9,10 @@
  * (native/links.c), with Node's calls as the fallback; lanes.ts keeps many
  * link operations in flight on a remote filesystem; share.ts hard-links the
  * entries unchanged since the generation on disk; workdir.ts names places
- * from inside the store; publish.ts swaps the view's symlink. It stands on the journal (../journal/: is a tree complete, what
- * meta.json holds) and on layout.ts; the writer lock (../guard/) is taken by
- * its caller in ops/. A change to what a generation holds, or to how one
- * comes to be, starts here.
+ * from inside the store; publish.ts swaps the view's symlink. It stands on
+ * the journal (../journal/: is a tree complete, what meta.json holds) and on
+ * layout.ts; the writer lock (../guard/) is taken by its caller in ops/. A
+ * change to what a generation holds, or to how one comes to be, starts here.
  *
  * Building a generation: everything happens in `._<name>/.staging-<hash>-<pid>-<rand>/`,
  * `.viewctl/meta.json` is written last, and one rename() makes the tree
