@@ -55,7 +55,7 @@ function outcome(d: DestinationResult): string {
   const gen = d.generation === null || d.generation === undefined ? '' : `generation ${d.generation}`
   const secs = `${(d.elapsedMs / 1000).toFixed(1)} s`
   if (d.action === 'noop') return `up to date (${gen || 'nothing recorded'})`
-  const how = d.action === 'rebuilt' ? `rebuilt from its manifest (hash ${shortHash(d.hash ?? '')})` : d.action === 'recorded' ? 'its tree was there already' : d.mode === 'diff' ? `${d.sent ?? 0} entries sent, ${d.linked ?? 0} shared` : `copied${d.resumed ? ' (resumed)' : ''}`
+  const how = d.action === 'rebuilt' ? `rebuilt from its manifest (hash ${shortHash(d.hash ?? '')})` : d.action === 'recorded' ? 'its tree was there already' : d.mode === 'plan' ? `made from its plan, ${d.linked ?? 0} entries shared, ${d.created ?? 0} new` : `copied${d.resumed ? ' (resumed)' : ''}`
   const state = d.settingsChanged ? 'settings changed' : d.switched ? 'switched' : 'recorded, not switched (--no-switch)'
   return `${gen}, ${state}; ${how} in ${secs}`
 }

@@ -1,6 +1,9 @@
 /**
  * What the receiving host checks before a received tree becomes a
- * generation: the tree holds exactly what its `.viewctl/plan.tsv` says
+ * generation. A symlink view arrives as its generation files: meta.json
+ * names the hash the sender announced and the plan hashes to it, so the
+ * tree made from that plan is the generation (checkGenerationFiles). A
+ * copy view arrives as a tree rsync filled: the tree holds exactly what its `.viewctl/plan.tsv` says
  * (every entry, of the right type, every link with its planned target,
  * nothing else), its `meta.json` names the hash the sender announced, and
  * for a symlink view the plan text hashes to that name. The walk reads each
@@ -51,27 +54,59 @@ export function checkReceivedTree(dir: string, finalReal: string, hash: string):
     problems.add({ path: `${META_DIR}/${META_FILE}`, problem: 'meta', detail: 'missing or unreadable: the transfer did not complete' })
     return { meta, plan: null, problems: problems.list }
   }
-  if (meta.hash !== hash) problems.add({ path: `${META_DIR}/${META_FILE}`, problem: 'meta', detail: `names hash ${meta.hash}, the sender announced ${hash}` })
-  if (meta.format !== PLAN_FORMAT) problems.add({ path: `${META_DIR}/${META_FILE}`, problem: 'meta', detail: `plan format ${meta.format}, this viewctl reads format ${PLAN_FORMAT}` })
   let text: string
-  let plan: ParsedPlan
   try {
     // rsync filled staging: a symlink or a FIFO put there is refused, never followed or waited on
     text = readTextNoFollow(path.join(dir, META_DIR, PLAN_FILE))
-    plan = parsePlanText(text)
   } catch (err) {
     problems.add({ path: `${META_DIR}/${PLAN_FILE}`, problem: 'meta', detail: `cannot be read: ${(err as Error).message}` })
     return { meta, plan: null, problems: problems.list }
   }
-  const mode = meta.options.link
+  const plan = checkFiles(meta, text, hash, problems)
+  if (plan !== null && problems.list.length === 0) walk(dir, finalReal, plan, meta, problems)
+  return { meta, plan, problems: problems.list }
+}
+
+/**
+ * A symlink view's generation files as the sender sent them (action
+ * `build`): its meta.json names the hash announced, and its plan, which the
+ * receiver makes the tree from, hashes to that name.
+ */
+export function checkGenerationFiles(metaText: string, planText: string, hash: string): ReceivedTree {
+  const problems = new Problems()
+  let meta: GenerationMeta | null = null
+  try {
+    meta = JSON.parse(metaText) as GenerationMeta
+  } catch (err) {
+    problems.add({ path: `${META_DIR}/${META_FILE}`, problem: 'meta', detail: `cannot be parsed: ${(err as Error).message}` })
+  }
+  if (meta === null || typeof meta !== 'object' || typeof meta.options !== 'object' || meta.options === null || !Array.isArray(meta.prefixes) || typeof meta.counts !== 'object' || meta.counts === null) {
+    if (problems.list.length === 0) problems.add({ path: `${META_DIR}/${META_FILE}`, problem: 'meta', detail: 'is not a generation\'s meta.json' })
+    return { meta: null, plan: null, problems: problems.list }
+  }
+  if (meta.options.link !== 'symlink') problems.add({ path: `${META_DIR}/${META_FILE}`, problem: 'meta', detail: `a ${String(meta.options.link)} view's tree cannot be made from its plan` })
+  const plan = checkFiles(meta, planText, hash, problems)
+  return { meta, plan, problems: problems.list }
+}
+
+/** meta.json and plan.tsv agree with each other and with the hash; the plan, parsed, or null when it cannot be. */
+function checkFiles(meta: GenerationMeta, text: string, hash: string, problems: Problems): ParsedPlan | null {
+  if (meta.hash !== hash) problems.add({ path: `${META_DIR}/${META_FILE}`, problem: 'meta', detail: `names hash ${meta.hash}, the sender announced ${hash}` })
+  if (meta.format !== PLAN_FORMAT) problems.add({ path: `${META_DIR}/${META_FILE}`, problem: 'meta', detail: `plan format ${meta.format}, this viewctl reads format ${PLAN_FORMAT}` })
+  let plan: ParsedPlan
+  try {
+    plan = parsePlanText(text)
+  } catch (err) {
+    problems.add({ path: `${META_DIR}/${PLAN_FILE}`, problem: 'meta', detail: `cannot be read: ${(err as Error).message}` })
+    return null
+  }
   // a symlink view's hash covers its plan and options only: recompute it (hardlink and copy views also hash source identity, which stays on the sending host)
-  if (mode === 'symlink' && hashPlan(meta.options as PlanOptions, [text], '-') !== hash) {
+  if (meta.options.link === 'symlink' && hashPlan(meta.options as PlanOptions, [text], '-') !== hash) {
     problems.add({ path: `${META_DIR}/${PLAN_FILE}`, problem: 'meta', detail: `does not hash to ${hash}` })
   }
   if (meta.counts.entries !== plan.paths.length) problems.add({ path: `${META_DIR}/${META_FILE}`, problem: 'meta', detail: `counts ${meta.counts.entries} entries, the plan lists ${plan.paths.length}` })
   if (meta.prefixes.join('\0') !== plan.prefixes.join('\0')) problems.add({ path: `${META_DIR}/${META_FILE}`, problem: 'meta', detail: 'lists other prefixes than the plan' })
-  if (problems.list.length === 0) walk(dir, finalReal, plan, meta, problems)
-  return { meta, plan, problems: problems.list }
+  return plan
 }
 
 class Problems {
@@ -88,7 +123,19 @@ interface Expected {
   source: number
 }
 
-function walk(dir: string, finalReal: string, plan: ParsedPlan, meta: GenerationMeta, problems: Problems): void {
+/**
+ * A symlink view's tree made here from a checked plan, with entries
+ * hard-linked from an older tree here: every entry is what the plan says,
+ * so that an entry of that older tree changed by hand is not carried into
+ * the new one. No flush: the build flushed what it made.
+ */
+export function checkBuiltTree(dir: string, finalReal: string, plan: ParsedPlan, meta: GenerationMeta): ReceivedProblem[] {
+  const problems = new Problems()
+  walk(dir, finalReal, plan, meta, problems, false)
+  return problems.list
+}
+
+function walk(dir: string, finalReal: string, plan: ParsedPlan, meta: GenerationMeta, problems: Problems, flushing = true): void {
   const mode = meta.options.link
   const relative = mode === 'symlink' && meta.options.relative
   // each planned directory's children, by name (the plan is sorted depth first, so parents come first)
@@ -121,7 +168,7 @@ function walk(dir: string, finalReal: string, plan: ParsedPlan, meta: Generation
       const child = rel === '' ? name : `${rel}/${name}`
       seen.add(name)
       if (rel === '' && name === META_DIR) {
-        checkMetaDir(`${dir}/${META_DIR}`, type, problems)
+        checkMetaDir(`${dir}/${META_DIR}`, type, problems, flushing)
         continue
       }
       const want = expected.get(name)
@@ -135,7 +182,7 @@ function walk(dir: string, finalReal: string, plan: ParsedPlan, meta: Generation
       if (!seen.has(name)) problems.add({ path: rel === '' ? name : `${rel}/${name}`, problem: 'missing', detail: 'planned but not in the tree' })
     }
     if (!seen.has(META_DIR) && rel === '') problems.add({ path: META_DIR, problem: 'missing', detail: 'the generation files are missing' })
-    flush(abs)
+    if (flushing) flush(abs)
   }
 }
 
@@ -161,16 +208,16 @@ function checkEntry(abs: string, rel: string, type: EntryType, want: Expected, p
   if (actual !== planned) problems.add({ path: rel, problem: 'wrong-target', detail: `points to ${actual}, planned ${planned}` })
 }
 
-function checkMetaDir(abs: string, type: EntryType, problems: Problems): void {
+function checkMetaDir(abs: string, type: EntryType, problems: Problems, flushing: boolean): void {
   if (type !== EntryType.Dir) {
     problems.add({ path: META_DIR, problem: 'wrong-type', detail: 'should be a directory' })
     return
   }
   for (const name of readDirListing(abs).names) {
     if (!META_FILES.has(name)) problems.add({ path: `${META_DIR}/${name}`, problem: 'extra', detail: 'not a file viewctl writes there' })
-    else flush(`${abs}/${name}`)
+    else if (flushing) flush(`${abs}/${name}`)
   }
-  flush(abs)
+  if (flushing) flush(abs)
 }
 
 /** fsync a file or directory; a filesystem that cannot is taken at its word. */
@@ -231,7 +278,7 @@ export function unresolvedLinks(plan: ParsedPlan): Unresolved {
   for (const [d, names] of byDir) {
     let present: Set<string>
     try {
-      present = new Set(readDirListing(d).names)
+      present = new Set(listNames(d))
     } catch {
       present = new Set()
     }
@@ -239,6 +286,12 @@ export function unresolvedLinks(plan: ParsedPlan): Unresolved {
   }
   count += entries.length
   return { prefixes: [...missingPrefixes].sort(), entries, count }
+}
+
+/** A directory's names, as plan paths spell them; without file types, which this check does not need. */
+function listNames(dir: string): string[] {
+  const names = fs.readdirSync(fsPath(dir))
+  return names.some((n) => n.includes('\uFFFD')) ? readDirListing(dir).names : names
 }
 
 function isDirectory(p: string): boolean {

@@ -30,7 +30,7 @@ import type { RecordOrigin } from '../../store/journal/history.js'
 import type { Settings } from '../settings.js'
 
 /** Bumped whenever a message changes meaning; both ends must agree. */
-export const PROTOCOL = 1
+export const PROTOCOL = 2
 
 export interface Greeting {
   type: 'greeting'
@@ -85,7 +85,9 @@ export type ReadyAction =
   | 'noop'
   /** The tree is on disk: only record (and switch). */
   | 'record'
-  /** rsync fills `staging`. */
+  /** A symlink view: the sender sends the generation's files, and the receiver makes the tree from its plan (its links are a function of the plan, which hashes to the generation's name). */
+  | 'build'
+  /** A copy view: rsync fills `staging`. */
   | 'transfer'
   /** A hardlink view: the receiver plans and builds from its own prefixes. */
   | 'rebuild'
@@ -104,9 +106,7 @@ export interface Ready {
   shows: string | null
   /** rsync's destination (action `transfer`). */
   staging?: string
-  /** `full`: rsync sends the whole tree; `diff`: the receiver links what did not change, rsync sends the rest (`list`). */
-  mode?: 'full' | 'diff'
-  /** The receiver's newest tree, for `--link-dest` (mode `full`). */
+  /** The receiver's newest tree, for `--link-dest`. */
   linkDest?: string | null
   /** The staging directory was there already: an interrupted push resumes. */
   resumed?: boolean
@@ -122,12 +122,15 @@ export interface PlanMessage {
   text: string
 }
 
-export interface ListMessage {
-  type: 'list'
-  /** What rsync must send, relative to the tree (plan path spelling). */
-  paths: string[]
-  /** How many entries were linked from the receiver's newest tree. */
-  linked: number
+/** A symlink view's generation files, as they are on the sending host: the receiver checks them against the hash and builds the tree from the plan. */
+export interface GenerationFiles {
+  type: 'generation'
+  /** `.viewctl/plan.tsv`. */
+  plan: string
+  /** `.viewctl/meta.json`. */
+  meta: string
+  /** `.viewctl/manifest.yaml`. */
+  manifest: string
 }
 
 export interface Commit {
@@ -149,6 +152,9 @@ export interface Done {
   switched: boolean
   action: ReadyAction
   settingsChanged: boolean
+  /** Action `build`: entries hard-linked from the newest tree there, and entries made anew. */
+  linked?: number
+  created?: number
   warnings: string[]
 }
 
@@ -176,7 +182,7 @@ export interface Ping {
   type: 'ping'
 }
 
-export type Message = Greeting | SendInfo | Hello | Ready | PlanMessage | ListMessage | Commit | Abort | Aborted | Done | GcReport | WireError | Ping
+export type Message = Greeting | SendInfo | Hello | Ready | PlanMessage | GenerationFiles | Commit | Abort | Aborted | Done | GcReport | WireError | Ping
 
 export function toWire(err: ViewError): WireError {
   return { type: 'error', code: err.code, message: err.message, hint: err.hint, details: err.details }

@@ -15,7 +15,7 @@ import { openRemote, type RemoteEnd } from './remote.js'
 import { greeting, ReceiveSession } from './receive.js'
 import { rsyncFailure, runRsync, type RsyncOutcome } from './rsync.js'
 import { SEND_LOST_HINT } from './serve.js'
-import { heartbeatMs, type PushAction } from './push.js'
+import { heartbeatMs, type PushAction, type TransferMode } from './push.js'
 import { storeSharing } from '../../store/guard/sharing.js'
 import { DEFAULT_LOCK_TIMEOUT } from '../writer.js'
 
@@ -48,9 +48,9 @@ export interface PullResult {
   switched: boolean
   settingsChanged: boolean
   resumed: boolean
-  mode?: 'full' | 'diff'
+  mode?: TransferMode
   linked?: number
-  sent?: number
+  created?: number
   gc: { removed: number; warnings: string[] }
   warnings: string[]
   elapsedMs: number
@@ -68,7 +68,7 @@ export async function pull(from: string, view: string, opts: PullOptions = {}): 
   const warnings: string[] = []
   let done: Done
   let ready: Ready
-  let transfer: Pick<PullResult, 'mode' | 'linked' | 'sent'>
+  let transfer: Pick<PullResult, 'mode'>
   let sourceInfo: PullResult['source']
   try {
     try {
@@ -108,14 +108,20 @@ export async function pull(from: string, view: string, opts: PullOptions = {}): 
     settingsChanged: done.settingsChanged,
     resumed: ready.resumed ?? false,
     ...transfer,
+    ...(transfer.mode === 'plan' && done.linked !== undefined ? { linked: done.linked, created: done.created } : {}),
     gc,
     warnings,
     elapsedMs: performance.now() - started,
   }
 }
 
-/** rsync from there into the staging directory here: the prefixes this host lacks, then the tree, whole or only what changed. */
-async function fetchTree(session: ReceiveSession, source: Destination, dir: string, ready: Ready, remote: RemoteEnd, opts: { ssh: string; onProgress?: (percent: number) => void; signal?: AbortSignal }): Promise<Pick<PullResult, 'mode' | 'linked' | 'sent'>> {
+/**
+ * What comes from there: a symlink view's generation files (the tree is made
+ * here from its plan) or a hardlink view's plan, on the conversation; with
+ * rsync, the prefixes this host lacks and a copy view's tree, into the
+ * staging directory here.
+ */
+async function fetchTree(session: ReceiveSession, source: Destination, dir: string, ready: Ready, remote: RemoteEnd, opts: { ssh: string; onProgress?: (percent: number) => void; signal?: AbortSignal }): Promise<Pick<PullResult, 'mode'>> {
   const { channel } = remote
   const planText = async () => {
     channel.send({ type: 'plan', text: '' }) // a request: the sender answers with the generation's plan
@@ -125,7 +131,11 @@ async function fetchTree(session: ReceiveSession, source: Destination, dir: stri
     session.acceptPlan(await planText())
     return {}
   }
-  if (ready.action !== 'transfer' && ready.action !== 'record') return {}
+  if (ready.action === 'build') {
+    channel.send({ type: 'generation', plan: '', meta: '', manifest: '' }) // a request: the sender answers with the generation's files
+    session.acceptGeneration(await channel.receive('generation'))
+  }
+  if (ready.action !== 'transfer' && ready.action !== 'record' && ready.action !== 'build') return {}
   const signal = opts.signal ? AbortSignal.any([opts.signal, channel.signal]) : channel.signal
   const chmod = ready.chmod ?? 'o-w'
   const fail = (outcome: RsyncOutcome, what: string): never => {
@@ -140,16 +150,10 @@ async function fetchTree(session: ReceiveSession, source: Destination, dir: stri
     if (outcome.code !== 0) fail(outcome, `copying the prefix ${copy.path} from ${source.login}`)
   }
   if (ready.action === 'record') return {}
-  let only: string[] | undefined
-  let linked: number | undefined
-  if (ready.mode === 'diff') {
-    const list = session.diff(await planText())
-    only = list.paths
-    linked = list.linked
-  }
-  const outcome = await here({ from: `${source.rsyncHost}:${dir}`, to: ready.staging!, ssh: opts.ssh, chmod, linkDest: ready.mode === 'full' ? (ready.linkDest ?? null) : null, only, onProgress: opts.onProgress, signal })
+  if (ready.action === 'build') return { mode: 'plan' }
+  const outcome = await here({ from: `${source.rsyncHost}:${dir}`, to: ready.staging!, ssh: opts.ssh, chmod, linkDest: ready.linkDest ?? null, onProgress: opts.onProgress, signal })
   if (outcome.code !== 0) fail(outcome, `copying ${source.spec}`)
-  return { mode: ready.mode, linked, sent: only?.filter((p) => !p.startsWith('.viewctl/')).length }
+  return { mode: 'full' }
 }
 
 /** Start `fn` (which spawns) under `mask`: a child keeps the umask it was started with. */

@@ -66,10 +66,11 @@ export interface DestinationResult {
   settingsChanged?: boolean
   /** An interrupted push of the same generation was resumed. */
   resumed?: boolean
-  /** `full`: rsync sent the tree; `diff`: the remote linked what it had, rsync sent `sent` entries. */
-  mode?: 'full' | 'diff'
+  /** `plan`: a symlink view, made there from its plan; `full`: a copy view, sent by rsync (unchanged files linked there from its newest tree). */
+  mode?: TransferMode
+  /** Mode `plan`: entries hard-linked from the newest tree there, and entries made anew. */
   linked?: number
-  sent?: number
+  created?: number
   gc?: { removed: number; warnings: string[] }
   warnings: string[]
   elapsedMs: number
@@ -86,6 +87,8 @@ export interface PushResult {
   warnings: string[]
   elapsedMs: number
 }
+
+export type TransferMode = 'plan' | 'full'
 
 export const DEFAULT_PARALLEL = 8
 
@@ -171,6 +174,7 @@ async function pushOne(source: SourceGeneration, dest: Destination, opts: PushOp
       settingsChanged: done.settingsChanged,
       resumed: ready.resumed ?? false,
       ...transfer,
+      ...(transfer.mode === 'plan' && done.linked !== undefined ? { linked: done.linked, created: done.created } : {}),
       gc,
       elapsedMs: performance.now() - started,
     }
@@ -200,19 +204,21 @@ interface TransferOptions {
 }
 
 /**
- * What rsync does for one destination: the prefixes it lacks (each into
- * its temporary name), then the tree, whole or only what changed; the plan
- * travels on the conversation for a diff and for a hardlink view. A failed
- * rsync is reported to the receiver, which keeps the staging directory for
- * the next push, or removes it when the disk is full.
+ * What travels for one destination: a symlink view's generation files on
+ * the conversation (the tree is made there from its plan), a hardlink
+ * view's plan (it is rebuilt there from its manifest); with rsync, the
+ * prefixes it lacks (each into its temporary name) and a copy view's tree.
+ * A failed rsync is reported to the receiver, which keeps the staging
+ * directory for the next push, or removes it when the disk is full.
  */
-async function sendTree(source: SourceGeneration, dest: Destination, ready: Ready, remote: RemoteEnd, opts: TransferOptions): Promise<Pick<DestinationResult, 'mode' | 'linked' | 'sent'>> {
+async function sendTree(source: SourceGeneration, dest: Destination, ready: Ready, remote: RemoteEnd, opts: TransferOptions): Promise<Pick<DestinationResult, 'mode'>> {
   const { channel } = remote
   if (ready.action === 'rebuild') {
     channel.send({ type: 'plan', text: source.planText() })
     return {}
   }
-  if (ready.action !== 'transfer' && ready.action !== 'record') return {}
+  if (ready.action === 'build') channel.send(source.generationFiles())
+  if (ready.action !== 'transfer' && ready.action !== 'record' && ready.action !== 'build') return {}
   const guard = remoteCommand(opts.remoteViewctl, ['receive', dest.view, '--rsync', '--'])
   // rsync stops the moment the conversation does (the receiver gone, a cut network)
   const signal = opts.signal ? AbortSignal.any([opts.signal, channel.signal]) : channel.signal
@@ -234,26 +240,17 @@ async function sendTree(source: SourceGeneration, dest: Destination, ready: Read
     if (outcome.code !== 0) await fail(outcome, `copying the prefix ${copy.path} to ${dest.spec}`)
   }
   if (ready.action === 'record') return {}
-  let only: string[] | undefined
-  let linked: number | undefined
-  if (ready.mode === 'diff') {
-    channel.send({ type: 'plan', text: source.planText() })
-    const list = await channel.receive('list')
-    only = list.paths
-    linked = list.linked
-  }
+  if (ready.action === 'build') return { mode: 'plan' }
   const outcome = await runRsync({
     from: source.dir,
     to: `${dest.rsyncHost}:${ready.staging!}`,
     ssh: opts.ssh,
     rsyncPath: guard,
     chmod,
-    linkDest: ready.mode === 'full' ? (ready.linkDest ?? null) : null,
-    only,
+    linkDest: ready.linkDest ?? null,
     onProgress: opts.onProgress,
     signal,
   })
   if (outcome.code !== 0) await fail(outcome, `copying generation ${source.hash.slice(0, 12)} to ${dest.spec}`)
-  // the generation's own files travel with every diff; `sent` counts the tree's entries
-  return { mode: ready.mode, linked, sent: only?.filter((p) => !p.startsWith('.viewctl/')).length }
+  return { mode: 'full' }
 }

@@ -6,18 +6,25 @@
  *   1. take the writer lock for the whole session (regenerate, rollback and
  *      gc here wait; a push that cannot get it in time exits 4 naming the
  *      holder), clear leftovers but keep `.staging-push-<hash>`;
- *   2. say what is here: nothing to do, a tree to record, or a staging
- *      directory for rsync (with this host's newest tree to share from);
- *   3. after rsync: check the staging directory against its plan.tsv and
- *      meta.json, flush it, rename it to `<hash>`; for a symlink view check
- *      that every link resolves here;
+ *   2. say what is here: nothing to do, a tree to record, a symlink view to
+ *      build from its plan, or a staging directory for rsync (a copy view,
+ *      with this host's newest tree to share from);
+ *   3. a symlink view: check the generation files the sender sent (meta.json
+ *      names the hash, the plan hashes to it) and that every link resolves
+ *      here, then make the tree from the plan in a staging directory,
+ *      hard-linking what the newest tree here has unchanged, exactly as
+ *      regenerate builds (store/build/); a copy view, after rsync: check the
+ *      staging directory against its plan.tsv and meta.json, flush it;
+ *      either way, rename it to `<hash>`;
  *   4. append the journal record (action `push` or `pull`, where from, the
  *      generation's recorded settings), swap the view symlink last;
  *   5. release the lock, then run this host's own gc.
  *
  * A session that ends early (the sender gone, a cut network, a failed
- * transfer) keeps its staging directory, so the next push of the same
- * generation resumes where rsync stopped; a full disk removes it.
+ * transfer) keeps rsync's staging directory, so the next push of the same
+ * generation resumes where rsync stopped; a full disk removes it. A build
+ * from the plan removes its staging directory when it fails, and the next
+ * writer clears what a killed one left.
  */
 import fs from 'node:fs'
 import os from 'node:os'
@@ -25,21 +32,26 @@ import path from 'node:path'
 import * as sfs from '../../fs.js'
 import { ViewError, translateOsError } from '../../errors.js'
 import { parsePlanText, type ParsedPlan } from '../../plan/hash.js'
-import { Kind, NO_SOURCE, PLAN_FORMAT } from '../../plan/types.js'
+import type { PlanResult } from '../../plan/index.js'
+import { PLAN_FORMAT } from '../../plan/types.js'
+import { DEFAULT_GC, type ConflictPolicy, type Manifest } from '../../manifest/types.js'
+import { buildGeneration } from '../../store/build/build.js'
+import { chooseBase } from '../../store/build/share.js'
+import { jobs } from '../../store/workers.js'
 import { newRecord, type HistoryRecord } from '../../store/journal/history.js'
-import { readMeta } from '../../store/journal/meta.js'
+import type { GenerationMeta } from '../../store/journal/meta.js'
 import { readGenerationPlan } from '../../store/journal/plan-file.js'
 import { isComplete, listGenerations, nextGenerationNumber, readViewState, type ViewState } from '../../store/journal/state.js'
 import { switchView } from '../../store/build/publish.js'
-import { generationDir, layoutFor, LEASE_FILE, MANIFEST_COPY, META_DIR, META_FILE, PLAN_FILE, realGenerationDir, trashDir, type Layout } from '../../store/layout.js'
+import { generationDir, layoutFor, realGenerationDir, trashDir, type Layout } from '../../store/layout.js'
 import { assertNoCollision } from '../../store/places.js'
 import { toolVersion } from '../../version.js'
 import { recordSettings, sameSettings } from '../settings.js'
 import { keepModuleTreeCurrent } from '../../modules/hook.js'
 import { DEFAULT_LOCK_TIMEOUT, enterWriter, withWriter, type WriterGuard, type WriterOptions } from '../writer.js'
-import { checkReceivedTree, unresolvedLinks, type ReceivedProblem } from './check.js'
+import { checkBuiltTree, checkGenerationFiles, checkReceivedTree, unresolvedLinks, type ReceivedProblem } from './check.js'
 import { rebuildHere } from './rebuild.js'
-import { checkVersions, PROTOCOL, type Done, type Greeting, type Hello, type ListMessage, type PrefixCopy, type Ready } from './protocol.js'
+import { checkVersions, PROTOCOL, type Done, type Greeting, type Hello, type GenerationFiles, type PrefixCopy, type Ready } from './protocol.js'
 import { SESSION_FILE, writeSessionFile, type SessionFile } from './session-file.js'
 
 export interface ReceiveOptions {
@@ -69,8 +81,10 @@ export class ReceiveSession {
   private guard: WriterGuard | null = null
   private staging: string | null = null
   private prefixCopies: PrefixCopy[] = []
-  /** The plan the sender sent (diff and rebuild modes). */
+  /** The plan the sender sent (actions build and rebuild). */
   private sentPlan: ParsedPlan | null = null
+  /** A symlink view's generation files as sent (action build), checked. */
+  private sent: { planText: string; metaText: string; manifestText: string; meta: GenerationMeta } | null = null
   private recorded: HistoryRecord | null = null
 
   constructor(
@@ -111,7 +125,7 @@ export class ReceiveSession {
       this.state = state
       this.ready = hello.link === 'hardlink' ? this.readyToRebuild(state, hello) : this.readyForTree(state, hello, stagingName)
       if (notes.length > 0) this.ready.warnings = [...(this.ready.warnings ?? []), ...notes]
-      if (this.ready.action === 'transfer') this.writeSession()
+      if (this.ready.action === 'transfer' || (this.ready.prefixCopies ?? []).length > 0) this.writeSession()
       try {
         return await converse(this.ready)
       } finally {
@@ -124,48 +138,21 @@ export class ReceiveSession {
     })
   }
 
-  /** Mode `diff`, step 2b: link from the newest tree here every entry the new plan shares with it; rsync sends the rest. */
-  diff(planText: string): ListMessage {
+  /**
+   * Action `build`, step 3a: the generation files of a symlink view as the
+   * sender has them. They must name the hash announced, and the plan must
+   * hash to it: then the tree made from it is that generation.
+   */
+  acceptGeneration(files: GenerationFiles): void {
     const ready = this.expectReady()
-    if (ready.mode !== 'diff' || !ready.linkDest || this.staging === null) throw new ViewError('INTERNAL', 'a plan was sent for a transfer that is not a diff', 'this is a bug in viewctl; please report it')
-    const plan = parsePlanText(planText)
-    this.sentPlan = plan
-    const base = ready.linkDest
-    const basePlan = readGenerationPlan(this.layout, path.basename(base))
-    const known = new Map<string, string>()
-    for (let i = 0; i < basePlan.paths.length; i++) known.set(basePlan.paths[i]!, entryKey(basePlan, i))
-    const staging = this.staging
-    const send: string[] = []
-    let linked = 0
-    try {
-      sfs.mkdir(staging)
-      for (let i = 0; i < plan.paths.length; i++) {
-        const rel = plan.paths[i]!
-        if (plan.kinds[i] === Kind.Dir) {
-          sfs.mkdir(`${staging}/${rel}`)
-          continue
-        }
-        if (known.get(rel) !== entryKey(plan, i)) {
-          send.push(rel)
-          continue
-        }
-        try {
-          sfs.link(`${base}/${rel}`, `${staging}/${rel}`)
-          linked++
-        } catch (err) {
-          // EMLINK (too many names for one inode), a base entry gone: rsync sends it instead
-          const code = (err as NodeJS.ErrnoException).code
-          if (code === 'ENOSPC' || code === 'EDQUOT') throw err
-          send.push(rel)
-        }
-      }
-    } catch (err) {
-      sfs.rmTree(staging)
-      throw translateOsError(err, `linking unchanged entries into ${staging}`)
+    const hash = this.hello!.hash
+    if (ready.action !== 'build') throw new ViewError('INTERNAL', 'generation files were sent for a transfer that is not a build', 'this is a bug in viewctl; please report it')
+    const checked = checkGenerationFiles(files.meta, files.plan, hash)
+    if (checked.problems.length > 0 || checked.plan === null || checked.meta === null) {
+      throw new ViewError('TRANSFER_FAILED', `the generation files sent for ${hash} do not describe it (${describeProblems(checked.problems)})`, 'run `viewctl verify` on the sending host; the view here was not changed', { problems: checked.problems.slice(0, 50) })
     }
-    // the generation's own files always travel
-    for (const name of [MANIFEST_COPY, PLAN_FILE, META_FILE, LEASE_FILE]) send.push(`${META_DIR}/${name}`)
-    return { type: 'list', paths: send, linked }
+    this.sentPlan = checked.plan
+    this.sent = { planText: files.plan, metaText: files.meta, manifestText: files.manifest, meta: checked.meta }
   }
 
   /** The plan text of a hardlink view, whose tree is rebuilt here at commit. */
@@ -185,9 +172,11 @@ export class ReceiveSession {
       return this.keepModuleTree(this.recordAndPublish(rebuilt.hash, rebuilt.warnings))
     }
     this.placePrefixes()
-    if (ready.action === 'transfer') this.sealStaging()
     if (hello.link === 'symlink') this.assertLinksResolve(generationDir(this.layout, hello.hash))
-    return this.keepModuleTree(this.recordAndPublish(hello.hash, []))
+    let made: Pick<Done, 'linked' | 'created'> = {}
+    if (ready.action === 'build') made = await this.buildFromPlan()
+    if (ready.action === 'transfer') this.sealStaging()
+    return this.keepModuleTree(Object.assign(this.recordAndPublish(hello.hash, []), made))
   }
 
   /** A received generation changes the set of generations: the module tree the settings name follows (modules/hook.ts), still under the lock. */
@@ -215,6 +204,92 @@ export class ReceiveSession {
     }
   }
 
+  /**
+   * Action `build`: the tree made from the plan the sender sent, as
+   * regenerate makes it (store/build/build.ts: a staging directory of its
+   * own, link workers, the unchanged entries hard-linked from the newest
+   * tree here, meta.json last, one rename), with the sender's generation
+   * files written as they are.
+   */
+  private async buildFromPlan(): Promise<Pick<Done, 'linked' | 'created'>> {
+    const sent = this.sent
+    if (sent === null) throw new ViewError('INTERNAL', 'a symlink view was to be built without its generation files', 'this is a bug in viewctl; please report it')
+    const { layout } = this
+    const hash = this.hello!.hash
+    const { meta } = sent
+    const plan = this.sentPlan!
+    const options = { link: 'symlink' as const, fold: !!meta.options.fold, relative: !!meta.options.relative }
+    const result: PlanResult = {
+      options,
+      prefixes: plan.prefixes,
+      paths: plan.paths,
+      kinds: plan.kinds,
+      sources: plan.sources,
+      conflicts: [],
+      warnings: [],
+      excluded: meta.counts.excluded ?? 0,
+      hash,
+      chunks: [sent.planText],
+      identities: null,
+    }
+    const manifest: Manifest = {
+      file: meta.manifest,
+      text: sent.manifestText,
+      view: layout.view,
+      ...options,
+      share: await sharesUnchanged(sent.manifestText),
+      conflicts: meta.options.conflicts as ConflictPolicy,
+      packages: [],
+      include: null,
+      exclude: [],
+      env: this.hello!.settings.env,
+      gc: DEFAULT_GC,
+      modules: null,
+    }
+    const state = readViewState(layout)
+    const choice = chooseBase(layout, state, manifest)
+    const built = await buildGeneration(layout, result, manifest, {
+      base: choice.base,
+      signal: this.opts.signal,
+      inFlight: this.guard!.filesystem.remote ? jobs(true) : undefined,
+      metaText: sent.metaText,
+    })
+    if (built.built && built.share.shared > 0) this.assertSharedIntact(built.dir, choice.base!.dir)
+    const links = plan.paths.length - meta.counts.dirs
+    return { linked: built.share.shared, created: built.built ? links - built.share.shared : 0 }
+  }
+
+  /**
+   * The tree just made shares entries with an older tree here, which is
+   * trusted on its meta.json alone: an entry of it changed by hand (a link
+   * re-pointed) would live on in the new generation. Each entry is checked
+   * against the plan before the tree is recorded; a damaged one removes it.
+   */
+  private assertSharedIntact(dir: string, base: string): void {
+    const { layout } = this
+    const hash = this.hello!.hash
+    let problems: ReceivedProblem[]
+    try {
+      problems = checkBuiltTree(dir, realGenerationDir(layout, hash), this.sentPlan!, this.sent!.meta)
+    } catch (err) {
+      throw translateOsError(err, `checking the tree made in ${dir}`)
+    }
+    if (problems.length === 0) return
+    try {
+      const trash = trashDir(layout, hash)
+      sfs.rename(dir, trash)
+      sfs.rmTree(trash)
+    } catch {
+      // the next writer clears it: it is recorded nowhere
+    }
+    throw new ViewError(
+      'TRANSFER_FAILED',
+      `the tree made from the plan does not match it (${describeProblems(problems)}); it was removed`,
+      `its unchanged entries were linked from ${base} on this host, which is damaged: \`viewctl verify ${layout.view}\` here says, \`viewctl verify --repair\` mends it; then push again`,
+      { problems: problems.slice(0, 50) },
+    )
+  }
+
   private readyForTree(state: ViewState, hello: Hello, stagingName: string): Ready {
     const { layout } = this
     const shows = state.hash
@@ -225,25 +300,22 @@ export class ReceiveSession {
       if (hello.noSwitch) return { type: 'ready', action: 'noop', shows, warnings: [`${layout.view} shows this tree with other settings; --no-switch does not record new settings (that would make them current)`] }
     }
     if (hello.link === 'symlink') this.prefixCopies = this.plannedPrefixCopies(hello)
-    if (isComplete(layout, hello.hash)) return { type: 'ready', action: 'record', shows, prefixCopies: this.prefixCopies, warnings }
+    if (isComplete(layout, hello.hash)) return { type: 'ready', action: 'record', shows, prefixCopies: this.prefixCopies, chmod: chmodFor(layout.store), warnings }
+    if (hello.link === 'symlink') {
+      // the tree is made here from its plan; an earlier push's rsync staging has nothing to offer it
+      sfs.rmTree(path.join(layout.store, stagingName))
+      return { type: 'ready', action: 'build', shows, prefixCopies: this.prefixCopies, chmod: chmodFor(layout.store), warnings }
+    }
     const staging = path.join(layout.store, stagingName)
     this.staging = staging
     const resumed = fs.existsSync(staging)
-    const base = newestTree(layout, state)
-    const baseMeta = base === null ? null : readMeta(base)
-    const diff = hello.link === 'symlink' && baseMeta !== null && sameOptions(baseMeta.options, hello.options)
-    if (diff && resumed) {
-      // a diff is linked again from the newest tree in a moment; only a full transfer is worth resuming
-      sfs.rmTree(staging)
-    }
     return {
       type: 'ready',
       action: 'transfer',
       shows,
       staging,
-      mode: diff ? 'diff' : 'full',
-      linkDest: base,
-      resumed: resumed && !diff,
+      linkDest: newestTree(layout, state),
+      resumed,
       prefixCopies: this.prefixCopies,
       chmod: chmodFor(layout.store),
       warnings,
@@ -311,9 +383,7 @@ export class ReceiveSession {
     if (checked.problems.length > 0) {
       // what arrived is not what was announced: never resume from it
       sfs.rmTree(staging)
-      const hint = this.ready?.mode === 'diff'
-        ? `its unchanged entries were linked from ${this.ready.linkDest} on this host, which may be damaged: \`viewctl verify ${layout.view}\` here says, \`viewctl verify --repair\` mends it; then push again`
-        : 'push again; if it happens again, run `viewctl verify` on the sending host'
+      const hint = 'push again; if it happens again, run `viewctl verify` on the sending host'
       throw new ViewError('TRANSFER_FAILED', `the tree received in ${staging} does not match its plan (${describeProblems(checked.problems)}); it was removed`, hint, { problems: checked.problems.slice(0, 50) })
     }
     const finalDir = generationDir(layout, hash)
@@ -378,7 +448,7 @@ export class ReceiveSession {
       pid: process.pid,
       host: os.hostname(),
       hash: this.hello!.hash,
-      destinations: [this.staging!, ...this.prefixCopies.map((c) => c.temp)],
+      destinations: [...(this.staging === null ? [] : [this.staging]), ...this.prefixCopies.map((c) => c.temp)],
     }
     writeSessionFile(this.layout, session)
   }
@@ -387,16 +457,6 @@ export class ReceiveSession {
     if (this.ready === null) throw new ViewError('INTERNAL', 'the receiving session was used before it was opened', 'this is a bug in viewctl; please report it')
     return this.ready
   }
-}
-
-/** What decides a link's target, besides its path: its kind and its prefix. */
-function entryKey(plan: ParsedPlan, i: number): string {
-  const src = plan.sources[i]!
-  return `${plan.kinds[i]}\t${src === NO_SOURCE ? '' : plan.prefixes[src]}`
-}
-
-function sameOptions(a: Hello['options'], b: Hello['options']): boolean {
-  return a.link === b.link && !!a.fold === !!b.fold && !!a.relative === !!b.relative
 }
 
 /**
@@ -445,6 +505,19 @@ function missingPrefixes(layout: Layout, prefixes: string[], entries: string[] =
 function describeProblems(problems: ReceivedProblem[]): string {
   const shown = problems.slice(0, 5).map((p) => `${p.path}: ${p.problem}, ${p.detail}`)
   return `${problems.length}${problems.length >= 200 ? '+' : ''} problem${problems.length === 1 ? '' : 's'}: ${shown.join('; ')}`
+}
+
+/** A manifest's `share:` (default true): whether a generation made here from its plan shares from the newest tree here, as regenerate there would. */
+async function sharesUnchanged(manifestText: string): Promise<boolean> {
+  // the YAML parser is loaded only for a manifest that has a key of that name (one of many that do not)
+  if (!/^\s*["']?share["']?\s*:/m.test(manifestText)) return true
+  try {
+    const { parse } = await import('yaml')
+    const doc = parse(manifestText) as { share?: unknown } | null
+    return doc?.share !== false
+  } catch {
+    return true
+  }
 }
 
 function isDirectory(p: string): boolean {

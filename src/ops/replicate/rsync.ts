@@ -1,12 +1,12 @@
 /**
- * rsync, as push and pull run it: the tree is copied with
+ * rsync, as push and pull run it for a copy view's tree and for the
+ * prefixes a receiving host lacks (a symlink view's tree is made there from
+ * its plan): copied with
  *
- *   -aH --no-o --no-g --no-p --chmod=<the receiving store's rules> -J
+ *   -aH --no-o --no-g --no-p --chmod=<the receiving store's rules> -J --delete
  *
- * and either `--delete` (the whole tree: a first push, a resumed one, a copy
- * view, `--link-dest` sharing unchanged files with the receiver's newest
- * tree) or `--files-from` (a symlink view whose unchanged entries the
- * receiver linked itself: only what changed travels). Never `--inplace`,
+ * and `--link-dest` sharing unchanged files with the receiver's newest
+ * tree; a resumed push finds what it sent before in place. Never `--inplace`,
  * which would write through hardlinks into older generations. Owners,
  * groups and permissions follow the receiving host (`--no-o --no-g
  * --no-p`: new files get the sender's mode bits under the receiver's umask,
@@ -14,11 +14,8 @@
  * without which `--link-dest` shares no symlink at all.
  */
 import { spawn, spawnSync } from 'node:child_process'
-import fs from 'node:fs'
 import os from 'node:os'
-import path from 'node:path'
 import { ViewError } from '../../errors.js'
-import { fsPath } from '../../fs.js'
 
 export interface RsyncTransfer {
   /** The source directory's contents (`dir/`), local path or `host:path`. */
@@ -32,8 +29,6 @@ export interface RsyncTransfer {
   chmod: string
   /** Share unchanged files with this tree on the receiving host. */
   linkDest?: string | null
-  /** Send only these paths (relative to `from`); otherwise the whole tree, deleting what it lacks. */
-  only?: string[]
   /** Report progress (rsync's --info=progress2): percent of the whole transfer. */
   onProgress?: (percent: number) => void
   signal?: AbortSignal
@@ -47,11 +42,8 @@ export interface RsyncOutcome {
   diskFull: boolean
 }
 
-export function rsyncArgs(t: RsyncTransfer, listFile: string | null): string[] {
-  const args = ['-aH', '--no-o', '--no-g', '--no-p', `--chmod=${t.chmod}`, '-J']
-  // a generation file an older tree lacks (its lease) is no reason to fail the copy
-  if (listFile !== null) args.push(`--files-from=${listFile}`, '--from0', '--ignore-missing-args')
-  else args.push('--delete')
+export function rsyncArgs(t: RsyncTransfer): string[] {
+  const args = ['-aH', '--no-o', '--no-g', '--no-p', `--chmod=${t.chmod}`, '-J', '--delete']
   if (t.linkDest) args.push(`--link-dest=${t.linkDest}`)
   args.push('-e', t.ssh)
   if (t.rsyncPath !== undefined) args.push(`--rsync-path=${t.rsyncPath}`)
@@ -62,40 +54,28 @@ export function rsyncArgs(t: RsyncTransfer, listFile: string | null): string[] {
 
 /** Run rsync here; it dies with this process (setpriv --pdeathsig where there is one), and on `signal`. */
 export async function runRsync(t: RsyncTransfer): Promise<RsyncOutcome> {
-  let listDir: string | null = null
-  let listFile: string | null = null
-  if (t.only !== undefined) {
-    listDir = fs.mkdtempSync(path.join(os.tmpdir(), 'viewctl-push-'))
-    listFile = path.join(listDir, 'files')
-    // NUL-separated, each path as the kernel spells it (escaped bytes restored)
-    fs.writeFileSync(listFile, Buffer.concat(t.only.flatMap((p) => [toBytes(p), Buffer.of(0)])))
-  }
-  try {
-    const [file, argv] = withParentDeathSignal('rsync', rsyncArgs(t, listFile))
-    return await new Promise<RsyncOutcome>((resolve) => {
-      const child = spawn(file, argv, { stdio: ['ignore', t.onProgress ? 'pipe' : 'ignore', 'pipe'] })
-      let stderr = ''
-      child.stderr!.setEncoding('utf8').on('data', (d: string) => {
-        stderr = (stderr + d).slice(-65536)
-      })
-      if (t.onProgress) {
-        const report = t.onProgress
-        child.stdout!.setEncoding('utf8').on('data', (d: string) => {
-          const m = /(\d{1,3})%[^%]*$/.exec(d)
-          if (m) report(Number(m[1]))
-        })
-      }
-      const onAbort = () => child.kill('SIGTERM')
-      t.signal?.addEventListener('abort', onAbort, { once: true })
-      child.on('error', (err) => resolve({ code: 127, stderr: `cannot run rsync: ${err.message}`, diskFull: false }))
-      child.on('close', (code, signal) => {
-        t.signal?.removeEventListener('abort', onAbort)
-        resolve({ code: code ?? 128 + (signal ? (os.constants.signals[signal] ?? 0) : 0), stderr, diskFull: /No space left on device|Disk quota exceeded|\(28\)|\(122\)/.test(stderr) })
-      })
+  const [file, argv] = withParentDeathSignal('rsync', rsyncArgs(t))
+  return await new Promise<RsyncOutcome>((resolve) => {
+    const child = spawn(file, argv, { stdio: ['ignore', t.onProgress ? 'pipe' : 'ignore', 'pipe'] })
+    let stderr = ''
+    child.stderr!.setEncoding('utf8').on('data', (d: string) => {
+      stderr = (stderr + d).slice(-65536)
     })
-  } finally {
-    if (listDir !== null) fs.rmSync(listDir, { recursive: true, force: true })
-  }
+    if (t.onProgress) {
+      const report = t.onProgress
+      child.stdout!.setEncoding('utf8').on('data', (d: string) => {
+        const m = /(\d{1,3})%[^%]*$/.exec(d)
+        if (m) report(Number(m[1]))
+      })
+    }
+    const onAbort = () => child.kill('SIGTERM')
+    t.signal?.addEventListener('abort', onAbort, { once: true })
+    child.on('error', (err) => resolve({ code: 127, stderr: `cannot run rsync: ${err.message}`, diskFull: false }))
+    child.on('close', (code, signal) => {
+      t.signal?.removeEventListener('abort', onAbort)
+      resolve({ code: code ?? 128 + (signal ? (os.constants.signals[signal] ?? 0) : 0), stderr, diskFull: /No space left on device|Disk quota exceeded|\(28\)|\(122\)/.test(stderr) })
+    })
+  })
 }
 
 /** The error for a failed rsync, naming the destination and rsync's own last words. */
@@ -106,11 +86,6 @@ export function rsyncFailure(outcome: RsyncOutcome, what: string): ViewError {
   }
   if (outcome.code === 127) return new ViewError('TRANSFER_FAILED', `${what}: rsync could not be run (${said})`, 'install rsync (3.2.4 or later) on both hosts')
   return new ViewError('TRANSFER_FAILED', `${what}: rsync failed (exit ${outcome.code}${said ? `: ${said}` : ''})`, 'push again: the copy resumes where it stopped; the view there was not changed')
-}
-
-function toBytes(p: string): Buffer {
-  const f = fsPath(p)
-  return typeof f === 'string' ? Buffer.from(f, 'utf8') : f
 }
 
 let pdeathsig: boolean | null = null

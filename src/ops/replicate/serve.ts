@@ -24,7 +24,7 @@ export async function serveReceive(view: string, channel: Channel, opts: { asSto
     channel.keepAlive(hello.heartbeatMs || DEFAULT_HEARTBEAT_MS)
     await session.within(hello, async (ready) => {
       channel.send(ready)
-      if (ready.action === 'transfer' && ready.mode === 'diff') channel.send(session.diff((await channel.receive('plan')).text))
+      if (ready.action === 'build') session.acceptGeneration(await channel.receive('generation'))
       if (ready.action === 'rebuild') session.acceptPlan((await channel.receive('plan')).text)
       const next = await channel.receive('commit', 'abort')
       if (next.type === 'abort') {
@@ -61,9 +61,10 @@ export async function serveSend(target: string, generation: string | undefined, 
   try {
     channel.send({ type: 'send', dir: source.dir, warnings: source.warnings, hello: source.hello({ noSwitch: false, withPrefixes: false, lockTimeout: 0, heartbeatMs: 0, argv: [] }) })
     for (;;) {
-      const m = await channel.receive('commit', 'plan')
+      const m = await channel.receive('commit', 'plan', 'generation')
       if (m.type === 'commit') return 0 // the puller is done with the tree
-      channel.send({ type: 'plan', text: source.planText() })
+      // a request: the puller makes the tree from the plan (a symlink view), or checks its own against it (a hardlink view)
+      channel.send(m.type === 'generation' ? source.generationFiles() : { type: 'plan', text: source.planText() })
     }
   } catch (err) {
     return err instanceof ViewError ? exitCodeFor(err.code) : 1

@@ -16,11 +16,11 @@ import { currentUser, switches } from '../../store/journal/history.js'
 import { readMeta, type GenerationMeta } from '../../store/journal/meta.js'
 import { readViewState, requireManaged, isComplete } from '../../store/journal/state.js'
 import { trySharedLease } from '../../store/guard/lease.js'
-import { generationDir, layoutFor, MANIFEST_COPY, META_DIR, PLAN_FILE, type Layout } from '../../store/layout.js'
+import { generationDir, layoutFor, MANIFEST_COPY, META_DIR, META_FILE, PLAN_FILE, type Layout } from '../../store/layout.js'
 import { toolVersion } from '../../version.js'
 import { findGeneration } from '../rollback.js'
 import { recordSettings } from '../settings.js'
-import { PROTOCOL, type Hello } from './protocol.js'
+import { PROTOCOL, type GenerationFiles, type Hello } from './protocol.js'
 
 export interface SourceGeneration {
   layout: Layout
@@ -36,6 +36,8 @@ export interface SourceGeneration {
   hello(opts: { noSwitch: boolean; withPrefixes: boolean; lockTimeout: number; heartbeatMs: number; argv: string[] }): Hello
   /** The plan text (`.viewctl/plan.tsv`), read once. */
   planText(): string
+  /** A symlink view's generation files as they are here, for a receiver that makes the tree from its plan. */
+  generationFiles(): GenerationFiles
   /** Drop the lease. */
   release(): void
 }
@@ -117,6 +119,9 @@ function sourceOf(layout: Layout, records: ReturnType<typeof readViewState>['rec
     planText() {
       plan ??= readText(path.join(dir, META_DIR, PLAN_FILE))
       return plan
+    },
+    generationFiles() {
+      return { type: 'generation', plan: this.planText(), meta: readText(path.join(dir, META_DIR, META_FILE)), manifest: readText(path.join(dir, META_DIR, MANIFEST_COPY)) }
     },
     release() {
       if (released) return

@@ -64,6 +64,8 @@ export interface BuildOptions {
   base?: ShareBase | null
   /** On a remote filesystem: link operations kept in flight, one per directory (lanes.ts). */
   inFlight?: number
+  /** The generation's meta.json as another host wrote it (a pushed generation keeps its own): checked by the caller, written as given. */
+  metaText?: string
 }
 
 /** Nothing was shared. */
@@ -78,7 +80,7 @@ export async function buildGeneration(layout: Layout, plan: PlanResult, manifest
   if (manifest.link === 'hardlink') assertSameFilesystem(layout, plan.prefixes)
 
   const staging = stagingDir(layout, plan.hash)
-  const meta = metaFor(plan, manifest)
+  const meta = opts.metaText === undefined ? metaFor(plan, manifest) : (JSON.parse(opts.metaText) as GenerationMeta)
   const base = opts.base ?? null
   const shareState = base === null ? null : newShareState()
   try {
@@ -92,7 +94,7 @@ export async function buildGeneration(layout: Layout, plan: PlanResult, manifest
     }
     throwIfAborted(opts.signal)
     writeGenerationFiles(staging, plan, manifest)
-    sealGeneration(layout, staging, plan, meta)
+    sealGeneration(layout, staging, plan, meta, opts.metaText)
   } catch (err) {
     removeQuietly(staging)
     throw translateOsError(err, `building generation ${plan.hash} in ${layout.store}`)
@@ -138,10 +140,10 @@ export const STAGING_MODE = 0o700
  * writeGenerationFiles has run: `meta.json` last, a flush, and the rename
  * that makes staging the generation `<hash>`.
  */
-export function sealGeneration(layout: Layout, staging: string, plan: PlanResult, meta: GenerationMeta): void {
+export function sealGeneration(layout: Layout, staging: string, plan: PlanResult, meta: GenerationMeta, metaText = JSON.stringify(meta, null, 2) + '\n'): void {
   const finalDir = generationDir(layout, plan.hash)
   const metaDir = path.join(staging, META_DIR)
-  sfs.writeFileDurable(path.join(metaDir, META_FILE), JSON.stringify(meta, null, 2) + '\n', { exclusive: true })
+  sfs.writeFileDurable(path.join(metaDir, META_FILE), metaText, { exclusive: true })
   sfs.fsyncDir(metaDir)
   // the generation's directory takes the store's mode (setgid kept, never world-writable): readers may enter it
   // through a descriptor that does not follow a symlink: staging sits in a store others may write
