@@ -155,8 +155,8 @@ async function runCases(rig, work, opts, log) {
       const r = viewctl(['push', view, `${host}:${d}/view`, '--generation', '1', ...remoteOptions, '--json'])
       const out = JSON.parse(r.stdout)
       const got = out.destinations[0]
-      if (got.hash !== hashB || got.mode !== 'diff') throw new Error(`the incremental push did not send a diff of generation B: ${r.stdout}`)
-      return { ms: r.ms, cleanup: () => rmrf(d), sent: got.sent, linked: got.linked }
+      if (got.hash !== hashB || got.mode !== 'plan' || !(got.linked > 0)) throw new Error(`the incremental push did not make generation B there sharing the unchanged entries: ${r.stdout}`)
+      return { ms: r.ms, cleanup: () => rmrf(d), created: got.created, linked: got.linked }
     },
   }
   const order = Object.keys(cases)
@@ -166,7 +166,7 @@ async function runCases(rig, work, opts, log) {
       const name = order[(round + k) % order.length]
       const r = cases[name]()
       times[name].push(r.ms)
-      if (r.sent !== undefined) detail = { sent: r.sent, linked: r.linked }
+      if (r.created !== undefined) detail = { created: r.created, linked: r.linked }
       r.cleanup()
       log(`round ${round + 1}: ${name} ${(r.ms / 1000).toFixed(2)} s`)
     }
@@ -199,7 +199,7 @@ function render(r) {
     '|---|---|---|',
     ...Object.entries(r.times).map(([k, v]) => `| ${k} | ${ms(r.medians[k])} | ${v.map(ms).join(', ')} |`),
     '',
-    ...(r.view.incremental ? [`incremental: ${r.view.incremental.sent} entries sent, ${r.view.incremental.linked} linked from the tree there`, ''] : []),
+    ...(r.view.incremental ? [`incremental: ${r.view.incremental.created} entries made anew there, ${r.view.incremental.linked} linked from the tree there`, ''] : []),
     '| target | ratio | max | |',
     '|---|---|---|---|',
     ...r.targets.map((t) => `| ${t.name} | ${t.value.toFixed(2)} | ${t.max} | ${t.pass ? 'PASS' : 'FAIL'} |`),

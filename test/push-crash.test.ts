@@ -118,16 +118,17 @@ describe('kill -9 during pushes', () => {
     const prefixes = makeTree(path.join(root, 'p'), 10, 200)
     const view = path.join(root, 'src', 'hpc')
     fs.mkdirSync(path.dirname(view))
-    // Each trial pushes a generation the remote host has not seen: one more file in a prefix, and every third one
-    // folded or not, so that a third of them travel as a diff (the same options as the tree there) and the rest whole.
-    const foldOf = (k: number) => [false, false, true][k % 3]
-    const generation = (k: number) => {
+    // Each trial pushes a generation the remote host has not seen: one more file in a prefix, as a symlink view
+    // (made there from its plan, sharing the unchanged links) or as a copy view (sent by rsync, which is the
+    // process killed in the rsync trials).
+    const linkOf = (k: number, target: Target) => (target === 'rsync' || k % 2 === 0 ? 'copy' : 'symlink')
+    const generation = (k: number, target: Target) => {
       fs.writeFileSync(path.join(prefixes[0]!, 'bin', `marker-${k}`), `${k}\n`)
-      return buildView(root, view, prefixes, [`fold: ${foldOf(k)}`, 'gc: {keep: 3}']).hash
+      return buildView(root, view, prefixes, [`link: ${linkOf(k, target)}`, 'gc: {keep: 3}']).hash
     }
     const remote = path.join(root, 'remote', 'hpc')
     const remoteStore = storeOf(remote)
-    generation(0)
+    generation(0, 'push')
     const first = push(sshd(), view, [dest(sshd(), remote)])
     expect(first.code, first.stderr).toBe(0)
 
@@ -151,8 +152,8 @@ describe('kill -9 during pushes', () => {
       if (killed[target] >= 7) continue
       trial++
       const started = Date.now()
-      const hash = generation(trial)
-      const mode = foldOf(trial) === foldOf(trial - 1) ? 'diff' : 'full'
+      const hash = generation(trial, target)
+      const mode = linkOf(trial, target)
       const args = ['push', view, dest(sshd(), remote), ...remoteOptions(sshd()), '--lock-timeout', '60', '--json']
       const child = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
       onTestFinished(() => void child.kill('SIGKILL'))

@@ -41,8 +41,9 @@ describe('gc on the sending host during a push', () => {
     onTestFinished(() => fs.rmSync(big, { recursive: true, force: true }))
     const prefixes = makeTree(path.join(big, 'p'), 10, 400)
     const view = path.join(root, 'hpc')
-    const first = buildView(root, view, prefixes, ['fold: false']).hash
-    const second = buildView(root, view, prefixes.slice(0, 2)).hash
+    // a copy view: rsync sends its files, long enough to run gc in the middle (a symlink view's plan is sent in a moment)
+    const first = buildView(root, view, prefixes, ['link: copy']).hash
+    const second = buildView(root, view, prefixes.slice(0, 2), ['link: copy']).hash
     const remote = path.join(root, 'r', 'hpc')
 
     const child = viewctlAsync(['push', view, dest(sshd(), remote), '--generation', '1', ...remoteOptions(sshd()), '--json'])
@@ -77,7 +78,7 @@ describe('gc on the sending host during a push', () => {
 })
 
 describe('a receiving filesystem that fills up', () => {
-  it('fails with DISK_FULL (exit 1); the view there is unchanged and the staging directory removed', (ctx) => {
+  it.for(['symlink', 'copy'])('fails with DISK_FULL (exit 1) for a %s view; the view there is unchanged and the staging directory removed', { timeout: 300_000 }, (link, ctx) => {
     requirePush(ctx)
     if (!isRoot) ctx.skip('mounting a small tmpfs needs root')
     const root = tempDir()
@@ -89,23 +90,25 @@ describe('a receiving filesystem that fills up', () => {
     onTestFinished(unmount)
     const prefixes = makeTree(path.join(root, 'p'), 10, 200)
     const view = path.join(root, 'hpc')
-    buildView(root, view, prefixes.slice(0, 1), ['fold: false'])
+    buildView(root, view, prefixes.slice(0, 1), ['fold: false', `link: ${link}`])
     const remote = path.join(mnt, 'hpc')
     expect(push(sshd(), view, [dest(sshd(), remote)]).code).toBe(0)
     const before = fs.readlinkSync(remote)
     const journal = historyText(remote)
-    buildView(root, view, prefixes, ['fold: false'])
+    buildView(root, view, prefixes, ['fold: false', `link: ${link}`])
 
     const r = push(sshd(), view, [dest(sshd(), remote)], ['--json'])
     expect(r.code, r.stderr).toBe(1)
     const d = r.json.destinations[0]
-    expect(d.error.code).toBe('DISK_FULL')
+    expect(d.error.code, JSON.stringify(d.error)).toBe('DISK_FULL')
+    // a symlink view's tree is made there from its plan, a copy view's is sent by rsync
+    expect(d.error.message).toMatch(link === 'copy' ? /rsync/ : /building generation/)
     expect(d.error.message).toContain(dest(sshd(), remote))
     expect(fs.readlinkSync(remote)).toBe(before)
     expect(historyText(remote)).toBe(journal)
     expect(stagings(remote)).toEqual([])
     expect(viewctl(['verify', remote]).code).toBe(0)
-  }, 300_000)
+  })
 })
 
 /** A network namespace with a veth pair to this one: `down()` cuts it, as a pulled cable would. */
@@ -155,11 +158,12 @@ describe('a network cut', () => {
     onTestFinished(() => fs.rmSync(big, { recursive: true, force: true }))
     const prefixes = makeTree(path.join(big, 'p'), 10, 500)
     const view = path.join(root, 'hpc')
-    const { hash: small } = buildView(root, view, prefixes.slice(0, 1))
+    // a copy view: rsync sends its files, and an interrupted transfer resumes (a symlink view's plan is sent in a moment)
+    const { hash: small } = buildView(root, view, prefixes.slice(0, 1), ['link: copy'])
     const remote = path.join(root, 'r', 'hpc')
     expect(push(host, view, [dest(host, remote)]).code).toBe(0)
-    // a generation that travels whole (other options than the tree there): 20,000 links
-    const { hash: large } = buildView(root, view, prefixes, ['fold: false'])
+    // a generation of 20,000 files
+    const { hash: large } = buildView(root, view, prefixes, ['link: copy', 'fold: false'])
 
     // a heartbeat of 250 ms: both ends give up after 3 s of silence
     const heartbeat = { VIEWCTL_PUSH_HEARTBEAT_MS: '250' }

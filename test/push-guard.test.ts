@@ -60,7 +60,8 @@ describe('the rsync guard', () => {
     requirePush(ctx)
     const root = tempDir()
     const view = path.join(root, 'hpc')
-    buildView(root, view, makeTree(path.join(root, 'p'), 2, 2))
+    // a copy view: its tree travels by rsync (a symlink view's is made there from its plan)
+    buildView(root, view, makeTree(path.join(root, 'p'), 2, 2), ['link: copy'])
     const remote = path.join(root, 'r', 'hpc')
     const session = await receiver(sshd(), view, remote)
     expect(session.ready.action).toBe('transfer')
@@ -94,7 +95,7 @@ describe('the rsync guard', () => {
     const big = scratchDir('viewctl-vc16-guard-')
     onTestFinished(() => fs.rmSync(big, { recursive: true, force: true }))
     const view = path.join(root, 'hpc')
-    buildView(root, view, makeTree(path.join(big, 'p'), 10, 200), ['fold: false'])
+    buildView(root, view, makeTree(path.join(big, 'p'), 10, 200), ['link: copy'])
     const remote = path.join(root, 'r', 'hpc')
     const session = await receiver(sshd(), view, remote)
     // a slow link: 8,000 links at 20 KiB/s take a minute or more

@@ -40,7 +40,7 @@ function sharedInodes(before: string, after: string): { same: number; shared: nu
 }
 
 describe('push of a symlink view', () => {
-  it('copies the current generation, which verifies there, with a journal record that says where it came from', (ctx) => {
+  it('makes the current generation there from its plan, which verifies there, with a journal record that says where it came from', (ctx) => {
     requirePush(ctx)
     const root = tempDir()
     const prefixes = makeTree(path.join(root, 'p'), 6, 5)
@@ -52,8 +52,13 @@ describe('push of a symlink view', () => {
     const r = push(sshd(), view, [dest(sshd(), remote)], ['--json'])
     expect(r.code, r.stderr).toBe(0)
     const d = r.json.destinations[0]
-    expect(d).toMatchObject({ ok: true, exitCode: 0, action: 'pushed', generation: 1, hash, switched: true, mode: 'full', resumed: false })
+    expect(d).toMatchObject({ ok: true, exitCode: 0, action: 'pushed', generation: 1, hash, switched: true, mode: 'plan', resumed: false, linked: 0 })
+    expect(d.created).toBeGreaterThan(0)
     expect(fs.readlinkSync(remote)).toBe(`._hpc/${hash}`)
+    // the generation files there are the sender's, byte for byte
+    for (const name of ['plan.tsv', 'meta.json', 'manifest.yaml']) {
+      expect(fs.readFileSync(path.join(storeOf(remote), hash, '.viewctl', name)), name).toEqual(fs.readFileSync(path.join(storeOf(view), hash, '.viewctl', name)))
+    }
     expect(treeOf(remote, 'inode')).toEqual(Object.fromEntries(Object.entries(treeOf(view, 'inode')).map(([k, v]) => [k, v.startsWith('->') || v === 'dir' ? v : expect.any(String)])))
     const v = viewctl(['verify', remote, '--json'])
     expect(v.code, v.stdout).toBe(0)
@@ -82,7 +87,7 @@ describe('push of a symlink view', () => {
     expect(text.stdout).toMatch(/up to date/)
   }, 120_000)
 
-  it('an incremental push after one prefix changed sends only what changed and shares the unchanged entries with the previous tree there', (ctx) => {
+  it('an incremental push after one prefix changed makes only what changed and shares the unchanged entries with the previous tree there', (ctx) => {
     requirePush(ctx)
     const root = tempDir()
     const prefixes = makeTree(path.join(root, 'p'), 10, 20)
@@ -101,7 +106,8 @@ describe('push of a symlink view', () => {
     const r = push(sshd(), view, [dest(sshd(), remote)], ['--json'])
     expect(r.code, r.stderr).toBe(0)
     const d = r.json.destinations[0]
-    expect(d).toMatchObject({ ok: true, action: 'pushed', generation: 2, hash: regen.json.hash, mode: 'diff', sent: 1 })
+    expect(d).toMatchObject({ ok: true, action: 'pushed', generation: 2, hash: regen.json.hash, mode: 'plan', created: 1 })
+    expect(d.linked).toBeGreaterThan(700)
     expect(fs.readlinkSync(remote)).toBe(`._hpc/${regen.json.hash}`)
     expect(viewctl(['verify', remote]).code).toBe(0)
     const { same, shared } = sharedInodes(before, remote)
@@ -112,28 +118,37 @@ describe('push of a symlink view', () => {
     expect(pushLeftovers(remote)).toEqual([])
   }, 120_000)
 
-  it('a generation built with other options travels whole, and -J lets --link-dest share its unchanged links with the tree there', (ctx) => {
+  it("the manifest's share: holds there too; a generation with other options (folded) still shares the links that did not change", (ctx) => {
     requirePush(ctx)
     const root = tempDir()
     const prefixes = makeTree(path.join(root, 'p'), 6, 20)
     const view = path.join(root, 'hpc')
-    // share: false: the two trees here share nothing, so their links' own times differ (what -J makes rsync ignore)
     buildView(root, view, prefixes, ['fold: false', 'share: false'])
     const remote = path.join(root, 'r', 'hpc')
     expect(push(sshd(), view, [dest(sshd(), remote)]).code).toBe(0)
-    const before = fs.realpathSync(remote)
-    // folded: include/<pkg> becomes one link per package, bin/, lib/ and share/ keep their links
-    const { hash } = buildView(root, view, prefixes, ['fold: true', 'share: false'])
+    const first = fs.realpathSync(remote)
+    // share: false: the next generation there is made anew, as regenerate makes it here
+    fs.writeFileSync(path.join(prefixes[0]!, 'bin', 'pkg0-new'), 'new\n')
+    buildView(root, view, prefixes, ['fold: false', 'share: false'])
+    const unshared = push(sshd(), view, [dest(sshd(), remote)], ['--json'])
+    expect(unshared.code, unshared.stderr).toBe(0)
+    expect(unshared.json.destinations[0]).toMatchObject({ mode: 'plan', linked: 0 })
+    const apart = sharedInodes(first, remote)
+    expect(apart.same).toBeGreaterThan(300)
+    expect(apart.shared).toBe(0)
+    const second = fs.realpathSync(remote)
+    // folded: include/<pkg> becomes one link per package, bin/, lib/ and share/ keep their links, shared with the tree there
+    const { hash } = buildView(root, view, prefixes, ['fold: true'])
     const r = push(sshd(), view, [dest(sshd(), remote)], ['--json'])
     expect(r.code, r.stderr).toBe(0)
-    expect(r.json.destinations[0]).toMatchObject({ mode: 'full', hash })
+    expect(r.json.destinations[0]).toMatchObject({ mode: 'plan', hash })
     expect(viewctl(['verify', remote]).code).toBe(0)
-    const { same, shared } = sharedInodes(before, remote)
+    const { same, shared } = sharedInodes(second, remote)
     expect(same).toBeGreaterThan(300)
     expect(shared / same).toBeGreaterThanOrEqual(0.9)
   }, 120_000)
 
-  it('a damaged tree there is not carried into the next generation: the check against the plan refuses it, and the staging directory goes', (ctx) => {
+  it('a damaged tree there is not carried into the next generation: the check of what was shared from it refuses it, and the new tree goes', (ctx) => {
     requirePush(ctx)
     const root = tempDir()
     const prefixes = makeTree(path.join(root, 'p'), 3, 3)
@@ -264,9 +279,22 @@ describe('push of a symlink view', () => {
     expect(viewctl(['regenerate', manifest]).code).toBe(0)
     const again = push(sshd(), view, [dest(sshd(), remote)], ['--json'])
     expect(again.code, again.stderr).toBe(0)
-    expect(again.json.destinations[0]).toMatchObject({ mode: 'diff', sent: 1 })
+    expect(again.json.destinations[0]).toMatchObject({ mode: 'plan', created: 1 })
     expect(fs.readlinkSync(Buffer.concat([Buffer.from(path.join(remote, 'bin') + '/'), Buffer.from([0x6e, 0xe4, 0x20, 0x0a])]), { encoding: 'buffer' }).equals(latin2)).toBe(true)
     expect(viewctl(['verify', remote]).code).toBe(0)
+
+    // a copy view of the same names travels by rsync, and is checked against its plan there
+    const copyView = path.join(root, 'odd copy')
+    buildView(root, copyView, [prefix], ['link: copy'], 'copy.yaml')
+    const copyRemote = path.join(root, 'r e', 'odd copy')
+    const copied = push(sshd(), copyView, [dest(sshd(), copyRemote)], ['--json'])
+    expect(copied.code, copied.stdout + copied.stderr).toBe(0)
+    expect(copied.json.destinations[0]).toMatchObject({ mode: 'full' })
+    const hexNames = (dir: string) => fs.readdirSync(Buffer.from(dir), { encoding: 'buffer' }).map((n) => n.toString('hex')).sort()
+    expect(hexNames(path.join(copyRemote, 'bin'))).toEqual(hexNames(path.join(copyView, 'bin')))
+    expect(hexNames(path.join(copyRemote, 'bin'))).toContain(Buffer.from([0x6e, 0xe4, 0x20, 0x0a]).toString('hex'))
+    expect(fs.readFileSync(Buffer.concat([Buffer.from(path.join(copyRemote, 'bin') + '/'), Buffer.from([0x63, 0x61, 0x66, 0xe9])]), 'utf8')).toBe('x')
+    expect(viewctl(['verify', copyRemote]).code).toBe(0)
   }, 120_000)
 })
 
@@ -477,8 +505,8 @@ function otherProtocol(): string {
   for (const name of fs.readdirSync(bundle)) {
     const file = path.join(bundle, name)
     const text = fs.readFileSync(file, 'utf8')
-    if (!text.includes('var PROTOCOL = 1;')) continue
-    fs.writeFileSync(file, text.replace('var PROTOCOL = 1;', 'var PROTOCOL = 99;'))
+    if (!/var PROTOCOL = \d+;/.test(text)) continue
+    fs.writeFileSync(file, text.replace(/var PROTOCOL = \d+;/, 'var PROTOCOL = 99;'))
     patched++
   }
   expect(patched, 'the bundle defines PROTOCOL once').toBe(1)
