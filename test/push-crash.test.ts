@@ -121,14 +121,16 @@ describe('kill -9 during pushes', () => {
     // Each trial pushes a generation the remote host has not seen: one more file in a prefix, as a symlink view
     // (made there from its plan, sharing the unchanged links) or as a copy view (sent by rsync, which is the
     // process killed in the rsync trials).
-    const linkOf = (k: number, target: Target) => (target === 'rsync' || k % 2 === 0 ? 'copy' : 'symlink')
-    const generation = (k: number, target: Target) => {
+    // the other targets take turns between the two kinds of view
+    const turns: Record<Target, number> = { push: 0, ssh: 0, receiver: 0, rsync: 0 }
+    const linkOf = (target: Target): 'copy' | 'symlink' => (target === 'rsync' || turns[target]++ % 2 === 1 ? 'copy' : 'symlink')
+    const generation = (k: number, link: 'copy' | 'symlink') => {
       fs.writeFileSync(path.join(prefixes[0]!, 'bin', `marker-${k}`), `${k}\n`)
-      return buildView(root, view, prefixes, [`link: ${linkOf(k, target)}`, 'gc: {keep: 3}']).hash
+      return buildView(root, view, prefixes, [`link: ${link}`, 'gc: {keep: 3}']).hash
     }
     const remote = path.join(root, 'remote', 'hpc')
     const remoteStore = storeOf(remote)
-    generation(0, 'push')
+    generation(0, 'symlink')
     const first = push(sshd(), view, [dest(sshd(), remote)])
     expect(first.code, first.stderr).toBe(0)
 
@@ -143,6 +145,7 @@ describe('kill -9 during pushes', () => {
 
     const targets: Target[] = ['push', 'ssh', 'receiver', 'rsync']
     const killed: Record<Target, number> = { push: 0, ssh: 0, receiver: 0, rsync: 0 }
+    let symlinkKills = 0
     const log: string[] = []
     // until each kind was killed 7 times (28 kills), at most 70 pushes
     const enough = () => targets.every((t) => killed[t] >= 7)
@@ -152,8 +155,8 @@ describe('kill -9 during pushes', () => {
       if (killed[target] >= 7) continue
       trial++
       const started = Date.now()
-      const hash = generation(trial, target)
-      const mode = linkOf(trial, target)
+      const mode = linkOf(target)
+      const hash = generation(trial, mode)
       const args = ['push', view, dest(sshd(), remote), ...remoteOptions(sshd()), '--lock-timeout', '60', '--json']
       const child = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
       onTestFinished(() => void child.kill('SIGKILL'))
@@ -161,13 +164,16 @@ describe('kill -9 during pushes', () => {
       // a random moment in the life of the first process of that kind: a push lives 1 to 3 s here, the others a fraction of that
       let victim = await waitFor(() => findTarget(target, child, remote, remoteStore), 10_000, 2)
       if (victim !== null) {
-        await sleep(Math.floor(Math.random() * (target === 'push' ? 2500 : 400)))
+        // a symlink view's push is the quicker: its plan travels, not its tree
+        const span = target === 'push' ? (mode === 'copy' ? 2500 : 600) : mode === 'copy' ? 400 : 200
+        await sleep(Math.floor(Math.random() * span))
         victim = findTarget(target, child, remote, remoteStore)
       }
       if (victim !== null) {
         try {
           process.kill(victim, 'SIGKILL')
           killed[target]++
+          if (mode === 'symlink') symlinkKills++
         } catch {
           victim = null // ended just now
         }
@@ -210,6 +216,8 @@ describe('kill -9 during pushes', () => {
     console.log(`reader: ${res.reads} reads, ${res.switches} switches seen`)
     // every kind was killed at a random moment several times, 25 kills or more in all
     for (const t of targets) expect(killed[t], `${t} killed`).toBeGreaterThanOrEqual(7)
+    // and the pushes of symlink views, made there from their plan, were among them
+    expect(symlinkKills).toBeGreaterThanOrEqual(6)
     expect(Object.values(killed).reduce((a, b) => a + b, 0)).toBeGreaterThanOrEqual(25)
     // the journal is whole, and every tree there is complete
     historyRecords(remote)

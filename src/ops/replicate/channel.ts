@@ -20,7 +20,8 @@ export const IDLE_HEARTBEATS = 12
 export type Received<T extends Message['type']> = Extract<Message, { type: T }>
 
 export class Channel {
-  private buffer = ''
+  /** The pieces of a line not yet ended (a plan of megabytes arrives in many chunks). */
+  private pending: string[] = []
   private readonly queue: Message[] = []
   private waiter: { resolve: (m: Message) => void; reject: (e: Error) => void } | null = null
   private failure: ViewError | null = null
@@ -125,13 +126,17 @@ export class Channel {
 
   private onData(chunk: string): void {
     this.touch()
-    this.buffer += chunk
+    // each chunk is searched once: a long line is joined when its end arrives
+    let start = 0
     let nl: number
-    while ((nl = this.buffer.indexOf('\n')) !== -1) {
-      const line = this.buffer.slice(0, nl)
-      this.buffer = this.buffer.slice(nl + 1)
+    while ((nl = chunk.indexOf('\n', start)) !== -1) {
+      const piece = chunk.slice(start, nl)
+      const line = this.pending.length === 0 ? piece : this.pending.join('') + piece
+      this.pending = []
+      start = nl + 1
       this.onLine(line)
     }
+    if (start < chunk.length) this.pending.push(start === 0 ? chunk : chunk.slice(start))
   }
 
   private onLine(line: string): void {
