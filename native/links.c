@@ -21,6 +21,7 @@
  *   closeDir(fd)                            -> 0, or -errno
  *   symlinks(dirfd, targets, names, errs)   -> number of failures
  *   links(dirfd, sources, names, errs[, fromfd]) -> number of failures
+ *   sharedLinks(dirfd, targets, names, errs, fromfd) -> number of failures
  *
  * `targets`, `sources` and `names` hold one entry per slot of `errs` (an
  * Int32Array), joined by NUL; names are single components. A source is a
@@ -28,6 +29,13 @@
  * directory), or relative to `fromfd`, a directory openDir opened (the base
  * tree's, when a build shares its entries). errs[i] is 0 or the errno of
  * entry i.
+ *
+ * sharedLinks links a symlink view's entries from the base tree (`fromfd`)
+ * only where the base's entry is a symlink whose target is the one the plan
+ * gives (`targets`): an entry of that tree changed by hand is not carried
+ * into the new one. errs[i] is -1 for an entry there that is not that
+ * symlink, to be made anew; otherwise 0, or the errno of readlinkat (an
+ * entry missing there: ENOENT, as linkat would say) or of linkat.
  *
  * Built by scripts/build-native.mjs into prebuilds/<platform>-<arch>/.
  */
@@ -205,7 +213,8 @@ static napi_value batch(napi_env env, napi_callback_info info, link_fn make) {
   for (size_t i = 0; i < count; i++) {
     size_t nl = strlen(n);
     if (memchr(n, '/', nl) != NULL || !plain_component(n, nl)) errs[i] = EINVAL;
-    else errs[i] = make(fromfd, f, dirfd, n) == 0 ? 0 : errno;
+    else if (make(fromfd, f, dirfd, n) == 0) errs[i] = 0;
+    else errs[i] = errno == 0 ? -1 : errno; /* -1: the base's entry differs (sharedLinks) */
     if (errs[i] != 0) failures++;
     f += strlen(f) + 1;
     n += nl + 1;
@@ -223,12 +232,30 @@ static napi_value links(napi_env env, napi_callback_info info) {
   return batch(env, info, make_link);
 }
 
+/* Link the base's entry `name` into dirfd only if it is a symlink to `target`; -1 with errno 0 when it is another entry. */
+static int make_checked_link(int fromfd, const char *target, int dirfd, const char *name) {
+  char buf[4096];
+  size_t tlen = strlen(target);
+  ssize_t got = readlinkat(fromfd, name, buf, sizeof buf);
+  if (got < 0 && errno != EINVAL) return -1;
+  if (got < 0 || (size_t)got != tlen || memcmp(buf, target, tlen) != 0) {
+    errno = 0;
+    return -1;
+  }
+  return linkat(fromfd, name, dirfd, name, 0);
+}
+
+static napi_value shared_links(napi_env env, napi_callback_info info) {
+  return batch(env, info, make_checked_link);
+}
+
 NAPI_MODULE_INIT() {
   napi_property_descriptor props[] = {
     { "openDir", NULL, open_dir, NULL, NULL, NULL, napi_enumerable, NULL },
     { "closeDir", NULL, close_dir, NULL, NULL, NULL, napi_enumerable, NULL },
     { "symlinks", NULL, symlinks, NULL, NULL, NULL, napi_enumerable, NULL },
     { "links", NULL, links, NULL, NULL, NULL, napi_enumerable, NULL },
+    { "sharedLinks", NULL, shared_links, NULL, NULL, NULL, napi_enumerable, NULL },
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   return exports;

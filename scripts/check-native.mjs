@@ -3,7 +3,9 @@
  * Check the link addon of the platform this node runs on, against the
  * compiled package (npm run build): that it loads from prebuilds/, that it
  * makes the same tree as Node's own calls (symlinks, relative symlinks,
- * hardlinks) with the same error for a name already there, and that a
+ * hardlinks) with the same error for a name already there, that entries
+ * shared from a base tree are linked only while they point where the plan
+ * says (the same tree and counts both ways), and that a
  * regenerate through the library builds a view with it. Prints `ok <platform>-<arch>` and exits
  * 0, or says what is wrong and exits 1.
  *
@@ -21,7 +23,7 @@ import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
-const { linkEntries } = await import(path.join(root, 'dist', 'store', 'build', 'link-entry.js'))
+const { linkEntries, SHARE_DIFFERED, SHARE_LINKED, SHARE_SLOTS } = await import(path.join(root, 'dist', 'store', 'build', 'link-entry.js'))
 const { linksAddon, prebuiltAddon, useLinksAddon } = await import(path.join(root, 'dist', 'store', 'build', 'native.js'))
 
 const work = fs.mkdtempSync(path.join(os.tmpdir(), 'viewctl-check-native-'))
@@ -52,11 +54,11 @@ try {
         return [rel, st.isSymbolicLink() ? fs.readlinkSync(path.join(dir, rel)) : st.ino]
       }),
     )
-  const link = (name, mode, relative, viaAddon) => {
+  const link = (name, mode, relative, viaAddon, share) => {
     const staging = path.join(work, name)
     for (const d of ['bin', 'lib']) fs.mkdirSync(path.join(staging, d), { recursive: true })
     useLinksAddon(viaAddon ? addon : null)
-    const ctx = { staging, at: staging, mode, relative, prefixes, prefixFromRoot: prefixes.map((p) => path.relative(staging, p)), paths, kinds: paths.map(() => 1), sources }
+    const ctx = { staging, at: staging, mode, relative, prefixes, prefixFromRoot: prefixes.map((p) => path.relative(staging, p)), paths, kinds: paths.map(() => 1), sources, share }
     try {
       linkEntries(ctx, null, 0, paths.length)
       return { staging, error: null }
@@ -86,6 +88,25 @@ try {
   const eexist = again(true)
   assert.equal(eexist?.code, 'EEXIST')
   assert.deepEqual(eexist, again(false), 'EEXIST: the same error')
+
+  // sharing from a base tree one of whose links was re-pointed by hand and another replaced by a file: those are made anew
+  const base = link('base', 'symlink', false, true)
+  fs.rmSync(path.join(base.staging, 'bin', 'f0-3'))
+  fs.symlinkSync('/etc/passwd', path.join(base.staging, 'bin', 'f0-3'))
+  fs.rmSync(path.join(base.staging, 'lib', 'f1-4'))
+  fs.writeFileSync(path.join(base.staging, 'lib', 'f1-4'), 'planted')
+  const shared = (viaAddon) => {
+    const state = new Int32Array(new SharedArrayBuffer(SHARE_SLOTS * 4))
+    const made = link(`shared-${viaAddon}`, 'symlink', false, viaAddon, { from: base.staging, flags: paths.map(() => 1), state })
+    assert.equal(made.error, null)
+    const inodes = paths.filter((rel) => fs.lstatSync(path.join(made.staging, rel)).ino === fs.lstatSync(path.join(base.staging, rel)).ino).length
+    return { tree: snapshot(made.staging), linked: state[SHARE_LINKED], differed: state[SHARE_DIFFERED], inodes }
+  }
+  const viaAddon = shared(true)
+  assert.equal(viaAddon.tree['bin/f0-3'], path.join(prefixes[0], 'bin', 'f0-3'), 'the re-pointed link is made anew')
+  assert.equal(viaAddon.tree['lib/f1-4'], path.join(prefixes[1], 'lib', 'f1-4'), 'the planted file is replaced by the planned link')
+  assert.deepEqual(viaAddon, { ...viaAddon, linked: paths.length - 2, differed: 2, inodes: paths.length - 2 })
+  assert.deepEqual(viaAddon, shared(false), 'sharing: the same tree and counts')
   useLinksAddon(undefined)
 
   // a whole regenerate through the library, with this node (a child process could not be started under qemu-user)

@@ -273,6 +273,41 @@ describe('turning sharing off, and a base that fails its check', () => {
   }
 })
 
+describe('a symlink of the base tree changed by hand', () => {
+  for (const [label, env] of [
+    ['streamed build, the link addon', {}],
+    ['plain build, the link addon', PLAIN],
+    ["Node's own calls (no addon)", { VIEWCTL_NATIVE: '0' }],
+  ] as const) {
+    it(`${label}: is not carried into the next tree; that entry is made anew from the plan, and said`, { timeout: 60_000 }, () => {
+      const { pkgs } = prefixes(20, 4)
+      const dir = tempDir('vc20-')
+      const view = path.join(dir, 'view')
+      const g1 = regenerate(manifest(dir, 'm1.yaml', [`view: ${view}`, 'fold: false'], pkgs), env)
+      const tree = treeDir(view, g1.hash)
+      // one link re-pointed, one replaced by a file: the tree still looks intact (meta.json, plan) without a walk
+      const repointed = path.join(tree, 'bin', 'pkg1-tool1')
+      const planned = fs.readlinkSync(repointed)
+      fs.rmSync(repointed)
+      fs.symlinkSync('/etc/passwd', repointed)
+      fs.rmSync(path.join(tree, 'bin', 'pkg2-tool2'))
+      fs.writeFileSync(path.join(tree, 'bin', 'pkg2-tool2'), 'planted\n')
+      fs.writeFileSync(path.join(pkgs[0]!, 'bin', 'added'), 'added\n')
+      const g2 = regenerate(manifest(dir, 'm2.yaml', [`view: ${view}`, 'fold: false'], pkgs), env)
+      const unchanged = unchangedPaths(view, g1.hash, g2.hash).filter((p) => p !== 'bin/pkg1-tool1' && p !== 'bin/pkg2-tool2')
+      expect(g2.shared).toBeGreaterThan(50)
+      expect(sameInodes(view, g1.hash, g2.hash, unchanged)).toBe(unchanged.length)
+      expect(g2.warnings.join('\n')).toMatch(/2 entries of generation 1's tree .* did not match its plan .* created anew/)
+      expect(fs.readlinkSync(path.join(treeDir(view, g2.hash), 'bin', 'pkg1-tool1'))).toBe(planned)
+      expect(fs.lstatSync(path.join(treeDir(view, g2.hash), 'bin', 'pkg1-tool1')).ino).not.toBe(fs.lstatSync(repointed).ino)
+      expect(fs.readlinkSync(path.join(treeDir(view, g2.hash), 'bin', 'pkg2-tool2'))).toBe(path.join(pkgs[2]!, 'bin', 'pkg2-tool2'))
+      verifyOk(view)
+      // the tree changed by hand is left as it is: verify of that generation still finds it
+      expect(fs.readlinkSync(repointed)).toBe('/etc/passwd')
+    })
+  }
+})
+
 describe('faults in an incremental build (VIEWCTL_TEST_FAULTS)', () => {
   it('an entry created anew that fails: exit 1, the view and the base unchanged, staging removed; a refused link: sharing stops, the build goes on', { timeout: 60_000 }, () => {
     const { pkgs } = prefixes(20, 4)

@@ -123,19 +123,7 @@ interface Expected {
   source: number
 }
 
-/**
- * A symlink view's tree made here from a checked plan, with entries
- * hard-linked from an older tree here: every entry is what the plan says,
- * so that an entry of that older tree changed by hand is not carried into
- * the new one. No flush: the build flushed what it made.
- */
-export function checkBuiltTree(dir: string, finalReal: string, plan: ParsedPlan, meta: GenerationMeta): ReceivedProblem[] {
-  const problems = new Problems()
-  walk(dir, finalReal, plan, meta, problems, false)
-  return problems.list
-}
-
-function walk(dir: string, finalReal: string, plan: ParsedPlan, meta: GenerationMeta, problems: Problems, flushing = true): void {
+function walk(dir: string, finalReal: string, plan: ParsedPlan, meta: GenerationMeta, problems: Problems): void {
   const mode = meta.options.link
   const relative = mode === 'symlink' && meta.options.relative
   // each planned directory's children, by name (the plan is sorted depth first, so parents come first)
@@ -168,7 +156,7 @@ function walk(dir: string, finalReal: string, plan: ParsedPlan, meta: Generation
       const child = rel === '' ? name : `${rel}/${name}`
       seen.add(name)
       if (rel === '' && name === META_DIR) {
-        checkMetaDir(`${dir}/${META_DIR}`, type, problems, flushing)
+        checkMetaDir(`${dir}/${META_DIR}`, type, problems)
         continue
       }
       const want = expected.get(name)
@@ -182,7 +170,7 @@ function walk(dir: string, finalReal: string, plan: ParsedPlan, meta: Generation
       if (!seen.has(name)) problems.add({ path: rel === '' ? name : `${rel}/${name}`, problem: 'missing', detail: 'planned but not in the tree' })
     }
     if (!seen.has(META_DIR) && rel === '') problems.add({ path: META_DIR, problem: 'missing', detail: 'the generation files are missing' })
-    if (flushing) flush(abs)
+    flush(abs)
   }
 }
 
@@ -208,16 +196,16 @@ function checkEntry(abs: string, rel: string, type: EntryType, want: Expected, p
   if (actual !== planned) problems.add({ path: rel, problem: 'wrong-target', detail: `points to ${actual}, planned ${planned}` })
 }
 
-function checkMetaDir(abs: string, type: EntryType, problems: Problems, flushing: boolean): void {
+function checkMetaDir(abs: string, type: EntryType, problems: Problems): void {
   if (type !== EntryType.Dir) {
     problems.add({ path: META_DIR, problem: 'wrong-type', detail: 'should be a directory' })
     return
   }
   for (const name of readDirListing(abs).names) {
     if (!META_FILES.has(name)) problems.add({ path: `${META_DIR}/${name}`, problem: 'extra', detail: 'not a file viewctl writes there' })
-    else if (flushing) flush(`${abs}/${name}`)
+    else flush(`${abs}/${name}`)
   }
-  if (flushing) flush(abs)
+  flush(abs)
 }
 
 /** fsync a file or directory; a filesystem that cannot is taken at its word. */

@@ -49,7 +49,7 @@ import { toolVersion } from '../../version.js'
 import { recordSettings, sameSettings } from '../settings.js'
 import { keepModuleTreeCurrent } from '../../modules/hook.js'
 import { DEFAULT_LOCK_TIMEOUT, enterWriter, withWriter, type WriterGuard, type WriterOptions } from '../writer.js'
-import { checkBuiltTree, checkGenerationFiles, checkReceivedTree, unresolvedLinks, type ReceivedProblem } from './check.js'
+import { checkGenerationFiles, checkReceivedTree, unresolvedLinks, type ReceivedProblem } from './check.js'
 import { rebuildHere } from './rebuild.js'
 import { checkVersions, PROTOCOL, type Done, type Greeting, type Hello, type GenerationFiles, type PrefixCopy, type Ready } from './protocol.js'
 import { SESSION_FILE, writeSessionFile, type SessionFile } from './session-file.js'
@@ -173,10 +173,11 @@ export class ReceiveSession {
     }
     this.placePrefixes()
     if (hello.link === 'symlink') this.assertLinksResolve(generationDir(this.layout, hello.hash))
-    let made: Pick<Done, 'linked' | 'created'> = {}
+    let made: Pick<Done, 'linked' | 'created' | 'warnings'> = { warnings: [] }
     if (ready.action === 'build') made = await this.buildFromPlan()
     if (ready.action === 'transfer') this.sealStaging()
-    return this.keepModuleTree(Object.assign(this.recordAndPublish(hello.hash, []), made))
+    const { warnings, ...counts } = made
+    return this.keepModuleTree(Object.assign(this.recordAndPublish(hello.hash, warnings), counts))
   }
 
   /** A received generation changes the set of generations: the module tree the settings name follows (modules/hook.ts), still under the lock. */
@@ -211,7 +212,7 @@ export class ReceiveSession {
    * tree here, meta.json last, one rename), with the sender's generation
    * files written as they are.
    */
-  private async buildFromPlan(): Promise<Pick<Done, 'linked' | 'created'>> {
+  private async buildFromPlan(): Promise<Pick<Done, 'linked' | 'created' | 'warnings'>> {
     const sent = this.sent
     if (sent === null) throw new ViewError('INTERNAL', 'a symlink view was to be built without its generation files', 'this is a bug in viewctl; please report it')
     const { layout } = this
@@ -254,40 +255,10 @@ export class ReceiveSession {
       inFlight: this.guard!.filesystem.remote ? jobs(true) : undefined,
       metaText: sent.metaText,
     })
-    if (built.built && built.share.shared > 0) this.assertSharedIntact(built.dir, choice.base!.dir)
     const links = plan.paths.length - meta.counts.dirs
-    return { linked: built.share.shared, created: built.built ? links - built.share.shared : 0 }
-  }
-
-  /**
-   * The tree just made shares entries with an older tree here, which is
-   * trusted on its meta.json alone: an entry of it changed by hand (a link
-   * re-pointed) would live on in the new generation. Each entry is checked
-   * against the plan before the tree is recorded; a damaged one removes it.
-   */
-  private assertSharedIntact(dir: string, base: string): void {
-    const { layout } = this
-    const hash = this.hello!.hash
-    let problems: ReceivedProblem[]
-    try {
-      problems = checkBuiltTree(dir, realGenerationDir(layout, hash), this.sentPlan!, this.sent!.meta)
-    } catch (err) {
-      throw translateOsError(err, `checking the tree made in ${dir}`)
-    }
-    if (problems.length === 0) return
-    try {
-      const trash = trashDir(layout, hash)
-      sfs.rename(dir, trash)
-      sfs.rmTree(trash)
-    } catch {
-      // the next writer clears it: it is recorded nowhere
-    }
-    throw new ViewError(
-      'TRANSFER_FAILED',
-      `the tree made from the plan does not match it (${describeProblems(problems)}); it was removed`,
-      `its unchanged entries were linked from ${base} on this host, which is damaged: \`viewctl verify ${layout.view}\` here says, \`viewctl verify --repair\` mends it; then push again`,
-      { problems: problems.slice(0, 50) },
-    )
+    // what sharing came to: a symlink of the tree here that no longer points where its plan says is made anew, and said
+    const notes = [...(choice.note === null ? [] : [choice.note]), ...built.share.notes]
+    return { linked: built.share.shared, created: built.built ? links - built.share.shared : 0, warnings: notes }
   }
 
   private readyForTree(state: ViewState, hello: Hello, stagingName: string): Ready {

@@ -27,13 +27,16 @@ import { absolutePaths } from './workdir.js'
  * Slots of the array every thread of one build shares about sharing
  * (store/build/share.ts): set once the build has stopped linking from the
  * base, the errno (os.constants.errno) of the refusal that stopped it, links
- * made from the base, and entries at their link limit that were created anew.
+ * made from the base, entries at their link limit that were created anew,
+ * and symlinks of the base whose target was not the planned one (changed by
+ * hand, or missing there), created anew.
  */
 export const SHARE_OFF = 0
 export const SHARE_ERRNO = 1
 export const SHARE_LINKED = 2
 export const SHARE_AT_LIMIT = 3
-export const SHARE_SLOTS = 4
+export const SHARE_DIFFERED = 4
+export const SHARE_SLOTS = 5
 
 /** What a thread needs to link entries from the base tree instead of creating them. */
 export interface ShareContext {
@@ -133,7 +136,9 @@ function linkRun(addon: LinksAddon, ctx: LinkContext, order: ArrayLike<number> |
   const text = { names: names.join('\0'), froms: froms.join('\0'), shareNames: shareNames.join('\0') }
   // a name or target that is not valid UTF-8 travels as bytes (fs.ts): the seam's path handles it
   const bytes = sfs.hasEscapes(ctx.at) || sfs.hasEscapes(parent) || sfs.hasEscapes(text.names) || sfs.hasEscapes(text.froms) || sfs.hasEscapes(text.shareNames) || (share !== undefined && sfs.hasEscapes(share.from))
-  const fd = bytes ? -1 : addon.openDir(ctx.at, parent)
+  // a symlink is linked from the base only while it is a symlink to the planned target (sharedLinks)
+  const shareTargets = ctx.mode === 'symlink' ? shareEntries.map((i) => symlinkTarget(ctx, paths[i]!, sources[i]!)).join('\0') : null
+  const fd = bytes || (shareTargets !== null && sfs.hasEscapes(shareTargets)) ? -1 : addon.openDir(ctx.at, parent)
   if (fd < 0) {
     // something not a directory on the way (a symlink put in place of one, which O_NOFOLLOW refuses): nothing is linked through it
     if (fd === -ENOTDIR || fd === -ELOOP) throw notADirectory(-fd, `${ctx.staging}${parent === '' ? '' : `/${parent}`}`)
@@ -148,7 +153,7 @@ function linkRun(addon: LinksAddon, ctx: LinkContext, order: ArrayLike<number> |
       let failed: number
       if (baseFd >= 0) {
         try {
-          failed = addon.links(fd, text.shareNames, text.shareNames, errs, baseFd)
+          failed = shareTargets === null ? addon.links(fd, text.shareNames, text.shareNames, errs, baseFd) : addon.sharedLinks(fd, shareTargets, text.shareNames, errs, baseFd)
         } finally {
           addon.closeDir(baseFd)
         }
@@ -162,7 +167,8 @@ function linkRun(addon: LinksAddon, ctx: LinkContext, order: ArrayLike<number> |
         // refused ones are created anew, after the others (the order of creation within a directory does not matter)
         for (let s = 0; s < errs.length; s++) {
           if (errs[s] === 0) continue
-          shareRefused(share!, { code: errnoCode(errs[s]!) })
+          if (errs[s] === -1) Atomics.add(share!.state, SHARE_DIFFERED, 1)
+          else shareRefused(share!, { code: errnoCode(errs[s]!) })
           const i = shareEntries[s]!
           names.push(shareNames[s]!)
           froms.push(linkFrom(ctx, i, paths[i]!))
@@ -224,7 +230,7 @@ export function linkEntry(ctx: LinkContext, i: number): void {
   const rel = ctx.paths[i]!
   const src = sourceOf(ctx, i)
   const dest = `${ctx.at}/${rel}`
-  if (ctx.share !== undefined && ctx.share.flags[i] === 1 && linkFromBase(ctx.share, rel, dest, ctx.plain === true)) return
+  if (ctx.share !== undefined && ctx.share.flags[i] === 1 && linkFromBase(ctx.share, rel, dest, ctx.plain === true, ctx.mode === 'symlink' ? symlinkTarget(ctx, rel, src) : null)) return
   try {
     if (ctx.mode === 'symlink') {
       const target = symlinkTarget(ctx, rel, src)
@@ -251,10 +257,15 @@ export async function linkEntryAsync(ctx: LinkContext, i: number): Promise<void>
   const dest = `${ctx.at}/${rel}`
   if (ctx.share !== undefined && ctx.share.flags[i] === 1) {
     if (Atomics.load(ctx.share.state, SHARE_OFF) === 0) {
+      const base = `${ctx.share.from}/${rel}`
       try {
-        await sfs.linkAsync(`${ctx.share.from}/${rel}`, dest)
-        Atomics.add(ctx.share.state, SHARE_LINKED, 1)
-        return
+        // a symlink is linked from the base only while it points where the plan says
+        if (ctx.mode === 'symlink' && !(await baseLinksToAsync(base, symlinkTarget(ctx, rel, src)))) Atomics.add(ctx.share.state, SHARE_DIFFERED, 1)
+        else {
+          await sfs.linkAsync(base, dest)
+          Atomics.add(ctx.share.state, SHARE_LINKED, 1)
+          return
+        }
       } catch (err) {
         shareRefused(ctx.share, err)
       }
@@ -287,13 +298,18 @@ function symlinkTarget(ctx: LinkContext, rel: string, src: number): string {
  * Hard-link the base tree's entry at `rel` into place: on Linux `link()` of
  * a symlink links the symlink itself, so the new tree gets the very inode the
  * base has, with the same target. False when the entry must be created
- * instead: sharing is off for this build, or the link was refused
- * (shareRefused). Nothing depends on the base being linkable: an entry
- * created anew is the same entry.
+ * instead: sharing is off for this build, the base's symlink does not point
+ * where the plan says (`target`: changed by hand, or missing there), or the
+ * link was refused (shareRefused). Nothing depends on the base being
+ * linkable: an entry created anew is the same entry.
  */
-function linkFromBase(share: ShareContext, rel: string, dest: string, plain: boolean): boolean {
+function linkFromBase(share: ShareContext, rel: string, dest: string, plain: boolean, target: string | null): boolean {
   if (Atomics.load(share.state, SHARE_OFF) !== 0) return false
   try {
+    if (target !== null && !baseLinksTo(`${share.from}/${rel}`, target)) {
+      Atomics.add(share.state, SHARE_DIFFERED, 1)
+      return false
+    }
     if (plain) sfs.linkPlain(`${share.from}/${rel}`, dest)
     else sfs.link(`${share.from}/${rel}`, dest)
   } catch (err) {
@@ -302,6 +318,25 @@ function linkFromBase(share: ShareContext, rel: string, dest: string, plain: boo
   }
   Atomics.add(share.state, SHARE_LINKED, 1)
   return true
+}
+
+/** Is the base's entry a symlink to `target`? False for another entry; throws (ENOENT, …) when there is none, as link would. */
+function baseLinksTo(base: string, target: string): boolean {
+  try {
+    return sfs.decodeName(fs.readlinkSync(sfs.fsPath(base), 'buffer')) === target
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'EINVAL') return false
+    throw err
+  }
+}
+
+async function baseLinksToAsync(base: string, target: string): Promise<boolean> {
+  try {
+    return (await sfs.readlinkAsync(base)) === target
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'EINVAL') return false
+    throw err
+  }
 }
 
 /**

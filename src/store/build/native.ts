@@ -21,6 +21,8 @@ export interface LinksAddon {
   symlinks(dirfd: number, targets: string, names: string, errs: Int32Array): number
   /** linkat(fromfd or AT_FDCWD, source i, dirfd, name i, 0) for each i; errs[i] gets 0 or the errno. Returns the failures. */
   links(dirfd: number, sources: string, names: string, errs: Int32Array, fromfd?: number): number
+  /** linkat(fromfd, name i, dirfd, name i, 0) where fromfd's entry is a symlink to target i; errs[i] gets 0, the errno, or -1 where the entry there differs. */
+  sharedLinks(dirfd: number, targets: string, names: string, errs: Int32Array, fromfd: number): number
 }
 
 /** The addon's file name in its prebuild directory. */
@@ -50,7 +52,7 @@ export function loadLinksAddon(file: string | null): LinksAddon | null {
   if (file === null) return null
   try {
     const addon = createRequire(import.meta.url)(file) as Partial<LinksAddon>
-    return typeof addon.openDir === 'function' && typeof addon.closeDir === 'function' && typeof addon.symlinks === 'function' && typeof addon.links === 'function' ? (addon as LinksAddon) : null
+    return typeof addon.openDir === 'function' && typeof addon.closeDir === 'function' && typeof addon.symlinks === 'function' && typeof addon.links === 'function' && typeof addon.sharedLinks === 'function' ? (addon as LinksAddon) : null
   } catch {
     return null
   }

@@ -41,7 +41,7 @@ import { switches } from '../journal/history.js'
 import { readMeta } from '../journal/meta.js'
 import { riskyForRoot, storeSharing } from '../guard/sharing.js'
 import { treeCondition, type ViewState } from '../journal/state.js'
-import { SHARE_AT_LIMIT, SHARE_ERRNO, SHARE_LINKED, SHARE_OFF, SHARE_SLOTS } from './link-entry.js'
+import { SHARE_AT_LIMIT, SHARE_DIFFERED, SHARE_ERRNO, SHARE_LINKED, SHARE_OFF, SHARE_SLOTS } from './link-entry.js'
 
 /** The tree a build shares from, checked. */
 export interface ShareBase {
@@ -269,6 +269,8 @@ export function shareOutcome(base: ShareBase, state: Int32Array): ShareOutcome {
   const notes: string[] = []
   const which = `generation ${base.generation}'s tree (${base.hash.slice(0, 12)})`
   const atLimit = Atomics.load(state, SHARE_AT_LIMIT)
+  const differed = Atomics.load(state, SHARE_DIFFERED)
+  if (differed > 0) notes.push(`${differed} ${differed === 1 ? 'entry' : 'entries'} of ${which} did not match its plan (a symlink re-pointed or replaced by hand since it was built?) and ${differed === 1 ? 'was' : 'were'} created anew from the plan; \`viewctl verify\` checks that tree, \`viewctl verify --repair\` mends it`)
   if (atLimit > 0) notes.push(`${atLimit} ${atLimit === 1 ? 'entry' : 'entries'} of ${which} had as many links as the filesystem allows (EMLINK) and ${atLimit === 1 ? 'was' : 'were'} created anew`)
   if (Atomics.load(state, SHARE_OFF) !== 0) {
     const errno = Atomics.load(state, SHARE_ERRNO)
