@@ -13,7 +13,11 @@
  *   - an incremental push after a 1 % change: the remote view shows
  *     generation A (pushed before the timing starts), and generation B,
  *     which differs from A in one prefix out of 100 replaced by a new
- *     version (1 % of the entries), is pushed.
+ *     version (1 % of the entries), is pushed;
+ *   - a no-op push: the remote view shows A (pushed before the timing
+ *     starts), and A is pushed again: one connection, viewctl started on
+ *     both ends, the lock and the greeting, nothing to send or build. No
+ *     push costs less, so no-op / cold is the floor of incremental / cold.
  * Targets, as ratios of medians from one run: cold push ≤ 1.2 × rsync -a;
  * incremental ≤ 0.5 × cold push.
  */
@@ -136,7 +140,7 @@ async function runCases(rig, work, opts, log) {
     fs.mkdirSync(d)
     return d
   }
-  const times = { 'rsync -a': [], 'push, cold': [], 'push, incremental': [] }
+  const times = { 'rsync -a': [], 'push, cold': [], 'push, incremental': [], 'push, no-op': [] }
   const cases = {
     'rsync -a': () => {
       const d = freshDir()
@@ -157,6 +161,15 @@ async function runCases(rig, work, opts, log) {
       const got = out.destinations[0]
       if (got.hash !== hashB || got.mode !== 'plan' || !(got.linked > 0)) throw new Error(`the incremental push did not make generation B there sharing the unchanged entries: ${r.stdout}`)
       return { ms: r.ms, cleanup: () => rmrf(d), created: got.created, linked: got.linked }
+    },
+    'push, no-op': () => {
+      const d = freshDir()
+      // not timed: the remote view at generation A
+      viewctl(['push', view, `${host}:${d}/view`, '--generation', '2', ...remoteOptions, '--quiet'])
+      const r = viewctl(['push', view, `${host}:${d}/view`, '--generation', '2', ...remoteOptions, '--json'])
+      const got = JSON.parse(r.stdout).destinations[0]
+      if (got.action !== 'noop') throw new Error(`the second push of generation A was not a no-op: ${r.stdout}`)
+      return { ms: r.ms, cleanup: () => rmrf(d) }
     },
   }
   const order = Object.keys(cases)
@@ -180,6 +193,8 @@ async function runCases(rig, work, opts, log) {
   ]
   return {
     ok: targets.every((t) => t.value <= t.max),
+    // what no push can go below: the connection and the two start-ups
+    floor: { name: 'no-op push / cold push', value: +(med['push, no-op'] / med['push, cold']).toFixed(3) },
     view: { prefixes: opts.prefixes, files: opts.files, entries: regenA.entries, links: entries.links, hashA, hashB, incremental: detail },
     runs: opts.runs,
     times,
@@ -203,6 +218,8 @@ function render(r) {
     '| target | ratio | max | |',
     '|---|---|---|---|',
     ...r.targets.map((t) => `| ${t.name} | ${t.value.toFixed(2)} | ${t.max} | ${t.pass ? 'PASS' : 'FAIL'} |`),
+    '',
+    `${r.floor.name}: ${r.floor.value.toFixed(2)} (the least any push costs: one ssh connection and viewctl started on both ends)`,
     '',
   ]
   return lines.join('\n')

@@ -147,17 +147,19 @@ describe('bench/run.mjs', () => {
     expect(r.stderr).toContain('unknown option --frobnicate')
   })
 
-  it('--push times rsync -a, a cold push and an incremental one through a private sshd, and prints the ratios', SLOW, (ctx) => {
+  it('--push times rsync -a, a cold push, an incremental one and a no-op through a private sshd, and prints the ratios', SLOW, (ctx) => {
     requirePush(ctx)
     const dir = tempDir('viewctl-bench-test-')
     const r = spawnSync(process.execPath, [BENCH, '--push', '--prefixes', '3', '--files', '20', '--runs', '1', '--dir', dir, '--json'], { encoding: 'utf8', timeout: 170_000 })
     expect(r.stderr).not.toMatch(/failed/)
     expect(r.status).toBe(0)
     const out = JSON.parse(r.stdout)
-    expect(Object.keys(out.times)).toEqual(['rsync -a', 'push, cold', 'push, incremental'])
+    expect(Object.keys(out.times)).toEqual(['rsync -a', 'push, cold', 'push, incremental', 'push, no-op'])
     for (const samples of Object.values(out.times) as number[][]) expect(samples).toHaveLength(1)
-    // one prefix of three replaced: its 14 files outside include/ travel, and its folded include/ link; the rest is linked from the tree there
-    expect(out.view.incremental).toMatchObject({ sent: 15 })
+    // one prefix of three replaced: its 14 files outside include/ and its folded include/ link are made anew there; the rest is linked from the tree there
+    expect(out.view.incremental).toMatchObject({ created: 15 })
+    expect(out.view.incremental.linked).toBeGreaterThan(15)
+    expect(out.floor).toMatchObject({ name: 'no-op push / cold push', value: expect.any(Number) })
     expect(out.targets.map((t: { name: string }) => t.name)).toEqual(['cold push / rsync -a', 'incremental push / cold push'])
     expect(fs.readdirSync(dir)).toEqual([])
   })
