@@ -238,7 +238,7 @@ static int make_checked_link(int fromfd, const char *target, int dirfd, const ch
   size_t tlen = strlen(target);
   ssize_t got = readlinkat(fromfd, name, buf, sizeof buf);
   if (got < 0 && errno != EINVAL) return -1;
-  if (got < 0 || (size_t)got != tlen || memcmp(buf, target, tlen) != 0) {
+  if (got < 0 || (size_t)got >= sizeof buf || (size_t)got != tlen || memcmp(buf, target, tlen) != 0) {
     errno = 0;
     return -1;
   }

@@ -15,7 +15,7 @@ import { spawnSync } from 'node:child_process'
 import { afterEach, describe, expect, it } from 'vitest'
 import { armFaults } from '../src/fs.js'
 import { Kind } from '../src/plan/types.js'
-import { linkEntries, SHARE_ERRNO, SHARE_LINKED, SHARE_OFF, type LinkContext } from '../src/store/build/link-entry.js'
+import { linkEntries, linkEntryAsync, SHARE_DIFFERED, SHARE_ERRNO, SHARE_LINKED, SHARE_OFF, type LinkContext } from '../src/store/build/link-entry.js'
 import { linksAddon, loadLinksAddon, prebuiltAddon, useLinksAddon, type LinksAddon } from '../src/store/build/native.js'
 import { newShareState } from '../src/store/build/share.js'
 import { ROOT, tempDir, writeManifest, writeTree } from './helpers.js'
@@ -308,6 +308,42 @@ describe.runIf(onLinuxX64)('the same tree and the same errors, through the addon
     const baseIno = fs.lstatSync(path.join(base.staging, 'bin', 't0-0')).ino
     expect(fs.lstatSync(path.join(viaAddon.ctx.staging, 'bin', 't0-0')).ino).toBe(baseIno)
     expect(Atomics.load(viaAddon.state, SHARE_LINKED)).toBeGreaterThan(0)
+  })
+
+  it('sharing from a base tree changed by hand: a symlink re-pointed or replaced by a file is made anew from the plan, the rest linked; the same through the addon, through Node and through the lanes of a remote build', async () => {
+    const f = fixture()
+    const base = context(f, 'base', 'symlink', false)
+    expect(linkWith(null, base)).toBeNull()
+    fs.rmSync(path.join(base.staging, 'bin', 't0-1'))
+    fs.symlinkSync('/etc/passwd', path.join(base.staging, 'bin', 't0-1'))
+    fs.rmSync(path.join(base.staging, 'share', 'man', 'man1', 't1-2.1'))
+    fs.writeFileSync(path.join(base.staging, 'share', 'man', 'man1', 't1-2.1'), 'planted\n')
+    const flags = new Uint8Array(f.paths.length).fill(1)
+    const shared = (name: string) => {
+      const ctx = context(f, name, 'symlink', false)
+      ctx.share = { from: base.staging, flags, state: newShareState() }
+      return ctx
+    }
+    const viaAddon = shared('native')
+    expect(linkWith(addon(), viaAddon)).toBeNull()
+    const viaNode = shared('js')
+    expect(linkWith(null, viaNode)).toBeNull()
+    // linkEntryAsync: what lanes.ts runs on a remote filesystem, one entry at a time
+    const viaLanes = shared('lanes')
+    for (let i = 0; i < f.paths.length; i++) await linkEntryAsync(viaLanes, i)
+    // what a build without a base makes
+    expect(linkWith(null, context(f, 'fresh', 'symlink', false))).toBeNull()
+    const fresh = snapshot(path.join(f.dir, 'fresh'))
+    for (const ctx of [viaAddon, viaNode, viaLanes]) {
+      expect(snapshot(ctx.staging), ctx.staging).toEqual(fresh)
+      const state = ctx.share!.state
+      expect(Atomics.load(state, SHARE_OFF)).toBe(0)
+      expect(Atomics.load(state, SHARE_DIFFERED)).toBe(2)
+      expect(Atomics.load(state, SHARE_LINKED)).toBe(f.paths.length - 2)
+      expect(fs.lstatSync(path.join(ctx.staging, 'bin', 't0-0')).ino).toBe(fs.lstatSync(path.join(base.staging, 'bin', 't0-0')).ino)
+      expect(fs.lstatSync(path.join(ctx.staging, 'bin', 't0-1')).ino).not.toBe(fs.lstatSync(path.join(base.staging, 'bin', 't0-1')).ino)
+    }
+    expect(fresh['bin/t0-1']).toBe(`-> ${f.prefixes[0]}/bin/t0-1`)
   })
 })
 

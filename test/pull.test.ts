@@ -5,9 +5,9 @@
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
-import { describe, expect, it } from 'vitest'
-import { tempDir, viewctl } from './helpers.js'
-import { historyRecords, storeOf, treeOf } from './view-checks.js'
+import { describe, expect, it, onTestFinished } from 'vitest'
+import { tempDir, viewctl, viewctlAsync } from './helpers.js'
+import { finishedWithin, historyRecords, leftovers, scratchDir, stagingDirs, storeOf, treeOf, waitFor } from './view-checks.js'
 import { buildView, dest, makeTree, remoteOptions, requirePush, useSshd } from './push-helpers.js'
 
 const sshd = useSshd()
@@ -63,6 +63,37 @@ describe('pull', () => {
     expect(viewctl(['verify', here]).code).toBe(0)
     expect(fs.readdirSync(storeOf(here)).filter((n) => n.startsWith('.staging-') || n.startsWith('.push-'))).toEqual([])
   }, 120_000)
+
+  it('SIGINT while the tree is made here from its plan: exit 130, the build abandoned and its staging removed, the view as it was', async (ctx) => {
+    requirePush(ctx)
+    const root = tempDir()
+    const big = scratchDir('viewctl-vc16-pull-int-')
+    onTestFinished(() => fs.rmSync(big, { recursive: true, force: true }))
+    const prefixes = makeTree(path.join(big, 'p'), 20, 1000)
+    const there = path.join(root, 'there', 'hpc')
+    const small = buildView(root, there, prefixes.slice(0, 1)).hash
+    const here = path.join(root, 'here', 'hpc')
+    expect(pull(dest(sshd(), there), here).code).toBe(0)
+    const large = buildView(root, there, prefixes, ['fold: false']).hash
+    // one thread: the build of 80,000 links lasts long enough to be interrupted in the middle
+    const child = viewctlAsync(['pull', dest(sshd(), there), here, ...remoteOptions(sshd())], { env: { VIEWCTL_JOBS: '1' } })
+    onTestFinished(() => void child.kill('SIGKILL'))
+    const done = finishedWithin(child, 120_000)
+    const staging = await waitFor(() => stagingDirs(here).find((n) => n.includes(large)), 60_000, 1)
+    expect(staging, 'the build never made its staging directory').toBeTruthy()
+    child.kill('SIGINT')
+    const r = await done
+    expect(r.timedOut).toBe(false)
+    expect(r.code === 130 || r.signal === 'SIGINT', `exit ${r.code ?? r.signal}: ${r.stderr}`).toBe(true)
+    expect(fs.readlinkSync(here)).toBe(`._hpc/${small}`)
+    expect(stagingDirs(here)).toEqual([])
+    expect(leftovers(here)).toEqual([])
+    expect(historyRecords(here)).toHaveLength(1)
+    // the next pull goes through
+    const again = pull(dest(sshd(), there), here, ['--json'])
+    expect(again.code, again.stderr).toBe(0)
+    expect(again.json).toMatchObject({ hash: large, mode: 'plan' })
+  }, 180_000)
 
   it('pulls a named generation; refuses one that is not there (exit 2) and a source that is not host:/path (exit 2)', (ctx) => {
     requirePush(ctx)

@@ -3,10 +3,10 @@
  * generation. A symlink view arrives as its generation files: meta.json
  * names the hash the sender announced and the plan hashes to it, so the
  * tree made from that plan is the generation (checkGenerationFiles). A
- * copy view arrives as a tree rsync filled: the tree holds exactly what its `.viewctl/plan.tsv` says
- * (every entry, of the right type, every link with its planned target,
- * nothing else), its `meta.json` names the hash the sender announced, and
- * for a symlink view the plan text hashes to that name. The walk reads each
+ * copy view arrives as a tree rsync filled (checkReceivedTree): the tree
+ * holds exactly what its `.viewctl/plan.tsv` says (every entry, of the
+ * right type, nothing else), and its `meta.json` names the hash the sender
+ * announced. The walk reads each
  * directory once with its file types and each link once; it flushes every
  * directory it reads (and for a copy view every file), so that the rename
  * that follows publishes names that are on disk.

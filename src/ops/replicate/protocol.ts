@@ -12,12 +12,15 @@
  *   greeting {protocol, planFormat}  ->
  *                                    <-    hello {hash, link, prefixes, settings, origin, …}
  *   (takes the writer lock: waiting …)
- *   ready {action, staging, mode, …} ->
- *                                    <-    plan {text}            only for mode `diff` and `rebuild`
- *   list {paths}                     ->    only for mode `diff`
- *                                          (rsync fills the staging directory over its own connection)
+ *   ready {action, staging, …}       ->
+ *                                    <-    plan {text}            action `rebuild` (a hardlink view)
+ *                                          (rsync, over its own connection: the prefixes to copy, if
+ *                                          any, and for action `transfer` (a copy view) the staging
+ *                                          directory)
+ *                                    <-    generation {plan, meta, manifest}   action `build` (a
+ *                                          symlink view: the receiver makes the tree from the plan)
  *                                    <-    commit | abort {discard}
- *   done {generation, switched}      ->
+ *   done {generation, switched, …}   ->
  *   gc {…}                           ->    the receiver's own gc, after it released the lock
  *
  * Either side sends `ping` every heartbeat; a side that hears nothing for

@@ -64,7 +64,9 @@ export async function pull(from: string, view: string, opts: PullOptions = {}): 
   const beat = heartbeatMs()
   const remote = openRemote(source, ssh, remoteViewctl, ['send', source.view, ...(opts.generation === undefined ? [] : ['--generation', opts.generation])], SEND_LOST_HINT)
   const { channel } = remote
-  const session = new ReceiveSession(view, { action: 'pull', signal: channel.signal, asStoreOwner: opts.asStoreOwner })
+  // the other end gone, or this one interrupted: a lock wait or a build here stops
+  const signal = opts.signal ? AbortSignal.any([channel.signal, opts.signal]) : channel.signal
+  const session = new ReceiveSession(view, { action: 'pull', signal, asStoreOwner: opts.asStoreOwner })
   const warnings: string[] = []
   let done: Done
   let ready: Ready

@@ -150,6 +150,16 @@ async function pushOne(source: SourceGeneration, dest: Destination, opts: PushOp
     const ready = await channel.receive('ready')
     base.warnings.push(...(ready.warnings ?? []))
     const transfer = await sendTree(source, dest, ready, remote, { ssh, remoteViewctl, onProgress: (p) => progress('transferring', p), signal: opts.signal })
+    if (opts.signal?.aborted) {
+      // interrupted (SIGINT, SIGTERM) before the commit: the receiver lets it go, nothing is switched there
+      channel.send({ type: 'abort', discard: false, reason: 'interrupted' })
+      try {
+        await channel.receive('aborted')
+      } catch {
+        // gone already: its lock went with it
+      }
+      throw new ViewError('INTERRUPTED', `interrupted before ${dest.spec} was switched; the view there was not changed`, 'push again when ready')
+    }
     progress('finishing')
     channel.send({ type: 'commit' })
     const done: Done = await channel.receive('done')
@@ -217,7 +227,6 @@ async function sendTree(source: SourceGeneration, dest: Destination, ready: Read
     channel.send({ type: 'plan', text: source.planText() })
     return {}
   }
-  if (ready.action === 'build') channel.send(source.generationFiles())
   if (ready.action !== 'transfer' && ready.action !== 'record' && ready.action !== 'build') return {}
   const guard = remoteCommand(opts.remoteViewctl, ['receive', dest.view, '--rsync', '--'])
   // rsync stops the moment the conversation does (the receiver gone, a cut network)
@@ -240,7 +249,11 @@ async function sendTree(source: SourceGeneration, dest: Destination, ready: Read
     if (outcome.code !== 0) await fail(outcome, `copying the prefix ${copy.path} to ${dest.spec}`)
   }
   if (ready.action === 'record') return {}
-  if (ready.action === 'build') return { mode: 'plan' }
+  if (ready.action === 'build') {
+    // after the prefixes: a refusal of these files is then the receiver's last word, not a failed rsync's
+    channel.send(source.generationFiles())
+    return { mode: 'plan' }
+  }
   const outcome = await runRsync({
     from: source.dir,
     to: `${dest.rsyncHost}:${ready.staging!}`,

@@ -33,7 +33,7 @@ import * as sfs from '../../fs.js'
 import { ViewError, translateOsError } from '../../errors.js'
 import { parsePlanText, type ParsedPlan } from '../../plan/hash.js'
 import type { PlanResult } from '../../plan/index.js'
-import { PLAN_FORMAT } from '../../plan/types.js'
+import { Kind, PLAN_FORMAT } from '../../plan/types.js'
 import { DEFAULT_GC, type ConflictPolicy, type Manifest } from '../../manifest/types.js'
 import { buildGeneration } from '../../store/build/build.js'
 import { chooseBase } from '../../store/build/share.js'
@@ -98,7 +98,7 @@ export class ReceiveSession {
    * Steps 1 to 4, as a writer (ops/writer.ts: the store made if needed, the
    * writer lock, what dead writers left cleared except this generation's
    * staging directory): say what is here, then `converse` runs the transfer
-   * and calls diff, commit or abort; the lock is released when it returns.
+   * and calls acceptGeneration, acceptPlan, commit or abort; the lock is released when it returns.
    */
   async within<T>(hello: Hello, converse: (ready: Ready) => Promise<T>): Promise<T> {
     checkVersions(hello, { protocol: PROTOCOL, planFormat: PLAN_FORMAT }, `the sending viewctl on ${hello.origin.host}`)
@@ -255,7 +255,8 @@ export class ReceiveSession {
       inFlight: this.guard!.filesystem.remote ? jobs(true) : undefined,
       metaText: sent.metaText,
     })
-    const links = plan.paths.length - meta.counts.dirs
+    let links = 0
+    for (const k of plan.kinds) if (k !== Kind.Dir) links++
     // what sharing came to: a symlink of the tree here that no longer points where its plan says is made anew, and said
     const notes = [...(choice.note === null ? [] : [choice.note]), ...built.share.notes]
     return { linked: built.share.shared, created: built.built ? links - built.share.shared : 0, warnings: notes }
@@ -480,8 +481,8 @@ function describeProblems(problems: ReceivedProblem[]): string {
 
 /** A manifest's `share:` (default true): whether a generation made here from its plan shares from the newest tree here, as regenerate there would. */
 async function sharesUnchanged(manifestText: string): Promise<boolean> {
-  // the YAML parser is loaded only for a manifest that has a key of that name (one of many that do not)
-  if (!/^\s*["']?share["']?\s*:/m.test(manifestText)) return true
+  // the YAML parser is loaded only for a manifest that names the key at all (most do not)
+  if (!manifestText.includes('share')) return true
   try {
     const { parse } = await import('yaml')
     const doc = parse(manifestText) as { share?: unknown } | null

@@ -24,9 +24,13 @@ export async function serveReceive(view: string, channel: Channel, opts: { asSto
     channel.keepAlive(hello.heartbeatMs || DEFAULT_HEARTBEAT_MS)
     await session.within(hello, async (ready) => {
       channel.send(ready)
-      if (ready.action === 'build') session.acceptGeneration(await channel.receive('generation'))
       if (ready.action === 'rebuild') session.acceptPlan((await channel.receive('plan')).text)
-      const next = await channel.receive('commit', 'abort')
+      let next = await channel.receive('generation', 'commit', 'abort')
+      // a symlink view's generation files come after rsync copied the prefixes this host lacks, if any
+      if (next.type === 'generation') {
+        session.acceptGeneration(next)
+        next = await channel.receive('commit', 'abort')
+      }
       if (next.type === 'abort') {
         session.abort(next.discard)
         channel.send({ type: 'aborted', removed: next.discard })

@@ -170,6 +170,8 @@ function lexists(p: string): boolean {
 
 export function throwIfAborted(signal: AbortSignal | undefined): void {
   if (signal?.aborted) {
+    // the other end of a push gone: say that, not "a signal"
+    if (signal.reason instanceof ViewError) throw signal.reason
     const reason = typeof signal.reason === 'string' ? signal.reason : 'a signal'
     throw new ViewError('INTERRUPTED', `interrupted by ${reason}; the build was abandoned and its staging directory removed`, 'the view was left on its previous generation; run the command again when ready')
   }

@@ -28,8 +28,9 @@ import { absolutePaths } from './workdir.js'
  * (store/build/share.ts): set once the build has stopped linking from the
  * base, the errno (os.constants.errno) of the refusal that stopped it, links
  * made from the base, entries at their link limit that were created anew,
- * and symlinks of the base whose target was not the planned one (changed by
- * hand, or missing there), created anew.
+ * and entries of the base that were not a symlink to the planned target
+ * (changed by hand since), created anew. An entry missing there is a
+ * refusal (ENOENT), as linking it would be.
  */
 export const SHARE_OFF = 0
 export const SHARE_ERRNO = 1
@@ -299,7 +300,7 @@ function symlinkTarget(ctx: LinkContext, rel: string, src: number): string {
  * a symlink links the symlink itself, so the new tree gets the very inode the
  * base has, with the same target. False when the entry must be created
  * instead: sharing is off for this build, the base's symlink does not point
- * where the plan says (`target`: changed by hand, or missing there), or the
+ * where the plan says (`target`: changed by hand since), or the
  * link was refused (shareRefused). Nothing depends on the base being
  * linkable: an entry created anew is the same entry.
  */

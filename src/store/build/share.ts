@@ -24,9 +24,10 @@
  *
  * Deciding is a merge of two sorted lists: the new plan's entries come in
  * plan order (planned, or told by the walk), and a cursor moves forward
- * through the base plan. No entry of the base is looked at on disk. What a
- * thread does with the decision (link, or create on a refusal) is in
- * link-entry.ts.
+ * through the base plan. No entry of the base is looked at on disk to
+ * decide. What a thread does with the decision is in link-entry.ts: a
+ * symlink is read back and linked only while it points where the plan says,
+ * otherwise (or on a refusal) the entry is created.
  */
 import { createHash } from 'node:crypto'
 import fs from 'node:fs'
