@@ -151,7 +151,7 @@ export const COMMANDS: CommandSpec[] = [
   },
   {
     command: 'push <source> <destinations..>',
-    describe: 'copy a generation to other hosts over ssh and rsync, and switch each there (the remote does its own writing)',
+    describe: 'copy a generation to other hosts over ssh (a symlink view as its plan, a copy view by rsync) and switch each there (the remote does its own writing)',
     example: ['$0 push /opt/views/hpc node01:/opt/views/hpc node02:/opt/views/hpc', 'the current generation to two hosts at once'],
     options: {
       generation: { type: 'string', complete: 'generation', describe: 'a generation number or hash prefix (default: the current one)' },
