@@ -140,6 +140,13 @@ async function runCases(rig, work, opts, log) {
     fs.mkdirSync(d)
     return d
   }
+  // a fresh remote view at generation A (not timed), then `generation` pushed onto it (timed)
+  const pushOntoA = (generation) => {
+    const d = freshDir()
+    viewctl(['push', view, `${host}:${d}/view`, '--generation', '2', ...remoteOptions, '--quiet'])
+    const r = viewctl(['push', view, `${host}:${d}/view`, '--generation', generation, ...remoteOptions, '--json'])
+    return { r, got: JSON.parse(r.stdout).destinations[0], cleanup: () => rmrf(d) }
+  }
   const times = { 'rsync -a': [], 'push, cold': [], 'push, incremental': [], 'push, no-op': [] }
   const cases = {
     'rsync -a': () => {
@@ -153,23 +160,14 @@ async function runCases(rig, work, opts, log) {
       return { ms: r.ms, cleanup: () => rmrf(d) }
     },
     'push, incremental': () => {
-      const d = freshDir()
-      // not timed: the remote view at generation A
-      viewctl(['push', view, `${host}:${d}/view`, '--generation', '2', ...remoteOptions, '--quiet'])
-      const r = viewctl(['push', view, `${host}:${d}/view`, '--generation', '1', ...remoteOptions, '--json'])
-      const out = JSON.parse(r.stdout)
-      const got = out.destinations[0]
+      const { r, got, cleanup } = pushOntoA('1')
       if (got.hash !== hashB || got.mode !== 'plan' || !(got.linked > 0)) throw new Error(`the incremental push did not make generation B there sharing the unchanged entries: ${r.stdout}`)
-      return { ms: r.ms, cleanup: () => rmrf(d), created: got.created, linked: got.linked }
+      return { ms: r.ms, cleanup, created: got.created, linked: got.linked }
     },
     'push, no-op': () => {
-      const d = freshDir()
-      // not timed: the remote view at generation A
-      viewctl(['push', view, `${host}:${d}/view`, '--generation', '2', ...remoteOptions, '--quiet'])
-      const r = viewctl(['push', view, `${host}:${d}/view`, '--generation', '2', ...remoteOptions, '--json'])
-      const got = JSON.parse(r.stdout).destinations[0]
+      const { r, got, cleanup } = pushOntoA('2')
       if (got.action !== 'noop') throw new Error(`the second push of generation A was not a no-op: ${r.stdout}`)
-      return { ms: r.ms, cleanup: () => rmrf(d) }
+      return { ms: r.ms, cleanup }
     },
   }
   const order = Object.keys(cases)

@@ -34,6 +34,20 @@ describe('the channel', () => {
     expect(await channel.receive('commit')).toEqual({ type: 'commit' })
   })
 
+  it('sends one large message to several ends alike (it is serialized once)', async () => {
+    const message = { type: 'plan' as const, text: 'f\t0\tbin/tool\n'.repeat(10_000) }
+    const ends = [pair(), pair()]
+    for (const end of ends) {
+      end.channel.send(message)
+      end.channel.send(message)
+    }
+    for (const end of ends) {
+      const reader = new Channel(end.output, new PassThrough(), 'test:/other', 'a hint')
+      expect(await reader.receive('plan')).toEqual(message)
+      expect(await reader.receive('plan')).toEqual(message)
+    }
+  })
+
   it('a chunk that ends exactly at a line end, then the next line alone', async () => {
     const { input, channel } = pair()
     input.write(`${JSON.stringify({ type: 'commit' })}\n`)

@@ -5,10 +5,11 @@
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
-import { describe, expect, it, onTestFinished } from 'vitest'
+import type { ChildProcess } from 'node:child_process'
+import { describe, expect, it, onTestFinished, type TestContext } from 'vitest'
 import { tempDir, viewctl, viewctlAsync } from './helpers.js'
 import { finishedWithin, historyRecords, leftovers, scratchDir, stagingDirs, storeOf, treeOf, waitFor } from './view-checks.js'
-import { buildView, dest, makeTree, remoteOptions, requirePush, useSshd } from './push-helpers.js'
+import { buildView, dest, makeTree, processes, remoteOptions, requirePush, useSshd } from './push-helpers.js'
 
 const sshd = useSshd()
 
@@ -64,7 +65,14 @@ describe('pull', () => {
     expect(fs.readdirSync(storeOf(here)).filter((n) => n.startsWith('.staging-') || n.startsWith('.push-'))).toEqual([])
   }, 120_000)
 
-  it('SIGINT while the tree is made here from its plan: exit 130, the build abandoned and its staging removed, the view as it was', async (ctx) => {
+  /**
+   * A pull of a generation of 80,000 links, made here on one thread (long
+   * enough to be interrupted in the middle), and `interrupt` called the moment
+   * its staging directory appears. Returns how the pull ended; checks that
+   * the view here is as it was, with no staging and no record, and that the
+   * next pull goes through.
+   */
+  async function interruptedPull(ctx: TestContext, interrupt: (child: ChildProcess, there: string) => void) {
     requirePush(ctx)
     const root = tempDir()
     const big = scratchDir('viewctl-vc16-pull-int-')
@@ -75,24 +83,37 @@ describe('pull', () => {
     const here = path.join(root, 'here', 'hpc')
     expect(pull(dest(sshd(), there), here).code).toBe(0)
     const large = buildView(root, there, prefixes, ['fold: false']).hash
-    // one thread: the build of 80,000 links lasts long enough to be interrupted in the middle
-    const child = viewctlAsync(['pull', dest(sshd(), there), here, ...remoteOptions(sshd())], { env: { VIEWCTL_JOBS: '1' } })
+    const child = viewctlAsync(['pull', dest(sshd(), there), here, ...remoteOptions(sshd()), '--json'], { env: { VIEWCTL_JOBS: '1' } })
     onTestFinished(() => void child.kill('SIGKILL'))
     const done = finishedWithin(child, 120_000)
     const staging = await waitFor(() => stagingDirs(here).find((n) => n.includes(large)), 60_000, 1)
     expect(staging, 'the build never made its staging directory').toBeTruthy()
-    child.kill('SIGINT')
+    interrupt(child, there)
     const r = await done
     expect(r.timedOut).toBe(false)
-    expect(r.code === 130 || r.signal === 'SIGINT', `exit ${r.code ?? r.signal}: ${r.stderr}`).toBe(true)
     expect(fs.readlinkSync(here)).toBe(`._hpc/${small}`)
     expect(stagingDirs(here)).toEqual([])
     expect(leftovers(here)).toEqual([])
     expect(historyRecords(here)).toHaveLength(1)
-    // the next pull goes through
     const again = pull(dest(sshd(), there), here, ['--json'])
     expect(again.code, again.stderr).toBe(0)
     expect(again.json).toMatchObject({ hash: large, mode: 'plan' })
+    return r
+  }
+
+  it('SIGINT while the tree is made here from its plan: exit 130, the build abandoned and its staging removed, the view as it was', async (ctx) => {
+    const r = await interruptedPull(ctx, (child) => child.kill('SIGINT'))
+    expect(r.code === 130 || r.signal === 'SIGINT', `exit ${r.code ?? r.signal}: ${r.stderr}`).toBe(true)
+  }, 180_000)
+
+  it('the other host gone while the tree is made here (its viewctl killed): CONNECTION_LOST, the build abandoned, the view as it was', async (ctx) => {
+    const r = await interruptedPull(ctx, (_child, there) => {
+      const senders = processes((a) => a.includes('send') && a.includes(there))
+      expect(senders.length, 'no viewctl send for the pull').toBeGreaterThan(0)
+      for (const pid of senders) process.kill(pid, 'SIGKILL')
+    })
+    expect(r.code, r.stderr).toBe(1)
+    expect(JSON.parse(r.stdout).error).toMatchObject({ code: 'CONNECTION_LOST' })
   }, 180_000)
 
   it('pulls a named generation; refuses one that is not there (exit 2) and a source that is not host:/path (exit 2)', (ctx) => {

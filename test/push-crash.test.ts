@@ -11,7 +11,7 @@ import { spawn, type ChildProcess } from 'node:child_process'
 import { describe, expect, it, onTestFinished } from 'vitest'
 import { BIN, viewctl } from './helpers.js'
 import { finishedWithin, historyRecords, scratchDir, sleep, storeOf, waitFor } from './view-checks.js'
-import { buildView, dest, makeTree, push, remoteOptions, requirePush, useSshd } from './push-helpers.js'
+import { buildView, dest, makeTree, processes, push, remoteOptions, requirePush, useSshd } from './push-helpers.js'
 
 const sshd = useSshd()
 
@@ -83,22 +83,6 @@ process.stdout.write(JSON.stringify(res))
 `
 
 type Target = 'push' | 'ssh' | 'receiver' | 'rsync'
-
-/** Processes whose command line satisfies `match`, by pid (from /proc). */
-function processes(match: (argv: string[]) => boolean): number[] {
-  const pids: number[] = []
-  for (const name of fs.readdirSync('/proc')) {
-    if (!/^\d+$/.test(name)) continue
-    let argv: string[]
-    try {
-      argv = fs.readFileSync(`/proc/${name}/cmdline`, 'utf8').split('\0').filter((a) => a !== '')
-    } catch {
-      continue
-    }
-    if (argv.length > 0 && match(argv)) pids.push(Number(name))
-  }
-  return pids
-}
 
 function isZombie(pid: number): boolean {
   try {

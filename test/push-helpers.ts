@@ -131,3 +131,19 @@ export function lockIsFree(view: string): boolean {
     fs.closeSync(fd)
   }
 }
+
+/** Processes whose command line satisfies `match`, by pid (from /proc). */
+export function processes(match: (argv: string[]) => boolean): number[] {
+  const pids: number[] = []
+  for (const name of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue
+    let argv: string[]
+    try {
+      argv = fs.readFileSync(`/proc/${name}/cmdline`, 'utf8').split('\0').filter((a) => a !== '')
+    } catch {
+      continue
+    }
+    if (argv.length > 0 && match(argv)) pids.push(Number(name))
+  }
+  return pids
+}

@@ -8,9 +8,10 @@ import os from 'node:os'
 import path from 'node:path'
 import { spawn } from 'node:child_process'
 import { describe, expect, it, onTestFinished } from 'vitest'
-import { ROOT, publicInstall, tempDir, viewctl } from './helpers.js'
+import { ROOT, publicInstall, tempDir, viewctl, writeManifest } from './helpers.js'
 import { historyRecords, storeOf, treeOf, waitFor } from './view-checks.js'
-import { buildView, dest, makeTree, push, remoteOptions, requirePush, useSshd } from './push-helpers.js'
+import { buildView, dest, lockIsFree, makeTree, push, remoteOptions, requirePush, useSshd } from './push-helpers.js'
+import { push as pushFrom } from '../src/ops/replicate/push.js'
 
 const sshd = useSshd()
 
@@ -127,9 +128,10 @@ describe('push of a symlink view', () => {
     const remote = path.join(root, 'r', 'hpc')
     expect(push(sshd(), view, [dest(sshd(), remote)]).code).toBe(0)
     const first = fs.realpathSync(remote)
-    // share: false: the next generation there is made anew, as regenerate makes it here
+    // share: false: the next generation there is made anew, as regenerate makes it here (this manifest is one line of JSON)
     fs.writeFileSync(path.join(prefixes[0]!, 'bin', 'pkg0-new'), 'new\n')
-    buildView(root, view, prefixes, ['fold: false', 'share: false'])
+    const json = writeManifest(root, JSON.stringify({ view, fold: false, share: false, packages: prefixes }), 'json.yaml')
+    expect(viewctl(['regenerate', json]).code).toBe(0)
     const unshared = push(sshd(), view, [dest(sshd(), remote)], ['--json'])
     expect(unshared.code, unshared.stderr).toBe(0)
     expect(unshared.json.destinations[0]).toMatchObject({ mode: 'plan', linked: 0 })
@@ -175,6 +177,29 @@ describe('push of a symlink view', () => {
     expect(pushLeftovers(remote)).toEqual([])
     // the tree changed by hand stays as it is, for verify there to report
     expect(fs.readlinkSync(damaged)).toBe('/etc/passwd')
+  }, 120_000)
+
+  it('interrupted before the commit (SIGINT, SIGTERM): the receiver there is told to abort; nothing is built, recorded or switched there', async (ctx) => {
+    requirePush(ctx)
+    const root = tempDir()
+    const prefixes = makeTree(path.join(root, 'p'), 3, 3)
+    const view = path.join(root, 'hpc')
+    const { manifest, hash } = buildView(root, view, prefixes)
+    const remote = path.join(root, 'r', 'hpc')
+    expect(push(sshd(), view, [dest(sshd(), remote)]).code).toBe(0)
+    const journal = fs.readFileSync(path.join(storeOf(remote), 'history.jsonl'), 'utf8')
+    fs.writeFileSync(path.join(prefixes[0]!, 'bin', 'pkg0-new'), 'x')
+    expect(viewctl(['regenerate', manifest]).code).toBe(0)
+    // the library's push, as the command line runs it, with the signal the CLI aborts on SIGINT
+    const [, ssh, , remoteViewctl] = remoteOptions(sshd())
+    const r = await pushFrom(view, [dest(sshd(), remote)], { ssh, remoteViewctl, signal: AbortSignal.abort('SIGINT') })
+    expect(r.ok).toBe(false)
+    expect(r.destinations[0]!.error).toMatchObject({ code: 'INTERRUPTED', message: expect.stringMatching(/was not changed/) })
+    expect(fs.readlinkSync(remote)).toBe(`._hpc/${hash}`)
+    expect(fs.readFileSync(path.join(storeOf(remote), 'history.jsonl'), 'utf8')).toBe(journal)
+    expect(pushLeftovers(remote)).toEqual([])
+    expect(fs.readdirSync(storeOf(remote)).filter((n) => /^[0-9a-f]{32}$/.test(n))).toEqual([hash])
+    expect(lockIsFree(remote)).toBe(true)
   }, 120_000)
 
   it('--no-switch copies and records without publishing; a later push (or a rollback there) switches to it', (ctx) => {

@@ -48,6 +48,13 @@ export interface Manifest {
   modules: ModuleTreeSettings | null
 }
 
+/**
+ * What building a generation needs of a manifest (store/build/): how to link,
+ * whether to share, and the text and place recorded in the generation. A
+ * received generation has these without the rest of a manifest.
+ */
+export type BuildSettings = Pick<Manifest, 'file' | 'text' | 'link' | 'fold' | 'relative' | 'conflicts' | 'share'>
+
 /** `modules:` of a manifest, normalized: the module tree of a view (src/modules/tree.ts). Recorded in the journal like `env`. */
 export interface ModuleTreeSettings {
   /** Absolute directory given to `module use`. */

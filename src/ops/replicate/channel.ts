@@ -64,7 +64,7 @@ export class Channel {
   send(message: Message): void {
     if (this.failure !== null && this.failure.code === 'CONNECTION_LOST') return
     try {
-      this.output.write(JSON.stringify(message) + '\n')
+      this.output.write(lineOf(message))
     } catch {
       // a closed pipe: reported by the 'error' handler and the next receive
     }
@@ -182,4 +182,16 @@ export class Channel {
     const noise = this.noise.length ? ` (before that it printed: ${this.noise.slice(0, 3).map((l) => JSON.stringify(l)).join(', ')})` : ''
     return new ViewError('CONNECTION_LOST', `the connection to ${this.peer} was lost: it ${what}${noise}`, this.lostHint)
   }
+}
+
+/** Lines of megabytes (a plan), serialized once however many destinations a push sends them to. */
+const LARGE = 65_536
+const large = new WeakMap<Message, string>()
+
+function lineOf(message: Message): string {
+  const known = large.get(message)
+  if (known !== undefined) return known
+  const line = JSON.stringify(message) + '\n'
+  if (line.length >= LARGE) large.set(message, line)
+  return line
 }

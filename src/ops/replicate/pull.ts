@@ -83,7 +83,7 @@ export async function pull(from: string, view: string, opts: PullOptions = {}): 
       const hello = { ...info.hello, noSwitch: !!opts.noSwitch, withPrefixes: !!opts.withPrefixes, lockTimeout: opts.lockTimeout ?? DEFAULT_LOCK_TIMEOUT, heartbeatMs: beat, argv: opts.argv ?? process.argv.slice(1) }
       ;[ready, transfer, done] = await session.within(hello, async (r) => {
         warnings.push(...(r.warnings ?? []))
-        const t = await fetchTree(session, source, info.dir, r, remote, { ssh, onProgress: opts.onProgress, signal: opts.signal })
+        const t = await fetchTree(session, source, info.dir, r, remote, { ssh, onProgress: opts.onProgress, signal })
         const d = await session.commit()
         warnings.push(...d.warnings)
         return [r, t, d] as const
@@ -110,7 +110,8 @@ export async function pull(from: string, view: string, opts: PullOptions = {}): 
     settingsChanged: done.settingsChanged,
     resumed: ready.resumed ?? false,
     ...transfer,
-    ...(transfer.mode === 'plan' && done.linked !== undefined ? { linked: done.linked, created: done.created } : {}),
+    linked: done.linked,
+    created: done.created,
     gc,
     warnings,
     elapsedMs: performance.now() - started,
@@ -123,7 +124,7 @@ export async function pull(from: string, view: string, opts: PullOptions = {}): 
  * rsync, the prefixes this host lacks and a copy view's tree, into the
  * staging directory here.
  */
-async function fetchTree(session: ReceiveSession, source: Destination, dir: string, ready: Ready, remote: RemoteEnd, opts: { ssh: string; onProgress?: (percent: number) => void; signal?: AbortSignal }): Promise<Pick<PullResult, 'mode'>> {
+async function fetchTree(session: ReceiveSession, source: Destination, dir: string, ready: Ready, remote: RemoteEnd, opts: { ssh: string; onProgress?: (percent: number) => void; signal: AbortSignal }): Promise<Pick<PullResult, 'mode'>> {
   const { channel } = remote
   const planText = async () => {
     channel.send({ type: 'plan', text: '' }) // a request: the sender answers with the generation's plan
@@ -138,7 +139,7 @@ async function fetchTree(session: ReceiveSession, source: Destination, dir: stri
     session.acceptGeneration(await channel.receive('generation'))
   }
   if (ready.action !== 'transfer' && ready.action !== 'record' && ready.action !== 'build') return {}
-  const signal = opts.signal ? AbortSignal.any([opts.signal, channel.signal]) : channel.signal
+  const { signal } = opts
   const chmod = ready.chmod ?? 'o-w'
   const fail = (outcome: RsyncOutcome, what: string): never => {
     if (channel.failed !== null) throw channel.failed

@@ -184,7 +184,8 @@ async function pushOne(source: SourceGeneration, dest: Destination, opts: PushOp
       settingsChanged: done.settingsChanged,
       resumed: ready.resumed ?? false,
       ...transfer,
-      ...(transfer.mode === 'plan' && done.linked !== undefined ? { linked: done.linked, created: done.created } : {}),
+      linked: done.linked,
+      created: done.created,
       gc,
       elapsedMs: performance.now() - started,
     }

@@ -5,7 +5,7 @@
  *
  *   1. take the writer lock for the whole session (regenerate, rollback and
  *      gc here wait; a push that cannot get it in time exits 4 naming the
- *      holder), clear leftovers but keep `.staging-push-<hash>`;
+ *      holder), clear leftovers but keep a copy view's `.staging-push-<hash>`;
  *   2. say what is here: nothing to do, a tree to record, a symlink view to
  *      build from its plan, or a staging directory for rsync (a copy view,
  *      with this host's newest tree to share from);
@@ -34,7 +34,7 @@ import { ViewError, translateOsError } from '../../errors.js'
 import { parsePlanText, type ParsedPlan } from '../../plan/hash.js'
 import type { PlanResult } from '../../plan/index.js'
 import { Kind, PLAN_FORMAT } from '../../plan/types.js'
-import { DEFAULT_GC, type ConflictPolicy, type Manifest } from '../../manifest/types.js'
+import type { BuildSettings, ConflictPolicy } from '../../manifest/types.js'
 import { buildGeneration } from '../../store/build/build.js'
 import { chooseBase } from '../../store/build/share.js'
 import { jobs } from '../../store/workers.js'
@@ -115,7 +115,8 @@ export class ReceiveSession {
       // what a waiting writer here is told holds the lock
       argv: ['viewctl', 'receive', layout.view, `(${this.opts.action} of ${hello.hash.slice(0, 12)} from ${from})`],
       signal: this.opts.signal,
-      keepLeftover: stagingName,
+      // only rsync's staging is resumed (a copy view); a symlink view's tree is made from its plan
+      keepLeftover: hello.link === 'copy' ? stagingName : undefined,
       warn: (w) => notes.push(w),
     }
     return withWriter(layout, writer, async (_cleared, guard) => {
@@ -233,27 +234,20 @@ export class ReceiveSession {
       chunks: [sent.planText],
       identities: null,
     }
-    const manifest: Manifest = {
+    const settings: BuildSettings = {
       file: meta.manifest,
       text: sent.manifestText,
-      view: layout.view,
       ...options,
       share: await sharesUnchanged(sent.manifestText),
       conflicts: meta.options.conflicts as ConflictPolicy,
-      packages: [],
-      include: null,
-      exclude: [],
-      env: this.hello!.settings.env,
-      gc: DEFAULT_GC,
-      modules: null,
     }
-    const state = readViewState(layout)
-    const choice = chooseBase(layout, state, manifest)
-    const built = await buildGeneration(layout, result, manifest, {
+    // the state read under the lock this session holds
+    const choice = chooseBase(layout, this.state!, settings)
+    const built = await buildGeneration(layout, result, settings, {
       base: choice.base,
       signal: this.opts.signal,
       inFlight: this.guard!.filesystem.remote ? jobs(true) : undefined,
-      metaText: sent.metaText,
+      received: { meta, text: sent.metaText },
     })
     let links = 0
     for (const k of plan.kinds) if (k !== Kind.Dir) links++
@@ -273,11 +267,8 @@ export class ReceiveSession {
     }
     if (hello.link === 'symlink') this.prefixCopies = this.plannedPrefixCopies(hello)
     if (isComplete(layout, hello.hash)) return { type: 'ready', action: 'record', shows, prefixCopies: this.prefixCopies, chmod: chmodFor(layout.store), warnings }
-    if (hello.link === 'symlink') {
-      // the tree is made here from its plan; an earlier push's rsync staging has nothing to offer it
-      sfs.rmTree(path.join(layout.store, stagingName))
-      return { type: 'ready', action: 'build', shows, prefixCopies: this.prefixCopies, chmod: chmodFor(layout.store), warnings }
-    }
+    // a symlink view's tree is made here from its plan
+    if (hello.link === 'symlink') return { type: 'ready', action: 'build', shows, prefixCopies: this.prefixCopies, chmod: chmodFor(layout.store), warnings }
     const staging = path.join(layout.store, stagingName)
     this.staging = staging
     const resumed = fs.existsSync(staging)

@@ -36,7 +36,7 @@ export interface SourceGeneration {
   hello(opts: { noSwitch: boolean; withPrefixes: boolean; lockTimeout: number; heartbeatMs: number; argv: string[] }): Hello
   /** The plan text (`.viewctl/plan.tsv`), read once. */
   planText(): string
-  /** A symlink view's generation files as they are here, for a receiver that makes the tree from its plan. */
+  /** A symlink view's generation files as they are here, for a receiver that makes the tree from its plan; read once for every destination. */
   generationFiles(): GenerationFiles
   /** Drop the lease. */
   release(): void
@@ -85,6 +85,7 @@ function sourceOf(layout: Layout, records: ReturnType<typeof readViewState>['rec
   const made = [...switches(records)].reverse().find((r) => r.generation === chosen.generation && r.hash === chosen.hash) ?? null
   const settings = recordSettings(made)
   let plan: string | null = null
+  let files: GenerationFiles | null = null
   let released = false
   const warnings = leased ? [] : [`the filesystem cannot lock ${dir}/.viewctl/lease: this push holds no lease, only gc's ttl and spares protect the generation while it is sent`]
   return {
@@ -121,7 +122,8 @@ function sourceOf(layout: Layout, records: ReturnType<typeof readViewState>['rec
       return plan
     },
     generationFiles() {
-      return { type: 'generation', plan: this.planText(), meta: readText(path.join(dir, META_DIR, META_FILE)), manifest: readText(path.join(dir, META_DIR, MANIFEST_COPY)) }
+      files ??= { type: 'generation', plan: this.planText(), meta: readText(path.join(dir, META_DIR, META_FILE)), manifest: readText(path.join(dir, META_DIR, MANIFEST_COPY)) }
+      return files
     },
     release() {
       if (released) return

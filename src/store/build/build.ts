@@ -22,7 +22,7 @@ import fs from 'node:fs'
 import path from 'node:path'
 import * as sfs from '../../fs.js'
 import { ViewError, translateOsError } from '../../errors.js'
-import type { Manifest } from '../../manifest/types.js'
+import type { BuildSettings } from '../../manifest/types.js'
 // plan/types.js, not plan/index.js: rollback and gc reach this module and need not load the planner
 import { Kind } from '../../plan/types.js'
 import type { PlanResult } from '../../plan/index.js'
@@ -48,7 +48,7 @@ export interface BuildProgress {
   (done: number, total: number | null): void
 }
 
-export function metaFor(plan: PlanResult, manifest: Manifest): GenerationMeta {
+export function metaFor(plan: PlanResult, manifest: BuildSettings): GenerationMeta {
   return generationMeta(plan.hash, manifest, manifest.file, plan.prefixes, kindCounts(plan.kinds, plan.excluded, plan.conflicts.length))
 }
 
@@ -64,14 +64,14 @@ export interface BuildOptions {
   base?: ShareBase | null
   /** On a remote filesystem: link operations kept in flight, one per directory (lanes.ts). */
   inFlight?: number
-  /** The generation's meta.json as another host wrote it (a pushed generation keeps its own): checked by the caller, written as given. */
-  metaText?: string
+  /** The generation's meta.json as another host wrote it (a pushed generation keeps its own), checked by the caller: its text is written as given. */
+  received?: { meta: GenerationMeta; text: string }
 }
 
 /** Nothing was shared. */
 export const NOTHING_SHARED: ShareOutcome = { shared: 0, notes: [] }
 
-export async function buildGeneration(layout: Layout, plan: PlanResult, manifest: Manifest, opts: BuildOptions = {}): Promise<BuildResult> {
+export async function buildGeneration(layout: Layout, plan: PlanResult, manifest: BuildSettings, opts: BuildOptions = {}): Promise<BuildResult> {
   const finalDir = generationDir(layout, plan.hash)
   // reused only when intact (checked without a walk); a damaged tree under this name is rebuilt and retired by sealGeneration
   if (treeCondition(layout, plan.hash).state === 'intact') {
@@ -80,7 +80,7 @@ export async function buildGeneration(layout: Layout, plan: PlanResult, manifest
   if (manifest.link === 'hardlink') assertSameFilesystem(layout, plan.prefixes)
 
   const staging = stagingDir(layout, plan.hash)
-  const meta = opts.metaText === undefined ? metaFor(plan, manifest) : (JSON.parse(opts.metaText) as GenerationMeta)
+  const meta = opts.received?.meta ?? metaFor(plan, manifest)
   const base = opts.base ?? null
   const shareState = base === null ? null : newShareState()
   try {
@@ -94,7 +94,7 @@ export async function buildGeneration(layout: Layout, plan: PlanResult, manifest
     }
     throwIfAborted(opts.signal)
     writeGenerationFiles(staging, plan, manifest)
-    sealGeneration(layout, staging, plan, meta, opts.metaText)
+    sealGeneration(layout, staging, plan, meta, opts.received?.text)
   } catch (err) {
     removeQuietly(staging)
     throw translateOsError(err, `building generation ${plan.hash} in ${layout.store}`)
@@ -117,7 +117,7 @@ function shareFlags(base: ShareBase, plan: PlanResult): Uint8Array {
  * link workers are still linking (stream.ts); a tree without meta.json is
  * not a generation yet whatever else it holds.
  */
-export function writeGenerationFiles(staging: string, plan: PlanResult, manifest: Manifest): void {
+export function writeGenerationFiles(staging: string, plan: PlanResult, manifest: BuildSettings): void {
   const metaDir = path.join(staging, META_DIR)
   sfs.mkdir(metaDir)
   // new names in a new directory: O_EXCL, so that nothing another user put there meanwhile is written through
@@ -189,7 +189,7 @@ const BATCH = 4096
  * `realFinalDir`: where the tree will be, symlinks in its parents resolved (relative links are computed from it).
  * `at`: how links name staging (workdir.ts).
  */
-async function linkEntries(staging: string, realFinalDir: string, plan: PlanResult, manifest: Manifest, opts: BuildOptions, at: string, share: ShareContext | undefined): Promise<void> {
+async function linkEntries(staging: string, realFinalDir: string, plan: PlanResult, manifest: BuildSettings, opts: BuildOptions, at: string, share: ShareContext | undefined): Promise<void> {
   const { paths, kinds, sources, prefixes } = plan
   const { onProgress, signal } = opts
   const total = paths.length

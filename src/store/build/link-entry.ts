@@ -138,7 +138,7 @@ function linkRun(addon: LinksAddon, ctx: LinkContext, order: ArrayLike<number> |
   // a name or target that is not valid UTF-8 travels as bytes (fs.ts): the seam's path handles it
   const bytes = sfs.hasEscapes(ctx.at) || sfs.hasEscapes(parent) || sfs.hasEscapes(text.names) || sfs.hasEscapes(text.froms) || sfs.hasEscapes(text.shareNames) || (share !== undefined && sfs.hasEscapes(share.from))
   // a symlink is linked from the base only while it is a symlink to the planned target (sharedLinks)
-  const shareTargets = ctx.mode === 'symlink' ? shareEntries.map((i) => symlinkTarget(ctx, paths[i]!, sources[i]!)).join('\0') : null
+  const shareTargets = ctx.mode === 'symlink' && shareEntries.length > 0 ? shareEntries.map((i) => symlinkTarget(ctx, paths[i]!, sources[i]!)).join('\0') : null
   const fd = bytes || (shareTargets !== null && sfs.hasEscapes(shareTargets)) ? -1 : addon.openDir(ctx.at, parent)
   if (fd < 0) {
     // something not a directory on the way (a symlink put in place of one, which O_NOFOLLOW refuses): nothing is linked through it

@@ -33,7 +33,7 @@ import { createHash } from 'node:crypto'
 import fs from 'node:fs'
 import path from 'node:path'
 import util from 'node:util'
-import type { Manifest } from '../../manifest/types.js'
+import type { BuildSettings } from '../../manifest/types.js'
 import { readTextNoFollow } from '../../fs.js'
 import { hashPlan, parsePlanText, type ParsedPlan } from '../../plan/hash.js'
 import { Kind, NO_SOURCE } from '../../plan/types.js'
@@ -78,7 +78,7 @@ export function sourcesText(kinds: ArrayLike<number>, identities: string[]): str
  * a hardlink view, another link mode or other relative-ness. Call under the
  * writer lock.
  */
-export function chooseBase(layout: Layout, state: ViewState, manifest: Manifest): BaseChoice {
+export function chooseBase(layout: Layout, state: ViewState, manifest: BuildSettings): BaseChoice {
   if (!manifest.share || manifest.link === 'hardlink') return { base: null, note: null }
   const candidate = newestTree(layout, state)
   if (candidate === null) return { base: null, note: null }
@@ -114,7 +114,7 @@ function newestTree(layout: Layout, state: ViewState): { hash: string; generatio
  * used; null that it does not apply to this manifest (built another way),
  * which needs no note. Every file is read without following a symlink.
  */
-function checkBase(layout: Layout, hash: string, manifest: Manifest): { plan: ParsedPlan; identities: string[] | null } | string | null {
+function checkBase(layout: Layout, hash: string, manifest: BuildSettings): { plan: ParsedPlan; identities: string[] | null } | string | null {
   const dir = generationDir(layout, hash)
   const meta = readMeta(dir)
   if (meta === null) return 'its .viewctl/meta.json cannot be read'
