@@ -13,6 +13,7 @@ import { linkTarget, viewctl, viewctlAsync, writeManifest } from './helpers.js'
 import { finished, finishedWithin, makeWidePrefixes, sleep, storeOf, viewctlRun, waitFor } from './view-checks.js'
 import { requireSharedFs, useSharedFs } from './rig/vitest.js'
 import type { MountName, SharedFs } from './rig/sharedfs.mjs'
+import { HEARTBEAT_MS } from '../src/store/guard/xlock.js'
 
 const rig = useSharedFs({ mounts: ['uncached', 'stale'] })
 
@@ -147,19 +148,22 @@ describe('a writer lock that holds across clients', () => {
     const r = rig()
     const v = sharedView(r, 2, 5)
     expect(viewctl(['regenerate', v.manifest('uncached', 1), '--json']).code).toBe(0)
-    // a dead writer's staging of 6,000 files: the next writer clears it under the lock, synchronously, one round trip per name
+    // a dead writer's staging of 12,000 files: the next writer clears it under the lock, synchronously, one round trip per name
+    // (about 0.7 ms each through the mount, so several 2 s heartbeats fall inside the clearing even on a busy machine)
     const leftover = path.join(v.store, '.staging-deadbeefdeadbeef-1-00000000')
     fs.mkdirSync(path.join(leftover, 'bin'), { recursive: true })
-    for (let i = 0; i < 6000; i++) fs.writeFileSync(path.join(leftover, 'bin', `f${i}`), '')
+    for (let i = 0; i < 12_000; i++) fs.writeFileSync(path.join(leftover, 'bin', `f${i}`), '')
     const pin = viewctlAsync(['pin', v.viewOn('uncached'), '1', '--json'])
     cleanupChild(pin)
     const done = finished(pin)
     const xlock = path.join(v.store, '.xlock')
     const beats: number[] = []
+    const seen: number[] = []
     expect(await waitFor(() => fs.existsSync(xlock), 30_000, 5)).toBeTruthy()
     while (fs.existsSync(leftover)) {
       try {
         beats.push(JSON.parse(fs.readFileSync(xlock, 'utf8')).beat)
+        seen.push(performance.now())
       } catch {
         // released
       }
@@ -167,7 +171,8 @@ describe('a writer lock that holds across clients', () => {
     }
     const exit = await done
     expect(exit.code, exit.stderr).toBe(0)
-    expect(beats.length * 250, 'the clearing should take several heartbeats').toBeGreaterThanOrEqual(4500)
+    // the beats read span more than two heartbeat intervals, so a live heartbeat must have moved at least twice
+    expect(seen.at(-1)! - seen[0], 'the clearing should take several heartbeats').toBeGreaterThanOrEqual(2.25 * HEARTBEAT_MS)
     expect(Math.max(...beats) - Math.min(...beats), `beats seen: ${beats.join(' ')}`).toBeGreaterThanOrEqual(2)
   })
 })
