@@ -62,6 +62,11 @@ describe('pull', () => {
     expect(r.json).toMatchObject({ action: 'pushed', hash, mode: 'full' })
     expect(treeOf(here, 'content')).toEqual(treeOf(there, 'content'))
     expect(viewctl(['verify', here]).code).toBe(0)
+    // without --json: one line, saying how the tree came here
+    const elsewhere = path.join(root, 'elsewhere', 'hpc')
+    const text = pull(dest(sshd(), there), elsewhere)
+    expect(text.code, text.stderr).toBe(0)
+    expect(text.stdout).toMatch(new RegExp(`^${elsewhere} is generation 1: generation 1 \\(${hash.slice(0, 12)}\\) of .*, switched; copied in \\d+\\.\\d s\n$`))
     expect(fs.readdirSync(storeOf(here)).filter((n) => n.startsWith('.staging-') || n.startsWith('.push-'))).toEqual([])
   }, 120_000)
 

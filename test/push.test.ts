@@ -40,6 +40,33 @@ function sharedInodes(before: string, after: string): { same: number; shared: nu
   return { same, shared }
 }
 
+/**
+ * A view pushed once, then a new generation of it built here (one file added
+ * to a prefix): its hash is `next`. `unchangedThere` checks that the other
+ * host still shows the first generation, its journal as it was, with no
+ * other tree, no leftovers and its lock free.
+ */
+function pushedThenChanged(): { view: string; remote: string; next: string; unchangedThere: () => void } {
+  const root = tempDir()
+  const prefixes = makeTree(path.join(root, 'p'), 3, 3)
+  const view = path.join(root, 'hpc')
+  const { manifest, hash } = buildView(root, view, prefixes)
+  const remote = path.join(root, 'r', 'hpc')
+  expect(push(sshd(), view, [dest(sshd(), remote)]).code).toBe(0)
+  const journal = fs.readFileSync(path.join(storeOf(remote), 'history.jsonl'), 'utf8')
+  fs.writeFileSync(path.join(prefixes[0]!, 'bin', 'pkg0-new'), 'x')
+  const regen = viewctl(['regenerate', manifest, '--json'])
+  expect(regen.code, regen.stderr).toBe(0)
+  const unchangedThere = () => {
+    expect(fs.readlinkSync(remote)).toBe(`._hpc/${hash}`)
+    expect(fs.readFileSync(path.join(storeOf(remote), 'history.jsonl'), 'utf8')).toBe(journal)
+    expect(fs.readdirSync(storeOf(remote)).filter((n) => /^[0-9a-f]{32}$/.test(n))).toEqual([hash])
+    expect(pushLeftovers(remote)).toEqual([])
+    expect(lockIsFree(remote)).toBe(true)
+  }
+  return { view, remote, next: regen.json.hash, unchangedThere }
+}
+
 describe('push of a symlink view', () => {
   it('makes the current generation there from its plan, which verifies there, with a journal record that says where it came from', (ctx) => {
     requirePush(ctx)
@@ -67,6 +94,12 @@ describe('push of a symlink view', () => {
     const [record] = historyRecords(remote)
     expect(record).toMatchObject({ generation: 1, hash, action: 'push', env: { PATH: ['bin'] }, origin: { host: os.hostname(), view, generation: 1, hash } })
     expect(record!.published).toBeUndefined()
+
+    // without --json: a line for the destination, then one for the push
+    const other = path.join(root, 'other', 'hpc')
+    const text = push(sshd(), view, [dest(sshd(), other)])
+    expect(text.code, text.stderr).toBe(0)
+    expect(text.stdout).toMatch(new RegExp(`^ok +${dest(sshd(), other).replace(/[.]/g, '\\.')}: generation 1, switched; made from its plan, 0 entries shared, ${d.created} new in \\d+\\.\\d s\npushed generation 1 \\(${hash.slice(0, 12)}\\) of ${view} to 1 destination\n$`))
   }, 120_000)
 
   it('a second push of the same generation is a no-op: nothing recorded, nothing sent', (ctx) => {
@@ -179,27 +212,33 @@ describe('push of a symlink view', () => {
     expect(fs.readlinkSync(damaged)).toBe('/etc/passwd')
   }, 120_000)
 
+  it('generation files that do not describe the generation (its plan edited on the sending host) are refused there: TRANSFER_FAILED, nothing built, recorded or switched', (ctx) => {
+    requirePush(ctx)
+    const { view, remote, next, unchangedThere } = pushedThenChanged()
+    // one entry of the new generation's plan renamed by hand here: the plan no longer hashes to the generation's name
+    const plan = path.join(storeOf(view), next, '.viewctl', 'plan.tsv')
+    const text = fs.readFileSync(plan, 'utf8')
+    expect(text).toContain('pkg0-new')
+    fs.writeFileSync(plan, text.replace('pkg0-new', 'pkg0-evil'))
+
+    const r = push(sshd(), view, [dest(sshd(), remote)], ['--json'])
+    expect(r.code, r.stdout).toBe(1)
+    const e = r.json.destinations[0].error
+    expect(e.code).toBe('TRANSFER_FAILED')
+    expect(e.message).toMatch(new RegExp(`the generation files sent for ${next} do not describe it .*plan\\.tsv: meta, does not hash to ${next}`))
+    expect(e.hint).toMatch(/viewctl verify/)
+    unchangedThere()
+  }, 120_000)
+
   it('interrupted before the commit (SIGINT, SIGTERM): the receiver there is told to abort; nothing is built, recorded or switched there', async (ctx) => {
     requirePush(ctx)
-    const root = tempDir()
-    const prefixes = makeTree(path.join(root, 'p'), 3, 3)
-    const view = path.join(root, 'hpc')
-    const { manifest, hash } = buildView(root, view, prefixes)
-    const remote = path.join(root, 'r', 'hpc')
-    expect(push(sshd(), view, [dest(sshd(), remote)]).code).toBe(0)
-    const journal = fs.readFileSync(path.join(storeOf(remote), 'history.jsonl'), 'utf8')
-    fs.writeFileSync(path.join(prefixes[0]!, 'bin', 'pkg0-new'), 'x')
-    expect(viewctl(['regenerate', manifest]).code).toBe(0)
+    const { view, remote, unchangedThere } = pushedThenChanged()
     // the library's push, as the command line runs it, with the signal the CLI aborts on SIGINT
     const [, ssh, , remoteViewctl] = remoteOptions(sshd())
     const r = await pushFrom(view, [dest(sshd(), remote)], { ssh, remoteViewctl, signal: AbortSignal.abort('SIGINT') })
     expect(r.ok).toBe(false)
     expect(r.destinations[0]!.error).toMatchObject({ code: 'INTERRUPTED', message: expect.stringMatching(/was not changed/) })
-    expect(fs.readlinkSync(remote)).toBe(`._hpc/${hash}`)
-    expect(fs.readFileSync(path.join(storeOf(remote), 'history.jsonl'), 'utf8')).toBe(journal)
-    expect(pushLeftovers(remote)).toEqual([])
-    expect(fs.readdirSync(storeOf(remote)).filter((n) => /^[0-9a-f]{32}$/.test(n))).toEqual([hash])
-    expect(lockIsFree(remote)).toBe(true)
+    unchangedThere()
   }, 120_000)
 
   it('--no-switch copies and records without publishing; a later push (or a rollback there) switches to it', (ctx) => {

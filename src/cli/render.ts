@@ -60,6 +60,29 @@ export function shortHash(hash: string): string {
   return hash.slice(0, 12)
 }
 
+/** What a push or pull did with the generation on the host that received it (`where`: 'here' for a pull, 'there' for a push). */
+export interface Received {
+  action?: string
+  hash?: string
+  mode?: string
+  linked?: number
+  created?: number
+  resumed?: boolean
+  switched?: boolean
+  settingsChanged?: boolean
+}
+
+/** "switched; made from its plan, 990 entries shared, 10 new": the state of the view there, then how its tree came to be. */
+export function receivedOutcome(r: Received, where: 'here' | 'there'): string {
+  const how =
+    r.action === 'rebuilt' ? `rebuilt ${where === 'here' ? 'here ' : ''}from its manifest (hash ${shortHash(r.hash ?? '')})`
+    : r.action === 'recorded' ? `its tree was ${where} already`
+    : r.mode === 'plan' ? `made from its plan, ${r.linked ?? 0} entries shared, ${r.created ?? 0} new`
+    : `copied${r.resumed ? ' (resumed)' : ''}`
+  const state = r.settingsChanged ? 'settings changed' : r.switched ? 'switched' : 'recorded, not switched (--no-switch)'
+  return `${state}; ${how}`
+}
+
 export function formatWhen(iso: string): string {
   const d = new Date(iso)
   if (Number.isNaN(d.getTime())) return iso

@@ -1,5 +1,5 @@
 import { pull, type PullResult } from '../../ops/replicate/pull.js'
-import { progressReporter, shortHash, type Output } from '../render.js'
+import { progressReporter, receivedOutcome, shortHash, type Output } from '../render.js'
 import type { GlobalArgs } from '../args.js'
 import { interruptible } from '../signals.js'
 
@@ -43,7 +43,5 @@ export async function run(args: PullArgs, out: Output): Promise<number> {
 function describe(r: PullResult): string {
   const there = `generation ${r.source.generation ?? '?'} (${shortHash(r.source.hash)}) of ${r.from}`
   if (r.action === 'noop') return `up to date: ${r.view} shows ${there} (generation ${r.generation ?? '?'} here)`
-  const how = r.action === 'rebuilt' ? `rebuilt here from its manifest (hash ${shortHash(r.hash)})` : r.action === 'recorded' ? 'its tree was here already' : r.mode === 'plan' ? `made from its plan, ${r.linked ?? 0} entries shared, ${r.created ?? 0} new` : `copied${r.resumed ? ' (resumed)' : ''}`
-  const state = r.settingsChanged ? 'settings changed' : r.switched ? 'switched' : 'recorded, not switched (--no-switch)'
-  return `${r.view} is generation ${r.generation}: ${there}, ${state}; ${how} in ${(r.elapsedMs / 1000).toFixed(1)} s`
+  return `${r.view} is generation ${r.generation}: ${there}, ${receivedOutcome(r, 'here')} in ${(r.elapsedMs / 1000).toFixed(1)} s`
 }

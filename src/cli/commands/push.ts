@@ -1,5 +1,5 @@
 import { push, type DestinationResult, type PushProgress, type PushResult } from '../../ops/replicate/push.js'
-import { shortHash, type Output } from '../render.js'
+import { receivedOutcome, shortHash, type Output } from '../render.js'
 import type { GlobalArgs } from '../args.js'
 import { interruptible } from '../signals.js'
 
@@ -55,9 +55,7 @@ function outcome(d: DestinationResult): string {
   const gen = d.generation === null || d.generation === undefined ? '' : `generation ${d.generation}`
   const secs = `${(d.elapsedMs / 1000).toFixed(1)} s`
   if (d.action === 'noop') return `up to date (${gen || 'nothing recorded'})`
-  const how = d.action === 'rebuilt' ? `rebuilt from its manifest (hash ${shortHash(d.hash ?? '')})` : d.action === 'recorded' ? 'its tree was there already' : d.mode === 'plan' ? `made from its plan, ${d.linked ?? 0} entries shared, ${d.created ?? 0} new` : `copied${d.resumed ? ' (resumed)' : ''}`
-  const state = d.settingsChanged ? 'settings changed' : d.switched ? 'switched' : 'recorded, not switched (--no-switch)'
-  return `${gen}, ${state}; ${how} in ${secs}`
+  return `${gen}, ${receivedOutcome(d, 'there')} in ${secs}`
 }
 
 /** One line on stderr, on a TTY only, never with --json or --quiet: the transfer, or how many destinations are done. */

@@ -15,7 +15,7 @@ import { openRemote, type RemoteEnd } from './remote.js'
 import { greeting, ReceiveSession } from './receive.js'
 import { rsyncFailure, runRsync, type RsyncOutcome } from './rsync.js'
 import { SEND_LOST_HINT } from './serve.js'
-import { heartbeatMs, type PushAction, type TransferMode } from './push.js'
+import { heartbeatMs, transferMode, type PushAction, type TransferMode } from './push.js'
 import { storeSharing } from '../../store/guard/sharing.js'
 import { DEFAULT_LOCK_TIMEOUT } from '../writer.js'
 
@@ -70,7 +70,6 @@ export async function pull(from: string, view: string, opts: PullOptions = {}): 
   const warnings: string[] = []
   let done: Done
   let ready: Ready
-  let transfer: Pick<PullResult, 'mode'>
   let sourceInfo: PullResult['source']
   try {
     try {
@@ -81,12 +80,12 @@ export async function pull(from: string, view: string, opts: PullOptions = {}): 
       warnings.push(...info.warnings.map((w) => `${source.login}: ${w}`))
       sourceInfo = { generation: info.hello.origin.generation, hash: info.hello.hash }
       const hello = { ...info.hello, noSwitch: !!opts.noSwitch, withPrefixes: !!opts.withPrefixes, lockTimeout: opts.lockTimeout ?? DEFAULT_LOCK_TIMEOUT, heartbeatMs: beat, argv: opts.argv ?? process.argv.slice(1) }
-      ;[ready, transfer, done] = await session.within(hello, async (r) => {
+      ;[ready, done] = await session.within(hello, async (r) => {
         warnings.push(...(r.warnings ?? []))
-        const t = await fetchTree(session, source, info.dir, r, remote, { ssh, onProgress: opts.onProgress, signal })
+        await fetchTree(session, source, info.dir, r, remote, { ssh, onProgress: opts.onProgress, signal })
         const d = await session.commit()
         warnings.push(...d.warnings)
-        return [r, t, d] as const
+        return [r, d] as const
       })
     } catch (err) {
       throw await remote.explain(err)
@@ -109,7 +108,7 @@ export async function pull(from: string, view: string, opts: PullOptions = {}): 
     switched: done.switched,
     settingsChanged: done.settingsChanged,
     resumed: ready.resumed ?? false,
-    ...transfer,
+    mode: transferMode(ready.action),
     linked: done.linked,
     created: done.created,
     gc,
@@ -124,7 +123,7 @@ export async function pull(from: string, view: string, opts: PullOptions = {}): 
  * rsync, the prefixes this host lacks and a copy view's tree, into the
  * staging directory here.
  */
-async function fetchTree(session: ReceiveSession, source: Destination, dir: string, ready: Ready, remote: RemoteEnd, opts: { ssh: string; onProgress?: (percent: number) => void; signal: AbortSignal }): Promise<Pick<PullResult, 'mode'>> {
+async function fetchTree(session: ReceiveSession, source: Destination, dir: string, ready: Ready, remote: RemoteEnd, opts: { ssh: string; onProgress?: (percent: number) => void; signal: AbortSignal }): Promise<void> {
   const { channel } = remote
   const planText = async () => {
     channel.send({ type: 'plan', text: '' }) // a request: the sender answers with the generation's plan
@@ -132,13 +131,13 @@ async function fetchTree(session: ReceiveSession, source: Destination, dir: stri
   }
   if (ready.action === 'rebuild') {
     session.acceptPlan(await planText())
-    return {}
+    return
   }
   if (ready.action === 'build') {
     channel.send({ type: 'generation', plan: '', meta: '', manifest: '' }) // a request: the sender answers with the generation's files
     session.acceptGeneration(await channel.receive('generation'))
   }
-  if (ready.action !== 'transfer' && ready.action !== 'record' && ready.action !== 'build') return {}
+  if (ready.action !== 'transfer' && ready.action !== 'record' && ready.action !== 'build') return
   const { signal } = opts
   const chmod = ready.chmod ?? 'o-w'
   const fail = (outcome: RsyncOutcome, what: string): never => {
@@ -152,11 +151,10 @@ async function fetchTree(session: ReceiveSession, source: Destination, dir: stri
     const outcome = await here({ from: `${source.rsyncHost}:${copy.path}`, to: copy.temp, ssh: opts.ssh, chmod, signal })
     if (outcome.code !== 0) fail(outcome, `copying the prefix ${copy.path} from ${source.login}`)
   }
-  if (ready.action === 'record') return {}
-  if (ready.action === 'build') return { mode: 'plan' }
+  // a symlink view's tree is made here from its plan at the commit
+  if (ready.action === 'record' || ready.action === 'build') return
   const outcome = await here({ from: `${source.rsyncHost}:${dir}`, to: ready.staging!, ssh: opts.ssh, chmod, linkDest: ready.linkDest ?? null, onProgress: opts.onProgress, signal })
   if (outcome.code !== 0) fail(outcome, `copying ${source.spec}`)
-  return { mode: 'full' }
 }
 
 /** Start `fn` (which spawns) under `mask`: a child keeps the umask it was started with. */

@@ -14,7 +14,7 @@
 import { ViewError, exitCodeFor, translateOsError } from '../../errors.js'
 import { DEFAULT_HEARTBEAT_MS } from './channel.js'
 import { parseDestination, remoteCommand, type Destination } from './destination.js'
-import { checkVersions, PROTOCOL, type Done, type Ready } from './protocol.js'
+import { checkVersions, PROTOCOL, type Done, type Ready, type ReadyAction } from './protocol.js'
 import { PLAN_FORMAT } from '../../plan/types.js'
 import { openRemote, type RemoteEnd } from './remote.js'
 import { rsyncFailure, runRsync } from './rsync.js'
@@ -90,6 +90,11 @@ export interface PushResult {
 
 export type TransferMode = 'plan' | 'full'
 
+/** How the tree travelled, by what the receiver asked for: a symlink view's plan (`build`), or a copy view's tree by rsync (`transfer`). */
+export function transferMode(action: ReadyAction): TransferMode | undefined {
+  return action === 'build' ? 'plan' : action === 'transfer' ? 'full' : undefined
+}
+
 export const DEFAULT_PARALLEL = 8
 
 export async function push(target: string, destinations: string[], opts: PushOptions = {}): Promise<PushResult> {
@@ -149,7 +154,7 @@ async function pushOne(source: SourceGeneration, dest: Destination, opts: PushOp
     channel.send(source.hello({ noSwitch: !!opts.noSwitch, withPrefixes: !!opts.withPrefixes, lockTimeout: opts.lockTimeout ?? DEFAULT_LOCK_TIMEOUT, heartbeatMs: beat, argv: opts.argv ?? process.argv.slice(1) }))
     const ready = await channel.receive('ready')
     base.warnings.push(...(ready.warnings ?? []))
-    const transfer = await sendTree(source, dest, ready, remote, { ssh, remoteViewctl, onProgress: (p) => progress('transferring', p), signal: opts.signal })
+    await sendTree(source, dest, ready, remote, { ssh, remoteViewctl, onProgress: (p) => progress('transferring', p), signal: opts.signal })
     if (opts.signal?.aborted) {
       // interrupted (SIGINT, SIGTERM) before the commit: the receiver lets it go, nothing is switched there
       channel.send({ type: 'abort', discard: false, reason: 'interrupted' })
@@ -183,7 +188,7 @@ async function pushOne(source: SourceGeneration, dest: Destination, opts: PushOp
       switched: done.switched,
       settingsChanged: done.settingsChanged,
       resumed: ready.resumed ?? false,
-      ...transfer,
+      mode: transferMode(ready.action),
       linked: done.linked,
       created: done.created,
       gc,
@@ -222,13 +227,13 @@ interface TransferOptions {
  * A failed rsync is reported to the receiver, which keeps the staging
  * directory for the next push, or removes it when the disk is full.
  */
-async function sendTree(source: SourceGeneration, dest: Destination, ready: Ready, remote: RemoteEnd, opts: TransferOptions): Promise<Pick<DestinationResult, 'mode'>> {
+async function sendTree(source: SourceGeneration, dest: Destination, ready: Ready, remote: RemoteEnd, opts: TransferOptions): Promise<void> {
   const { channel } = remote
   if (ready.action === 'rebuild') {
     channel.send({ type: 'plan', text: source.planText() })
-    return {}
+    return
   }
-  if (ready.action !== 'transfer' && ready.action !== 'record' && ready.action !== 'build') return {}
+  if (ready.action !== 'transfer' && ready.action !== 'record' && ready.action !== 'build') return
   const guard = remoteCommand(opts.remoteViewctl, ['receive', dest.view, '--rsync', '--'])
   // rsync stops the moment the conversation does (the receiver gone, a cut network)
   const signal = opts.signal ? AbortSignal.any([opts.signal, channel.signal]) : channel.signal
@@ -249,11 +254,11 @@ async function sendTree(source: SourceGeneration, dest: Destination, ready: Read
     const outcome = await runRsync({ from: copy.path, to: `${dest.rsyncHost}:${copy.temp}`, ssh: opts.ssh, rsyncPath: guard, chmod, signal })
     if (outcome.code !== 0) await fail(outcome, `copying the prefix ${copy.path} to ${dest.spec}`)
   }
-  if (ready.action === 'record') return {}
+  if (ready.action === 'record') return
   if (ready.action === 'build') {
     // after the prefixes: a refusal of these files is then the receiver's last word, not a failed rsync's
     channel.send(source.generationFiles())
-    return { mode: 'plan' }
+    return
   }
   const outcome = await runRsync({
     from: source.dir,
@@ -266,5 +271,4 @@ async function sendTree(source: SourceGeneration, dest: Destination, ready: Read
     signal,
   })
   if (outcome.code !== 0) await fail(outcome, `copying generation ${source.hash.slice(0, 12)} to ${dest.spec}`)
-  return { mode: 'full' }
 }

@@ -36,12 +36,12 @@ import type { PlanResult } from '../../plan/index.js'
 import { Kind, PLAN_FORMAT } from '../../plan/types.js'
 import type { BuildSettings, ConflictPolicy } from '../../manifest/types.js'
 import { buildGeneration } from '../../store/build/build.js'
-import { chooseBase } from '../../store/build/share.js'
+import { chooseBase, newestTree } from '../../store/build/share.js'
 import { jobs } from '../../store/workers.js'
 import { newRecord, type HistoryRecord } from '../../store/journal/history.js'
 import type { GenerationMeta } from '../../store/journal/meta.js'
 import { readGenerationPlan } from '../../store/journal/plan-file.js'
-import { isComplete, listGenerations, nextGenerationNumber, readViewState, type ViewState } from '../../store/journal/state.js'
+import { isComplete, nextGenerationNumber, readViewState, type ViewState } from '../../store/journal/state.js'
 import { switchView } from '../../store/build/publish.js'
 import { generationDir, layoutFor, realGenerationDir, trashDir, type Layout } from '../../store/layout.js'
 import { assertNoCollision } from '../../store/places.js'
@@ -238,10 +238,10 @@ export class ReceiveSession {
       file: meta.manifest,
       text: sent.manifestText,
       ...options,
-      share: await sharesUnchanged(sent.manifestText),
+      share: await sharesUnchanged(meta.manifest, sent.manifestText),
       conflicts: meta.options.conflicts as ConflictPolicy,
     }
-    // the state read under the lock this session holds
+    // the store state this receiver read when it took the lock
     const choice = chooseBase(layout, this.state!, settings)
     const built = await buildGeneration(layout, result, settings, {
       base: choice.base,
@@ -272,12 +272,14 @@ export class ReceiveSession {
     const staging = path.join(layout.store, stagingName)
     this.staging = staging
     const resumed = fs.existsSync(staging)
+    // rsync links each file that is the same in this tree, and the check after it looks at every entry
+    const linkDest = newestTree(layout, state)
     return {
       type: 'ready',
       action: 'transfer',
       shows,
       staging,
-      linkDest: newestTree(layout, state),
+      linkDest: linkDest === null ? null : generationDir(layout, linkDest.hash),
       resumed,
       prefixCopies: this.prefixCopies,
       chmod: chmodFor(layout.store),
@@ -423,17 +425,6 @@ export class ReceiveSession {
 }
 
 /**
- * The tree to share unchanged entries from: the one the view shows, else
- * the newest recorded generation still on disk.
- */
-function newestTree(layout: Layout, state: ViewState): string | null {
-  if (state.hash !== null && isComplete(layout, state.hash)) return generationDir(layout, state.hash)
-  const onDisk = listGenerations(state).filter((g) => g.onDisk)
-  const newest = onDisk[onDisk.length - 1]
-  return newest === undefined ? null : generationDir(layout, newest.hash)
-}
-
-/**
  * rsync's `--chmod` for trees in this store (DESIGN §13, store/guard/sharing.ts): nothing ever
  * writable by others; writable by the group where the store is (a
  * group-shared store, whose members collect each other's trees).
@@ -471,14 +462,14 @@ function describeProblems(problems: ReceivedProblem[]): string {
 }
 
 /** A manifest's `share:` (default true): whether a generation made here from its plan shares from the newest tree here, as regenerate there would. */
-async function sharesUnchanged(manifestText: string): Promise<boolean> {
+async function sharesUnchanged(file: string, manifestText: string): Promise<boolean> {
   // the YAML parser is loaded only for a manifest that names the key at all (most do not)
   if (!manifestText.includes('share')) return true
   try {
-    const { parse } = await import('yaml')
-    const doc = parse(manifestText) as { share?: unknown } | null
-    return doc?.share !== false
+    const { parseManifestText } = await import('../../manifest/yaml-source.js')
+    return parseManifestText(file, manifestText).data.share !== false
   } catch {
+    // the sender built from this manifest: a copy that does not parse here shares, as the default does
     return true
   }
 }

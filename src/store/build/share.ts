@@ -96,8 +96,12 @@ export function chooseBase(layout: Layout, state: ViewState, manifest: BuildSett
   return { base: { ...why, hash: candidate.hash, generation: candidate.generation, dir: generationDir(layout, candidate.hash) }, note: null }
 }
 
-/** The current tree, else the newest generation's, that is on disk (intact or damaged: the check says which). */
-function newestTree(layout: Layout, state: ViewState): { hash: string; generation: number } | null {
+/**
+ * The current tree, else the newest generation's, that is on disk (intact or
+ * damaged: the check says which). What a build shares from, and what a
+ * received copy view gives rsync as `--link-dest` (ops/replicate/receive.ts).
+ */
+export function newestTree(layout: Layout, state: ViewState): { hash: string; generation: number } | null {
   const recorded = switches(state.records)
   const numberOf = (hash: string) => recorded.reduce((n, r) => (r.hash === hash && r.generation > n ? r.generation : n), 0)
   const onDisk = (hash: string) => treeCondition(layout, hash).state !== 'missing'
